@@ -1,0 +1,267 @@
+// Package admin implements the operator's commands on clients and users:
+// validation, secret generation and hashing, rotation with a grace period.
+// The CLI is a thin layer over it.
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/secret"
+)
+
+// Admin is safe for concurrent use.
+type Admin struct {
+	store     oauth.Store
+	secrets   *secret.Hasher
+	passwords *secret.Passwords
+	now       func() time.Time
+}
+
+// New returns an Admin. secrets must hash with the same pepper as the server.
+func New(store oauth.Store, secrets *secret.Hasher, passwords *secret.Passwords, now func() time.Time) *Admin {
+	if now == nil {
+		now = time.Now
+	}
+	return &Admin{store: store, secrets: secrets, passwords: passwords, now: now}
+}
+
+// ClientSpec is what an operator says about a client.
+type ClientSpec struct {
+	Name                         string
+	Grants                       []string
+	Scopes                       []string
+	DefaultScopes                []string
+	AccessTTL                    time.Duration
+	TokenFormat                  oauth.TokenFormat
+	SigningAlg                   string
+	RefreshWithClientCredentials bool
+	PublicKeyPEM                 string
+}
+
+// NewClientID returns a fresh client ID: 128 random bits in hex (no
+// characters that need escaping in a URL, a header or a shell).
+func NewClientID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand: " + err.Error())
+	}
+	return hex.EncodeToString(b)
+}
+
+// Validate checks a client's settings for consistency.
+func Validate(c *oauth.Client) error {
+	if strings.TrimSpace(c.Name) == "" {
+		return errors.New("a client needs a --name")
+	}
+	if len(c.Grants) == 0 {
+		return errors.New("a client needs at least one --grant")
+	}
+	for _, g := range c.Grants {
+		if !oauth.KnownGrant(g) {
+			return fmt.Errorf("unknown grant %q (want client_credentials, password or refresh_token)", g)
+		}
+	}
+	for _, s := range append(slices.Clone(c.Scopes), c.DefaultScopes...) {
+		if !validScopeToken(s) {
+			return fmt.Errorf("invalid scope %q (RFC 6749 §3.3: printable ASCII without space, '\"' or '\\\\')", s)
+		}
+	}
+	for _, s := range c.DefaultScopes {
+		if !slices.Contains(c.Scopes, s) {
+			return fmt.Errorf("default scope %q is not among the client's scopes", s)
+		}
+	}
+	if c.AccessTTL < 0 {
+		return errors.New("access TTL must not be negative")
+	}
+	if c.AccessTTL > 0 && c.AccessTTL < time.Second {
+		return errors.New("access TTL must be at least 1s")
+	}
+	if !c.TokenFormat.Valid() {
+		return fmt.Errorf("unknown token format %q (want opaque or jwt)", c.TokenFormat)
+	}
+	if c.SigningAlg != "" && !oauth.KnownAlg(c.SigningAlg) {
+		return fmt.Errorf("unknown signing algorithm %q (want ES256, RS256 or EdDSA)", c.SigningAlg)
+	}
+	return nil
+}
+
+func validScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// CreateClient registers a client and returns it with its secret, which is
+// shown this once and never stored.
+func (a *Admin) CreateClient(ctx context.Context, spec ClientSpec) (*oauth.Client, string, error) {
+	sec, err := secret.NewClientSecret()
+	if err != nil {
+		return nil, "", err
+	}
+	now := a.now()
+	c := &oauth.Client{
+		ID:                           NewClientID(),
+		Name:                         spec.Name,
+		Secrets:                      []oauth.SecretHash{{Hash: a.secrets.Hash(sec)}},
+		Grants:                       dedupe(spec.Grants),
+		Scopes:                       dedupe(spec.Scopes),
+		DefaultScopes:                dedupe(spec.DefaultScopes),
+		AccessTTL:                    spec.AccessTTL,
+		TokenFormat:                  spec.TokenFormat,
+		SigningAlg:                   spec.SigningAlg,
+		RefreshWithClientCredentials: spec.RefreshWithClientCredentials,
+		PublicKeyPEM:                 spec.PublicKeyPEM,
+		CreatedAt:                    now,
+		UpdatedAt:                    now,
+	}
+	if err := Validate(c); err != nil {
+		return nil, "", err
+	}
+	if err := a.store.CreateClient(ctx, c); err != nil {
+		return nil, "", err
+	}
+	return c, sec, nil
+}
+
+// UpdateClient applies change to a client and validates the result; an
+// invalid result is not stored.
+func (a *Admin) UpdateClient(ctx context.Context, id string, change func(*oauth.Client) error) error {
+	return a.store.UpdateClient(ctx, id, func(c *oauth.Client) error {
+		if err := change(c); err != nil {
+			return err
+		}
+		c.Grants, c.Scopes, c.DefaultScopes = dedupe(c.Grants), dedupe(c.Scopes), dedupe(c.DefaultScopes)
+		if err := Validate(c); err != nil {
+			return err
+		}
+		c.UpdatedAt = a.now()
+		return nil
+	})
+}
+
+// SetClientDisabled disables or re-enables a client.
+func (a *Admin) SetClientDisabled(ctx context.Context, id string, disabled bool) error {
+	return a.UpdateClient(ctx, id, func(c *oauth.Client) error { c.Disabled = disabled; return nil })
+}
+
+// RotateSecret gives a client a new secret. For grace, the previous secret
+// keeps working; with grace 0 it stops at once. Secrets from earlier
+// rotations are dropped.
+func (a *Admin) RotateSecret(ctx context.Context, id string, grace time.Duration) (string, error) {
+	if grace < 0 {
+		return "", errors.New("grace must not be negative")
+	}
+	sec, err := secret.NewClientSecret()
+	if err != nil {
+		return "", err
+	}
+	now := a.now()
+	err = a.UpdateClient(ctx, id, func(c *oauth.Client) error {
+		next := []oauth.SecretHash{{Hash: a.secrets.Hash(sec)}}
+		if grace > 0 {
+			for _, old := range c.Secrets {
+				if old.ExpiresAt.IsZero() {
+					next = append(next, oauth.SecretHash{Hash: old.Hash, ExpiresAt: now.Add(grace)})
+				}
+			}
+		}
+		c.Secrets = next
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return sec, nil
+}
+
+// ValidUsername reports whether name is acceptable as a username: 1–255
+// printable characters, no leading or trailing space.
+func ValidUsername(name string) error {
+	if name == "" || len(name) > 255 || strings.TrimSpace(name) != name {
+		return errors.New("a username is 1 to 255 characters with no leading or trailing space")
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return errors.New("a username must not contain control characters")
+		}
+	}
+	return nil
+}
+
+// MinPasswordLength is the shortest password accepted (NIST SP 800-63B).
+const MinPasswordLength = 8
+
+func checkPassword(pw string) error {
+	if len(pw) < MinPasswordLength {
+		return fmt.Errorf("a password needs at least %d characters", MinPasswordLength)
+	}
+	if len(pw) > 1024 {
+		return errors.New("a password is at most 1024 bytes")
+	}
+	return nil
+}
+
+// CreateUser registers a resource owner for the password grant.
+func (a *Admin) CreateUser(ctx context.Context, username, password string) error {
+	if err := ValidUsername(username); err != nil {
+		return err
+	}
+	if err := checkPassword(password); err != nil {
+		return err
+	}
+	h, err := a.passwords.Hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	now := a.now()
+	return a.store.CreateUser(ctx, &oauth.User{Username: username, PasswordHash: h, CreatedAt: now, UpdatedAt: now})
+}
+
+// SetPassword replaces a user's password.
+func (a *Admin) SetPassword(ctx context.Context, username, password string) error {
+	if err := checkPassword(password); err != nil {
+		return err
+	}
+	h, err := a.passwords.Hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	return a.store.UpdateUser(ctx, username, func(u *oauth.User) error {
+		u.PasswordHash, u.UpdatedAt = h, a.now()
+		return nil
+	})
+}
+
+// SetUserDisabled disables or re-enables a user.
+func (a *Admin) SetUserDisabled(ctx context.Context, username string, disabled bool) error {
+	return a.store.UpdateUser(ctx, username, func(u *oauth.User) error {
+		u.Disabled, u.UpdatedAt = disabled, a.now()
+		return nil
+	})
+}
+
+func dedupe(in []string) []string {
+	var out []string
+	for _, s := range in {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,244 @@
+// Package cli is tokengate's command line: the server and the operator's
+// commands on the same store. Run is what main calls, and what tests call
+// in-process.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/tokengate/tokengate/admin"
+	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/engine"
+	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/server"
+	"github.com/tokengate/tokengate/store"
+)
+
+// IO is where a command reads and writes.
+type IO struct {
+	In  io.Reader
+	Out io.Writer
+	Err io.Writer
+}
+
+// Globals are the flags every command accepts.
+type Globals struct {
+	Config string `help:"YAML configuration file (also TOKENGATE_CONFIG)." placeholder:"FILE"`
+	Data   string `help:"Data directory of the embedded store (overrides store.data_dir)." placeholder:"DIR"`
+}
+
+type cliArgs struct {
+	Globals
+	Serve   serveCmd   `cmd:"" help:"Run the server (embedded store in ./tokengate-data unless configured)."`
+	Client  clientCmd  `cmd:"" help:"Manage OAuth clients."`
+	User    userCmd    `cmd:"" help:"Manage resource owners for the password grant."`
+	Key     keyCmd     `cmd:"" help:"Manage JWT signing keys."`
+	Token   tokenCmd   `cmd:"" help:"Inspect or revoke tokens as an operator."`
+	Migrate migrateCmd `cmd:"" help:"Apply database migrations and exit (the server also applies them at start)."`
+	GC      gcCmd      `cmd:"" name:"gc" help:"Delete expired tokens and nonces now."`
+	Snap    snapCmd    `cmd:"" help:"SNAP BI integration helpers."`
+}
+
+// run is the state a command runs with.
+type run struct {
+	ctx     context.Context
+	io      IO
+	env     []string
+	globals *Globals
+	addr    string // serve --addr
+}
+
+// exitCode carries kong's requested exit (after --help) out of Parse.
+type exitCode int
+
+// Run parses args, runs the command and returns the process exit code. A
+// failure is one line on stderr.
+func Run(args []string, stdio IO, env []string) (code int) {
+	var a cliArgs
+	defer func() {
+		if p := recover(); p != nil {
+			c, ok := p.(exitCode)
+			if !ok {
+				panic(p)
+			}
+			code = int(c)
+		}
+	}()
+	parser, err := kong.New(&a,
+		kong.Name("tokengate"),
+		kong.Description("OAuth 2.0 authorization server for payment APIs."),
+		kong.Writers(stdio.Out, stdio.Err),
+		kong.Exit(func(c int) { panic(exitCode(c)) }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	if err != nil {
+		fmt.Fprintf(stdio.Err, "tokengate: %v\n", err)
+		return 2
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stdio.Err, "tokengate: %v (see tokengate --help)\n", err)
+		return 2
+	}
+	if a.Config == "" {
+		a.Config = lookupEnv(env, "TOKENGATE_CONFIG")
+	}
+	r := &run{ctx: context.Background(), io: stdio, env: env, globals: &a.Globals}
+	if err := kctx.Run(r); err != nil {
+		fmt.Fprintf(stdio.Err, "tokengate: %s\n", oneLine(err))
+		return 1
+	}
+	return 0
+}
+
+func lookupEnv(env []string, name string) string {
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v
+		}
+	}
+	return ""
+}
+
+func oneLine(err error) string {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, oauth.ErrNotFound):
+		msg = "not found: " + strings.TrimSuffix(msg, ": "+oauth.ErrNotFound.Error())
+	case errors.Is(err, oauth.ErrUnavailable):
+		msg = "the store is unreachable: " + msg
+	}
+	return strings.ReplaceAll(msg, "\n", "; ")
+}
+
+func (r *run) config() (config.Config, error) {
+	return config.Load(r.globals.Config, r.env, config.Overrides{Listen: r.addr, DataDir: r.globals.Data})
+}
+
+func (r *run) logger(c config.Config) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(r.io.Err, opts))
+	}
+	return slog.New(slog.NewTextHandler(r.io.Err, opts))
+}
+
+// session is an open store with an engine and admin on it, for the
+// operator's commands.
+type session struct {
+	store  oauth.Store
+	engine *engine.Engine
+	admin  *admin.Admin
+}
+
+func (r *run) open() (*session, error) {
+	c, err := r.config()
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(r.ctx, c.Store)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := server.NewEngine(r.ctx, c, st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &session{store: st, engine: eng, admin: admin.New(st, eng.Secrets(), eng.Passwords(), nil)}, nil
+}
+
+func (s *session) Close() error { return s.store.Close() }
+
+func (r *run) printJSON(v any) error {
+	enc := json.NewEncoder(r.io.Out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (r *run) printf(format string, a ...any) { fmt.Fprintf(r.io.Out, format, a...) }
+
+type serveCmd struct {
+	Addr string `help:"Listen address (overrides listen)." placeholder:"HOST:PORT"`
+}
+
+func (c *serveCmd) Run(r *run) error {
+	r.addr = c.Addr
+	cfg, err := r.config()
+	if err != nil {
+		return err
+	}
+	log := r.logger(cfg)
+	srv, err := server.Open(r.ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		srv.Close()
+		return err
+	}
+	ctx, stop := signalContext(r.ctx)
+	defer stop()
+	<-ctx.Done()
+	log.Info("shutting down")
+	return srv.Close()
+}
+
+type migrateCmd struct{}
+
+func (c *migrateCmd) Run(r *run) error {
+	cfg, err := r.config()
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(r.ctx, cfg.Store)
+	if err != nil {
+		return err
+	}
+	r.printf("migrations applied\n")
+	return st.Close()
+}
+
+type gcCmd struct {
+	JSON bool `name:"json" help:"Machine-readable output."`
+}
+
+func (c *gcCmd) Run(r *run) error {
+	cfg, err := r.config()
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(r.ctx, cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n, err := server.CollectGarbage(r.ctx, st, cfg.GC.Batch)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return r.printJSON(map[string]int{"deleted": n})
+	}
+	r.printf("deleted %d expired records\n", n)
+	return nil
+}
+
+func readFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, errors.Unwrap(err))
+	}
+	return b, nil
+}

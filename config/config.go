@@ -1,0 +1,300 @@
+// Package config loads tokengate's configuration: defaults, then a YAML
+// file (unknown keys are an error that names the key), then TOKENGATE_*
+// environment variables, then command-line flags, then validation.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration. Every field's environment variable is
+// TOKENGATE_ followed by its YAML path in upper case joined by "_", e.g.
+// store.data_dir is TOKENGATE_STORE_DATA_DIR; a list or map value is given
+// in YAML or JSON syntax.
+type Config struct {
+	Issuer string `yaml:"issuer"`
+	Listen string `yaml:"listen"`
+	Store  Store  `yaml:"store"`
+	Tokens Tokens `yaml:"tokens"`
+	// Pepper keys client-secret hashes (hex, at least 32 bytes). Empty: a
+	// random pepper is generated into the store on first start. Set it
+	// before creating clients; changing it invalidates every client secret.
+	Pepper                  string        `yaml:"pepper"`
+	PasswordHashConcurrency int           `yaml:"password_hash_concurrency"`
+	RequestTimeout          time.Duration `yaml:"request_timeout"`
+	GC                      GC            `yaml:"gc"`
+	Log                     Log           `yaml:"log"`
+	Endpoints               []Endpoint    `yaml:"endpoints"`
+}
+
+// Store selects the backend: PostgreSQL when DSN is set, else the embedded
+// SQLite store in DataDir.
+type Store struct {
+	DataDir  string `yaml:"data_dir"`
+	DSN      string `yaml:"dsn"`
+	MaxConns int    `yaml:"max_conns"`
+}
+
+// Tokens holds token policy.
+type Tokens struct {
+	AccessTTL    time.Duration `yaml:"access_ttl"`
+	MaxAccessTTL time.Duration `yaml:"max_access_ttl"`
+	RefreshTTL   time.Duration `yaml:"refresh_ttl"`
+	Format       string        `yaml:"format"`
+	SigningAlg   string        `yaml:"signing_alg"`
+	Audience     []string      `yaml:"audience"`
+}
+
+// GC is the background deletion of expired tokens and nonces.
+type GC struct {
+	Interval time.Duration `yaml:"interval"`
+	Batch    int           `yaml:"batch"`
+}
+
+// Log is the server log's shape.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Endpoint mounts one dialect of the token endpoint at a path.
+type Endpoint struct {
+	Path          string         `yaml:"path"`
+	Dialect       string         `yaml:"dialect"`
+	AccessTTL     time.Duration  `yaml:"access_ttl"`
+	DefaultScopes []string       `yaml:"default_scopes"`
+	Options       map[string]any `yaml:"options"`
+}
+
+// Default returns the configuration used when nothing is configured.
+func Default() Config {
+	return Config{
+		Listen: "127.0.0.1:8080",
+		Store:  Store{DataDir: "tokengate-data", MaxConns: 16},
+		Tokens: Tokens{
+			AccessTTL:    time.Hour,
+			MaxAccessTTL: 24 * time.Hour,
+			RefreshTTL:   30 * 24 * time.Hour,
+			Format:       "opaque",
+			SigningAlg:   "ES256",
+		},
+		PasswordHashConcurrency: 2,
+		RequestTimeout:          5 * time.Second,
+		GC:                      GC{Interval: time.Minute, Batch: 1000},
+		Log:                     Log{Level: "info", Format: "text"},
+		Endpoints:               []Endpoint{{Path: "/oauth/token", Dialect: "oauth2"}},
+	}
+}
+
+// Overrides are command-line flags; empty fields leave the setting alone.
+type Overrides struct {
+	Listen  string
+	DataDir string
+}
+
+// Load builds the configuration from the file at path (none if ""), the
+// environment and the overrides, and validates it.
+func Load(path string, env []string, o Overrides) (Config, error) {
+	c := Default()
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("config: %w", err)
+		}
+		if err := decodeStrict(raw, &c); err != nil {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, env); err != nil {
+		return c, err
+	}
+	if o.Listen != "" {
+		c.Listen = o.Listen
+	}
+	if o.DataDir != "" {
+		c.Store.DataDir = o.DataDir
+	}
+	if c.Issuer == "" {
+		c.Issuer = "http://" + c.Listen
+	}
+	return c, c.Validate()
+}
+
+func decodeStrict(raw []byte, into any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	// An empty file decodes to io.EOF: it configures nothing, which is fine.
+	if err := dec.Decode(into); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+const envPrefix = "TOKENGATE_"
+
+// EnvNames lists every environment variable the configuration reads, for
+// the documentation and its test.
+func EnvNames() []string {
+	var names []string
+	walk(reflect.ValueOf(&Config{}).Elem(), envPrefix, func(name string, _ reflect.Value) { names = append(names, name) })
+	return names
+}
+
+func walk(v reflect.Value, prefix string, visit func(string, reflect.Value)) {
+	t := v.Type()
+	for i := range t.NumField() {
+		tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		name := prefix + strings.ToUpper(tag)
+		f := v.Field(i)
+		if f.Kind() == reflect.Struct && f.Type() != reflect.TypeFor[time.Duration]() {
+			walk(f, name+"_", visit)
+			continue
+		}
+		visit(name, f)
+	}
+}
+
+func applyEnv(c *Config, env []string) error {
+	vals := make(map[string]string)
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, envPrefix) {
+			vals[k] = v
+		}
+	}
+	known := make(map[string]bool)
+	var firstErr error
+	walk(reflect.ValueOf(c).Elem(), envPrefix, func(name string, f reflect.Value) {
+		known[name] = true
+		v, ok := vals[name]
+		if !ok || firstErr != nil {
+			return
+		}
+		if f.Kind() == reflect.String {
+			f.SetString(v)
+			return
+		}
+		fresh := reflect.New(f.Type())
+		if err := yaml.Unmarshal([]byte(v), fresh.Interface()); err != nil {
+			firstErr = fmt.Errorf("environment %s: %w", name, err)
+			return
+		}
+		f.Set(fresh.Elem())
+	})
+	if firstErr != nil {
+		return firstErr
+	}
+	for k := range vals {
+		if !known[k] && !ignoredEnv[k] {
+			return fmt.Errorf("environment %s: unknown setting (see the README for the TOKENGATE_* names)", k)
+		}
+	}
+	return nil
+}
+
+// ignoredEnv are TOKENGATE_ variables that are not settings (test hooks).
+var ignoredEnv = map[string]bool{"TOKENGATE_TEST_POSTGRES": true, "TOKENGATE_CONFIG": true}
+
+// Validate checks settings that do not depend on other packages (dialect
+// names and options are checked when the server builds its endpoints).
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen: %q is not HOST:PORT", c.Listen)
+	}
+	if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		bad("issuer: %q must be an http(s) URL without query or fragment (RFC 8414 §2)", c.Issuer)
+	}
+	if c.Store.DSN == "" && c.Store.DataDir == "" {
+		bad("store: set data_dir (embedded store) or dsn (PostgreSQL)")
+	}
+	if c.Store.DSN != "" && !strings.HasPrefix(c.Store.DSN, "postgres://") && !strings.HasPrefix(c.Store.DSN, "postgresql://") {
+		bad("store.dsn: must be a postgres:// URL")
+	}
+	if c.Store.MaxConns < 1 {
+		bad("store.max_conns: must be at least 1")
+	}
+	if c.Tokens.AccessTTL < time.Second {
+		bad("tokens.access_ttl: must be at least 1s")
+	}
+	if c.Tokens.MaxAccessTTL < c.Tokens.AccessTTL {
+		bad("tokens.max_access_ttl: must be at least tokens.access_ttl")
+	}
+	if c.Tokens.RefreshTTL < time.Minute {
+		bad("tokens.refresh_ttl: must be at least 1m")
+	}
+	if c.Tokens.Format != "opaque" && c.Tokens.Format != "jwt" {
+		bad("tokens.format: %q is not opaque or jwt", c.Tokens.Format)
+	}
+	switch c.Tokens.SigningAlg {
+	case "ES256", "RS256", "EdDSA":
+	default:
+		bad("tokens.signing_alg: %q is not ES256, RS256 or EdDSA", c.Tokens.SigningAlg)
+	}
+	if c.Pepper != "" && len(c.Pepper) < 64 {
+		bad("pepper: must be at least 32 bytes as hex (64 characters)")
+	}
+	if c.PasswordHashConcurrency < 1 {
+		bad("password_hash_concurrency: must be at least 1")
+	}
+	if c.RequestTimeout < 100*time.Millisecond {
+		bad("request_timeout: must be at least 100ms")
+	}
+	if c.GC.Interval < time.Second {
+		bad("gc.interval: must be at least 1s")
+	}
+	if c.GC.Batch < 1 {
+		bad("gc.batch: must be at least 1")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level: %q is not debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format: %q is not text or json", c.Log.Format)
+	}
+	if len(c.Endpoints) == 0 {
+		bad("endpoints: at least one token endpoint is needed")
+	}
+	seen := map[string]bool{}
+	for i, e := range c.Endpoints {
+		if !strings.HasPrefix(e.Path, "/") {
+			bad("endpoints[%d].path: %q must start with /", i, e.Path)
+		}
+		if seen[e.Path] {
+			bad("endpoints[%d].path: %q is mounted twice", i, e.Path)
+		}
+		seen[e.Path] = true
+		if reserved[e.Path] {
+			bad("endpoints[%d].path: %q is reserved", i, e.Path)
+		}
+		if e.Dialect == "" {
+			bad("endpoints[%d].dialect: missing", i)
+		}
+		if e.AccessTTL != 0 && e.AccessTTL < time.Second {
+			bad("endpoints[%d].access_ttl: must be at least 1s", i)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reserved are the server's own paths.
+var reserved = map[string]bool{
+	"/oauth/introspect": true, "/oauth/revoke": true, "/.well-known/oauth-authorization-server": true,
+	"/.well-known/jwks.json": true, "/healthz": true, "/readyz": true, "/metrics": true,
+}

@@ -1,0 +1,129 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tokengate.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultsNeedNoFile(t *testing.T) {
+	c, err := Load("", nil, Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:8080" || c.Store.DataDir != "tokengate-data" || c.Issuer != "http://127.0.0.1:8080" {
+		t.Errorf("defaults: %+v", c)
+	}
+	if len(c.Endpoints) != 1 || c.Endpoints[0].Path != "/oauth/token" || c.Endpoints[0].Dialect != "oauth2" {
+		t.Errorf("default endpoints: %+v", c.Endpoints)
+	}
+}
+
+func TestUnknownKeyIsNamed(t *testing.T) {
+	for body, key := range map[string]string{
+		"listen: 127.0.0.1:9000\nlisten_addr: x\n":        "listen_addr",
+		"tokens:\n  acces_ttl: 5m\n":                      "acces_ttl",
+		"endpoints:\n  - path: /t\n    dialekt: oauth2\n": "dialekt",
+	} {
+		_, err := Load(writeFile(t, body), nil, Overrides{})
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%q: error %v does not name %s", body, err, key)
+		}
+	}
+}
+
+func TestPrecedenceFileEnvFlags(t *testing.T) {
+	p := writeFile(t, "listen: 127.0.0.1:9000\ntokens:\n  access_ttl: 10m\n  refresh_ttl: 48h\nstore:\n  data_dir: /from/file\n")
+	env := []string{"TOKENGATE_TOKENS_ACCESS_TTL=20m", "TOKENGATE_STORE_DATA_DIR=/from/env", "PATH=/bin",
+		"TOKENGATE_TOKENS_AUDIENCE=[https://api.example, https://pay.example]",
+		`TOKENGATE_ENDPOINTS=[{path: /v2/auth/oauth2/token, dialect: oauth2, default_scopes: [disbursement]}]`}
+	c, err := Load(p, env, Overrides{DataDir: "/from/flag"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:9000" || c.Tokens.AccessTTL != 20*time.Minute || c.Tokens.RefreshTTL != 48*time.Hour || c.Store.DataDir != "/from/flag" {
+		t.Errorf("precedence: %+v", c)
+	}
+	if !slices.Equal(c.Tokens.Audience, []string{"https://api.example", "https://pay.example"}) {
+		t.Errorf("audience from env: %v", c.Tokens.Audience)
+	}
+	if len(c.Endpoints) != 1 || c.Endpoints[0].Path != "/v2/auth/oauth2/token" || c.Endpoints[0].DefaultScopes[0] != "disbursement" {
+		t.Errorf("endpoints from env: %+v", c.Endpoints)
+	}
+}
+
+func TestUnknownEnvIsAnError(t *testing.T) {
+	_, err := Load("", []string{"TOKENGATE_LISTN=127.0.0.1:1"}, Overrides{})
+	if err == nil || !strings.Contains(err.Error(), "TOKENGATE_LISTN") {
+		t.Errorf("error %v", err)
+	}
+	if _, err := Load("", []string{"TOKENGATE_TOKENS_ACCESS_TTL=soon"}, Overrides{}); err == nil {
+		t.Error("a bad duration in the environment was accepted")
+	}
+}
+
+func TestEveryFieldHasAnEnvName(t *testing.T) {
+	names := EnvNames()
+	for _, want := range []string{"TOKENGATE_ISSUER", "TOKENGATE_LISTEN", "TOKENGATE_STORE_DATA_DIR", "TOKENGATE_STORE_DSN",
+		"TOKENGATE_TOKENS_ACCESS_TTL", "TOKENGATE_TOKENS_REFRESH_TTL", "TOKENGATE_TOKENS_FORMAT",
+		"TOKENGATE_TOKENS_SIGNING_ALG", "TOKENGATE_ENDPOINTS", "TOKENGATE_GC_INTERVAL"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("%s missing from %v", want, names)
+		}
+	}
+}
+
+func TestValidation(t *testing.T) {
+	for body, want := range map[string]string{
+		"listen: nope\n":                                             "listen",
+		"issuer: ftp://x\n":                                          "issuer",
+		"tokens:\n  format: paseto\n":                                "tokens.format",
+		"tokens:\n  signing_alg: HS256\n":                            "tokens.signing_alg",
+		"tokens:\n  access_ttl: 0s\n":                                "tokens.access_ttl",
+		"store:\n  dsn: mysql://x\n":                                 "store.dsn",
+		"endpoints: []\n":                                            "endpoints",
+		"endpoints:\n  - path: token\n    dialect: oauth2\n":         "must start with /",
+		"endpoints:\n  - path: /oauth/revoke\n    dialect: oauth2\n": "reserved",
+		"endpoints:\n  - path: /t\n    dialect: oauth2\n  - path: /t\n    dialect: oauth2\n": "twice",
+		"log:\n  level: loud\n": "log.level",
+	} {
+		_, err := Load(writeFile(t, body), nil, Overrides{})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want mention of %q", body, err, want)
+		}
+	}
+}
+
+func TestExampleFileInREADMEIsValid(t *testing.T) {
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const start, end = "<!-- example-config -->\n```yaml\n", "```\n"
+	s := string(raw)
+	i := strings.Index(s, start)
+	if i < 0 {
+		t.Fatal("README has no example configuration block")
+	}
+	body := s[i+len(start):]
+	body = body[:strings.Index(body, end)]
+	c, err := Load(writeFile(t, body), nil, Overrides{})
+	if err != nil {
+		t.Fatalf("the README's example configuration does not load: %v", err)
+	}
+	if len(c.Endpoints) < 2 {
+		t.Errorf("example shows %d endpoints", len(c.Endpoints))
+	}
+}

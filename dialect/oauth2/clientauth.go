@@ -1,0 +1,107 @@
+package oauth2
+
+import (
+	"bytes"
+	"encoding/base64"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/tokengate/tokengate/oauth"
+)
+
+// ClientCredentials extracts the client authentication of a request whose
+// parameters ParseParams returned:
+//
+//   - client_secret_basic (RFC 6749 §2.3.1): "Authorization: Basic" with
+//     base64(formencode(client_id) ":" formencode(client_secret)); both
+//     parts are form-decoded after base64 decoding. A client_id in the body
+//     is allowed only if it is the same.
+//   - client_secret_post: client_id and client_secret in the body.
+//   - neither: Method "" (the engine answers invalid_client), with the
+//     body's client_id, if any, for the audit trail.
+//
+// Errors: invalid_client with BasicAuthFailed (401, WWW-Authenticate) for a
+// malformed Basic header (bad base64, no colon, empty client ID, bad
+// encoding), and for any other authentication scheme; invalid_request for
+// an Authorization header together with client_secret in the body (RFC 6749
+// §2.3: one method only), for a body client_id that differs from the Basic
+// one, for several Authorization headers, and for client_secret without
+// client_id.
+func ClientCredentials(r *http.Request, params map[string]string) (oauth.ClientCredentials, *oauth.Error) {
+	auth := r.Header["Authorization"]
+	switch len(auth) {
+	case 0:
+		id, secret := params["client_id"], params["client_secret"]
+		if secret == "" {
+			return oauth.ClientCredentials{ClientID: id}, nil
+		}
+		if id == "" {
+			return oauth.ClientCredentials{}, oauth.Missing("client_id")
+		}
+		return oauth.ClientCredentials{Method: oauth.AuthSecretPost, ClientID: id, Secret: secret}, nil
+	case 1:
+	default:
+		return oauth.ClientCredentials{}, &oauth.Error{Code: oauth.CodeInvalidRequest, Status: http.StatusBadRequest,
+			Cause: oauth.CauseBadRequest, Field: "Authorization", Description: "more than one Authorization header"}
+	}
+	if _, ok := params["client_secret"]; ok {
+		return oauth.ClientCredentials{}, &oauth.Error{Code: oauth.CodeInvalidRequest, Status: http.StatusBadRequest,
+			Cause: oauth.CauseBadRequest, Field: "client_secret",
+			Description: "more than one client authentication method: use either the Authorization header or client_secret in the body"}
+	}
+	id, secret, e := parseBasic(auth[0])
+	if e != nil {
+		return oauth.ClientCredentials{}, e
+	}
+	if bodyID, ok := params["client_id"]; ok && bodyID != id {
+		return oauth.ClientCredentials{}, &oauth.Error{Code: oauth.CodeInvalidRequest, Status: http.StatusBadRequest,
+			Cause: oauth.CauseBadRequest, Field: "client_id",
+			Description: "client_id in the body differs from the one in the Authorization header"}
+	}
+	return oauth.ClientCredentials{Method: oauth.AuthSecretBasic, ClientID: id, Secret: secret}, nil
+}
+
+// parseBasic decodes an Authorization header value as RFC 6749 §2.3.1
+// client_secret_basic. The scheme name is case-insensitive (RFC 9110
+// §11.1); the base64 must be the padded standard alphabet (RFC 7617).
+func parseBasic(h string) (id, secret string, e *oauth.Error) {
+	h = trimOWS(h)
+	scheme, cred, _ := strings.Cut(h, " ")
+	if !strings.EqualFold(scheme, "Basic") {
+		return "", "", basicFailed(oauth.CauseBadCredentials,
+			"unsupported authentication scheme: use Basic or client_secret_post")
+	}
+	cred = strings.TrimLeft(cred, " ")
+	if cred == "" {
+		return "", "", basicFailed(oauth.CauseMalformedField, "malformed Basic credentials: empty")
+	}
+	var arr [192]byte
+	raw, err := base64.StdEncoding.AppendDecode(arr[:0], []byte(cred))
+	if err != nil {
+		return "", "", basicFailed(oauth.CauseMalformedField, "malformed Basic credentials: bad base64")
+	}
+	i := bytes.IndexByte(raw, ':')
+	if i < 0 {
+		return "", "", basicFailed(oauth.CauseMalformedField, "malformed Basic credentials: no colon")
+	}
+	id, ok1 := formUnescape(string(raw[:i]))
+	secret, ok2 := formUnescape(string(raw[i+1:]))
+	if !ok1 || !ok2 {
+		return "", "", basicFailed(oauth.CauseMalformedField,
+			"malformed Basic credentials: bad form encoding of the client ID or secret (RFC 6749 section 2.3.1)")
+	}
+	if id == "" {
+		return "", "", basicFailed(oauth.CauseMalformedField, "malformed Basic credentials: empty client ID")
+	}
+	if !utf8.ValidString(id) || !utf8.ValidString(secret) || !unicodeNoCRLF(id) || !unicodeNoCRLF(secret) {
+		return "", "", basicFailed(oauth.CauseMalformedField,
+			"malformed Basic credentials: the client ID and secret must be UTF-8 without control characters")
+	}
+	return id, secret, nil
+}
+
+func basicFailed(cause oauth.Cause, desc string) *oauth.Error {
+	return &oauth.Error{Code: oauth.CodeInvalidClient, Status: http.StatusUnauthorized, Cause: cause,
+		Field: "Authorization", Description: desc, BasicAuthFailed: true}
+}

@@ -1,0 +1,592 @@
+package oauth2
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/tokengate/tokengate/oauth"
+)
+
+// MaxBodyBytes is the largest request body ParseParams reads. A larger one
+// is answered 413 with an invalid_request body.
+const MaxBodyBytes = 64 << 10
+
+// ParseParams reads the POST body of a token, introspection or revocation
+// request (application/x-www-form-urlencoded or application/json) into
+// single-valued parameters. Parameters sent without a value are left out,
+// as RFC 6749 §3.1 says to treat them as omitted.
+//
+// Errors (all invalid_request): a method other than POST (405, for which
+// WriteError adds Allow: POST); a missing or other Content-Type, or a
+// charset other than UTF-8; a body over MaxBodyBytes (413); a repeated
+// parameter (RFC 6749 §3.2); a body that is not UTF-8, a bad percent-encoding,
+// malformed JSON, a JSON value that is not a string (except "scope", which
+// may be an array of strings, joined with spaces), duplicate JSON keys or
+// data after the JSON object; a control character in a parameter RFC 6749
+// Appendix A defines (client_id, client_secret, username, password,
+// refresh_token, grant_type) or in RFC 7009's token and token_type_hint;
+// credentials or other OAuth parameters in the query string.
+func ParseParams(r *http.Request) (map[string]string, *oauth.Error) {
+	if r.Method != http.MethodPost {
+		return nil, &oauth.Error{Code: oauth.CodeInvalidRequest, Status: http.StatusMethodNotAllowed,
+			Cause: oauth.CauseBadRequest, Description: "the method must be POST"}
+	}
+	isJSON, e := contentType(r.Header)
+	if e != nil {
+		return nil, e
+	}
+	if r.URL != nil && r.URL.RawQuery != "" {
+		if e := checkQuery(r.URL.RawQuery); e != nil {
+			return nil, e
+		}
+	}
+	if enc := r.Header["Content-Encoding"]; len(enc) > 0 && (len(enc) > 1 || !strings.EqualFold(trimOWS(enc[0]), "identity")) {
+		return nil, &oauth.Error{Code: oauth.CodeInvalidRequest, Status: http.StatusBadRequest,
+			Cause: oauth.CauseBadRequest, Field: "Content-Encoding", Description: "a Content-Encoding is not accepted"}
+	}
+	body, e := readBody(r)
+	if e != nil {
+		return nil, e
+	}
+	m := make(map[string]string, 8)
+	if isJSON {
+		e = parseJSON(body, m)
+	} else {
+		e = parseForm(body, m)
+	}
+	if e != nil {
+		return nil, e
+	}
+	for k, v := range m {
+		if checkedParam(k) && !unicodeNoCRLF(v) {
+			return nil, oauth.Malformed(k, "control character")
+		}
+	}
+	return m, nil
+}
+
+// checkedParam reports whether ParseParams checks the character set of
+// parameter k: RFC 6749 Appendix A's *UNICODECHARNOCRLF (client_id and
+// client_secret are stricter there, VSCHAR, but tokengate accepts UTF-8
+// client IDs), also for RFC 7009's token and token_type_hint. Other
+// parameters are unknown to tokengate and ignored as RFC 6749 §3.1 requires,
+// whatever they hold.
+func checkedParam(k string) bool {
+	switch k {
+	case "grant_type", "client_id", "client_secret", "username", "password", "refresh_token", "token", "token_type_hint":
+		return true
+	}
+	return false
+}
+
+// unicodeNoCRLF reports whether s is RFC 6749 Appendix A's
+// *UNICODECHARNOCRLF: no control character but HTAB, no U+FFFE or U+FFFF.
+// s is already known to be valid UTF-8.
+func unicodeNoCRLF(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+		// U+FFFE and U+FFFF are EF BF BE and EF BF BF.
+		if c == 0xef && i+2 < len(s) && s[i+1] == 0xbf && s[i+2] >= 0xbe {
+			return false
+		}
+	}
+	return true
+}
+
+// contentType checks the Content-Type header and reports whether it is JSON.
+// The media type is case-insensitive; of its parameters only charset is
+// looked at, and it must be UTF-8.
+func contentType(h http.Header) (isJSON bool, e *oauth.Error) {
+	v := h["Content-Type"]
+	bad := func(desc string) (bool, *oauth.Error) {
+		return false, &oauth.Error{Code: oauth.CodeInvalidRequest, Status: http.StatusBadRequest,
+			Cause: oauth.CauseBadRequest, Field: "Content-Type", Description: desc}
+	}
+	switch len(v) {
+	case 0:
+		return bad("missing Content-Type: use application/x-www-form-urlencoded")
+	case 1:
+	default:
+		return bad("more than one Content-Type header")
+	}
+	mt, params, _ := strings.Cut(v[0], ";")
+	mt = trimOWS(mt)
+	switch {
+	case strings.EqualFold(mt, "application/x-www-form-urlencoded"):
+	case strings.EqualFold(mt, "application/json"):
+		isJSON = true
+	default:
+		return bad("unsupported Content-Type: use application/x-www-form-urlencoded")
+	}
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		name, value, _ := strings.Cut(p, "=")
+		if !strings.EqualFold(trimOWS(name), "charset") {
+			continue
+		}
+		value = trimOWS(value)
+		if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
+			value = value[1 : len(value)-1]
+		}
+		if !strings.EqualFold(value, "utf-8") {
+			return bad("unsupported charset: only UTF-8 is accepted")
+		}
+	}
+	return isJSON, nil
+}
+
+func trimOWS(s string) string { return strings.Trim(s, " \t") }
+
+// credentialParams may not appear in the URL, where they would end up in
+// access logs, proxies and browser history (RFC 6749 §2.3.1, §3.2; RFC 6819
+// §5.4.2). urlParams are the other OAuth parameters of the endpoints that
+// share these rules: they belong in the body too.
+var (
+	credentialParams = []string{"client_id", "client_secret", "password", "refresh_token", "token",
+		"access_token", "client_assertion", "assertion", "code", "code_verifier"}
+	urlParams = []string{"grant_type", "scope", "username", "token_type_hint", "client_assertion_type",
+		"redirect_uri"}
+)
+
+// checkQuery rejects credentials and other OAuth parameters in the query
+// string; everything else there is ignored. It splits on ';' as well as '&'
+// and, when a name is badly percent-encoded, compares it raw, so that no
+// spelling a lenient proxy or log parser would read as a credential slips
+// through.
+func checkQuery(q string) *oauth.Error {
+	misplaced := ""
+	for q != "" {
+		var pair string
+		if i := strings.IndexAny(q, "&;"); i >= 0 {
+			pair, q = q[:i], q[i+1:]
+		} else {
+			pair, q = q, ""
+		}
+		name, _, _ := strings.Cut(pair, "=")
+		if dn, ok := formUnescape(name); ok {
+			name = dn
+		}
+		if slices.Contains(credentialParams, name) {
+			return &oauth.Error{Code: oauth.CodeInvalidRequest, Status: http.StatusBadRequest,
+				Cause: oauth.CauseBadRequest, Field: name,
+				Description: "credentials must not be sent in the URL (" + name + ")"}
+		}
+		if misplaced == "" && slices.Contains(urlParams, name) {
+			misplaced = name
+		}
+	}
+	if misplaced != "" {
+		return &oauth.Error{Code: oauth.CodeInvalidRequest, Status: http.StatusBadRequest,
+			Cause: oauth.CauseBadRequest, Field: misplaced,
+			Description: "parameters must be sent in the request body, not the URL (" + misplaced + ")"}
+	}
+	return nil
+}
+
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readBody reads at most MaxBodyBytes of r.Body and returns it as a string,
+// which the parsers slice without copying.
+func readBody(r *http.Request) (string, *oauth.Error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return "", nil
+	}
+	if r.ContentLength > MaxBodyBytes {
+		return "", tooLarge()
+	}
+	buf := bodyPool.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 2*MaxBodyBytes {
+			buf.Reset()
+			bodyPool.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if _, err := buf.ReadFrom(http.MaxBytesReader(nil, r.Body, MaxBodyBytes)); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return "", tooLarge()
+		}
+		return "", &oauth.Error{Code: oauth.CodeInvalidRequest, Status: http.StatusBadRequest,
+			Cause: oauth.CauseBadRequest, Description: "the request body could not be read"}
+	}
+	return buf.String(), nil
+}
+
+func tooLarge() *oauth.Error {
+	return &oauth.Error{Code: oauth.CodeInvalidRequest, Status: http.StatusRequestEntityTooLarge,
+		Cause: oauth.CauseBadRequest, Description: "the request body is larger than 64 KiB"}
+}
+
+// parseForm parses an application/x-www-form-urlencoded body (WHATWG URL
+// §5.1, RFC 6749 Appendix B) into m. Unlike net/url, a raw ';' is data, not
+// an error: only '&' separates parameters in this media type. Unlike the
+// WHATWG parser, a bad percent-encoding is an error rather than literal
+// text, and the decoded names and values must be UTF-8.
+func parseForm(s string, m map[string]string) *oauth.Error {
+	for s != "" {
+		var pair string
+		if i := strings.IndexByte(s, '&'); i >= 0 {
+			pair, s = s[:i], s[i+1:]
+		} else {
+			pair, s = s, ""
+		}
+		rawName, rawValue, _ := strings.Cut(pair, "=")
+		if rawValue == "" {
+			continue // no value: omitted (RFC 6749 §3.1)
+		}
+		name, ok := formUnescape(rawName)
+		if !ok || !utf8.ValidString(name) {
+			return oauth.BadRequest("malformed form body: bad parameter name encoding")
+		}
+		if name == "" {
+			continue
+		}
+		value, ok := formUnescape(rawValue)
+		if !ok {
+			return malformedNamed(name, "bad percent-encoding")
+		}
+		if !utf8.ValidString(value) {
+			return malformedNamed(name, "not UTF-8")
+		}
+		if _, dup := m[name]; dup {
+			return duplicate(name)
+		}
+		m[name] = value
+	}
+	return nil
+}
+
+// formUnescape decodes '+' and %XX. It returns s itself when there is
+// nothing to decode, which is the common case and costs no allocation.
+func formUnescape(s string) (string, bool) {
+	i := strings.IndexAny(s, "%+")
+	if i < 0 {
+		return s, true
+	}
+	b := make([]byte, 0, len(s))
+	b = append(b, s[:i]...)
+	for ; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '+':
+			b = append(b, ' ')
+		case '%':
+			if i+2 >= len(s) {
+				return "", false
+			}
+			hi, ok1 := unhex(s[i+1])
+			lo, ok2 := unhex(s[i+2])
+			if !ok1 || !ok2 {
+				return "", false
+			}
+			b = append(b, hi<<4|lo)
+			i += 2
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b), true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// displayName returns a client-chosen parameter name for an error
+// description if it looks like a parameter name, else "". It keeps
+// arbitrary text out of descriptions; the length cap (the longest
+// registered OAuth parameter name has 21 characters) keeps out a
+// 256-bit base64url secret sent where a name belongs.
+func displayName(name string) string {
+	if len(name) == 0 || len(name) > 32 {
+		return ""
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return ""
+		}
+	}
+	return name
+}
+
+func duplicate(name string) *oauth.Error {
+	n := displayName(name)
+	d := "a parameter is repeated"
+	if n != "" {
+		d = "parameter repeated: " + n
+	}
+	return &oauth.Error{Code: oauth.CodeInvalidRequest, Status: http.StatusBadRequest,
+		Cause: oauth.CauseBadRequest, Field: n, Description: d}
+}
+
+func malformedNamed(name, why string) *oauth.Error {
+	if n := displayName(name); n != "" {
+		return oauth.Malformed(n, why)
+	}
+	return oauth.BadRequest("malformed parameter (" + why + ")")
+}
+
+const errJSONSyntax = "malformed JSON body"
+
+// parseJSON parses a JSON object whose members are strings (and "scope"
+// may be an array of strings) into m, rejecting duplicate keys, invalid
+// UTF-8, lone surrogate escapes and trailing data. Empty values are left
+// out, as in a form. It is a small purpose-built scanner: no reflection,
+// and strings without escapes are sliced from the body without copying.
+func parseJSON(s string, m map[string]string) *oauth.Error {
+	p := jsonScanner{s: s}
+	p.skipWS()
+	if !p.eat('{') {
+		return oauth.BadRequest("the JSON body must be an object")
+	}
+	p.skipWS()
+	if !p.eat('}') {
+		for {
+			p.skipWS()
+			key, ok := p.str()
+			if !ok {
+				return oauth.BadRequest(errJSONSyntax)
+			}
+			p.skipWS()
+			if !p.eat(':') {
+				return oauth.BadRequest(errJSONSyntax)
+			}
+			p.skipWS()
+			var val string
+			switch c := p.peek(); {
+			case c == '"':
+				if val, ok = p.str(); !ok {
+					return oauth.BadRequest(errJSONSyntax)
+				}
+			case c == '[' && key == "scope":
+				var e *oauth.Error
+				if val, e = p.scopeArray(); e != nil {
+					return e
+				}
+			case c == '[' || c == '{' || c == '-' || '0' <= c && c <= '9' || c == 't' || c == 'f' || c == 'n':
+				return malformedNamed(key, "must be a string")
+			default:
+				return oauth.BadRequest(errJSONSyntax)
+			}
+			if _, dup := m[key]; dup {
+				return duplicate(key)
+			}
+			m[key] = val
+			p.skipWS()
+			if p.eat(',') {
+				continue
+			}
+			if p.eat('}') {
+				break
+			}
+			return oauth.BadRequest(errJSONSyntax)
+		}
+	}
+	p.skipWS()
+	if p.i != len(p.s) {
+		return oauth.BadRequest("data after the JSON object")
+	}
+	// Empty keys and values are dropped only now so that a repeated key is
+	// caught whatever its values.
+	for k, v := range m {
+		if k == "" || v == "" {
+			delete(m, k)
+		}
+	}
+	return nil
+}
+
+type jsonScanner struct {
+	s string
+	i int
+}
+
+func (p *jsonScanner) peek() byte {
+	if p.i < len(p.s) {
+		return p.s[p.i]
+	}
+	return 0
+}
+
+func (p *jsonScanner) eat(c byte) bool {
+	if p.i < len(p.s) && p.s[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+func (p *jsonScanner) skipWS() {
+	for p.i < len(p.s) {
+		switch p.s[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// scopeArray reads an array of strings and joins them with spaces.
+func (p *jsonScanner) scopeArray() (string, *oauth.Error) {
+	p.i++ // '['
+	var b []byte
+	p.skipWS()
+	if p.eat(']') {
+		return "", nil
+	}
+	for n := 0; ; n++ {
+		p.skipWS()
+		if p.peek() != '"' {
+			return "", oauth.Malformed("scope", "must be a string or an array of strings")
+		}
+		v, ok := p.str()
+		if !ok {
+			return "", oauth.BadRequest(errJSONSyntax)
+		}
+		if n > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, v...)
+		p.skipWS()
+		if p.eat(',') {
+			continue
+		}
+		if p.eat(']') {
+			return string(b), nil
+		}
+		return "", oauth.BadRequest(errJSONSyntax)
+	}
+}
+
+// str reads a JSON string (RFC 8259 §7) at p.i, which must be '"'.
+func (p *jsonScanner) str() (string, bool) {
+	if !p.eat('"') {
+		return "", false
+	}
+	s := p.s
+	start := p.i
+	for i := start; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '"':
+			p.i = i + 1
+			return s[start:i], true
+		case c == '\\' || c < 0x20:
+			return p.strSlow(start, i)
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				return "", false
+			}
+			i += n
+		}
+	}
+	return "", false
+}
+
+// strSlow decodes a string with escapes; s[start:i] is already known to be
+// plain.
+func (p *jsonScanner) strSlow(start, i int) (string, bool) {
+	s := p.s
+	b := make([]byte, 0, len(s)-start)
+	b = append(b, s[start:i]...)
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case c == '"':
+			p.i = i + 1
+			return string(b), true
+		case c < 0x20:
+			return "", false
+		case c == '\\':
+			if i+1 >= len(s) {
+				return "", false
+			}
+			switch s[i+1] {
+			case '"', '\\', '/':
+				b = append(b, s[i+1])
+			case 'b':
+				b = append(b, '\b')
+			case 'f':
+				b = append(b, '\f')
+			case 'n':
+				b = append(b, '\n')
+			case 'r':
+				b = append(b, '\r')
+			case 't':
+				b = append(b, '\t')
+			case 'u':
+				r, ok := hex4(s, i+2)
+				if !ok {
+					return "", false
+				}
+				i += 6
+				switch {
+				case 0xd800 <= r && r < 0xdc00:
+					if i+1 >= len(s) || s[i] != '\\' || s[i+1] != 'u' {
+						return "", false
+					}
+					r2, ok := hex4(s, i+2)
+					if !ok || r2 < 0xdc00 || r2 >= 0xe000 {
+						return "", false
+					}
+					r = (r-0xd800)<<10 | (r2 - 0xdc00) + 0x10000
+					i += 6
+				case 0xdc00 <= r && r < 0xe000:
+					return "", false
+				}
+				b = utf8.AppendRune(b, r)
+				continue
+			default:
+				return "", false
+			}
+			i += 2
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			i++
+		default:
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				return "", false
+			}
+			b = append(b, s[i:i+n]...)
+			i += n
+		}
+	}
+	return "", false
+}
+
+func hex4(s string, i int) (rune, bool) {
+	if i+4 > len(s) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range []byte(s[i : i+4]) {
+		v, ok := unhex(c)
+		if !ok {
+			return 0, false
+		}
+		r = r<<4 | rune(v)
+	}
+	return r, true
+}

@@ -1,0 +1,524 @@
+package snap
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/dialect"
+	"github.com/tokengate/tokengate/oauth"
+)
+
+// allCodes is every responseCode the B2B dialect can emit.
+var allCodes = []string{"2007300", "4007300", "4007301", "4007302", "4017300", "4297300", "5007300", "5047300"}
+
+type b2bEnv struct {
+	d      dialect.Dialect
+	clock  *clock
+	nonces *memNonces
+	engine *fakeEngine
+}
+
+func newB2BEnv(t testing.TB, options map[string]any) *b2bEnv {
+	t.Helper()
+	c := &clock{t: t0}
+	n := newMemNonces(c.Now)
+	d, err := NewB2B(options, dialect.Deps{Nonces: n, Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &b2bEnv{d: d, clock: c, nonces: n, engine: &fakeEngine{clients: map[string]*oauth.Client{
+		testClientID: {ID: testClientID, Grants: []string{oauth.GrantClientCredentials}, PublicKeyPEM: spkiPEM(t, &clientKey().PublicKey)},
+	}}}
+}
+
+// checkEnvelope asserts what every SNAP response carries, and returns the
+// body's responseCode and responseMessage.
+func checkEnvelope(t *testing.T, w *httptest.ResponseRecorder) (code, msg string) {
+	t.Helper()
+	m := decodeBody(t, w)
+	code, _ = m["responseCode"].(string)
+	msg, _ = m["responseMessage"].(string)
+	if len(code) != 7 || code[3:5] != "73" {
+		t.Fatalf("responseCode %q is not a service-73 SNAP code; body %s", code, w.Body)
+	}
+	if want := strconv.Itoa(w.Code); code[:3] != want {
+		t.Errorf("HTTP status %d but responseCode %s", w.Code, code)
+	}
+	h := w.Header()
+	if h.Get("Content-Type") != "application/json" || h.Get("Cache-Control") != "no-store" || h.Get("Pragma") != "no-cache" {
+		t.Errorf("headers %v", h)
+	}
+	if _, err := ParseTimestamp(h.Get(HeaderTimestamp)); err != nil {
+		t.Errorf("response X-TIMESTAMP %q: %v", h.Get(HeaderTimestamp), err)
+	}
+	if w.Code != http.StatusOK {
+		if len(m) != 2 {
+			t.Errorf("error body has extra members: %s", w.Body)
+		}
+		if h.Get(HeaderClientKey) != "" {
+			t.Errorf("error response echoes X-CLIENT-KEY")
+		}
+	}
+	return code, msg
+}
+
+func TestB2BResponseCodes(t *testing.T) {
+	key := clientKey()
+	sign := func(clientID, ts string) string {
+		s, err := Sign(key, clientID, ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	at := func(d time.Duration) string { return Timestamp(t0.Add(d)) }
+	otherSig, _ := Sign(otherKey(), testClientID, ts0)
+
+	type tc struct {
+		name    string
+		method  string
+		ts      string // default ts0
+		body    *string
+		edit    func(h http.Header)
+		env     func(e *b2bEnv)
+		code    string
+		message string
+	}
+	str := func(s string) *string { return &s }
+	cases := []tc{
+		// 2007300
+		{name: "grantType", code: "2007300", message: "Successful"},
+		{name: "grant_type spelling", body: str(`{"grant_type":"client_credentials"}`), code: "2007300", message: "Successful"},
+		{name: "upper-case value", body: str(`{"grantType":"CLIENT_CREDENTIALS"}`), code: "2007300", message: "Successful"},
+		{name: "both spellings agree", body: str(`{"grantType":"client_credentials","grant_type":"Client_Credentials"}`), code: "2007300", message: "Successful"},
+		{name: "additionalInfo null", body: str(`{"grantType":"client_credentials","additionalInfo":null}`), code: "2007300", message: "Successful"},
+		{name: "unknown member ignored", body: str(`{"grantType":"client_credentials","extra":[1,{"a":2}]}`), code: "2007300", message: "Successful"},
+		{name: "charset parameter", edit: func(h http.Header) { h.Set("Content-Type", "application/json; charset=utf-8") }, code: "2007300", message: "Successful"},
+		{name: "fractional Z timestamp", ts: "2024-12-31T03:11:40.359Z", code: "2007300", message: "Successful"},
+		{name: "window edge past", ts: at(-5 * time.Minute), code: "2007300", message: "Successful"},
+		{name: "window edge future", ts: at(5 * time.Minute), code: "2007300", message: "Successful"},
+		{name: "UTC offset form", ts: Timestamp(t0.UTC()), code: "2007300", message: "Successful"},
+
+		// 4007300
+		{name: "GET", method: http.MethodGet, code: "4007300", message: "Bad Request"},
+		{name: "body too large", body: str(`{"grantType":"client_credentials","pad":"` + strings.Repeat("a", 64<<10) + `"}`), code: "4007300", message: "Bad Request"},
+		{name: "duplicate member", body: str(`{"grantType":"client_credentials","grantType":"client_credentials"}`), code: "4007300", message: "Bad Request"},
+
+		// 4007301
+		{name: "timestamp without offset", ts: "2024-12-31T10:11:40", code: "4007301", message: "Invalid Field Format {X-TIMESTAMP}"},
+		{name: "timestamp with space", ts: "2024-12-31 10:11:40+07:00", code: "4007301", message: "Invalid Field Format {X-TIMESTAMP}"},
+		{name: "timestamp lower-case", ts: "2024-12-31t10:11:40z", code: "4007301", message: "Invalid Field Format {X-TIMESTAMP}"},
+		{name: "timestamp compact offset", ts: "2024-12-31T10:11:40+0700", code: "4007301", message: "Invalid Field Format {X-TIMESTAMP}"},
+		{name: "timestamp twice", edit: func(h http.Header) { h.Add(HeaderTimestamp, ts0) }, code: "4007301", message: "Invalid Field Format {X-TIMESTAMP}"},
+		{name: "bad JSON", body: str(`{"grantType":`), code: "4007301", message: "Invalid Field Format {body}"},
+		{name: "JSON array", body: str(`["client_credentials"]`), code: "4007301", message: "Invalid Field Format {body}"},
+		{name: "trailing data", body: str(`{"grantType":"client_credentials"} {}`), code: "4007301", message: "Invalid Field Format {body}"},
+		{name: "other grant", body: str(`{"grantType":"password"}`), code: "4007301", message: "Invalid Field Format {grantType}"},
+		{name: "grantType number", body: str(`{"grantType":1}`), code: "4007301", message: "Invalid Field Format {grantType}"},
+		{name: "grant_type number", body: str(`{"grant_type":true}`), code: "4007301", message: "Invalid Field Format {grantType}"},
+		{name: "spellings conflict", body: str(`{"grantType":"client_credentials","grant_type":"password"}`), code: "4007301", message: "Invalid Field Format {grantType}"},
+		{name: "additionalInfo not object", body: str(`{"grantType":"client_credentials","additionalInfo":"x"}`), code: "4007301", message: "Invalid Field Format {additionalInfo}"},
+		{name: "signature not base64", edit: func(h http.Header) { h.Set(HeaderSignature, "not base64!") }, code: "4007301", message: "Invalid Field Format {X-SIGNATURE}"},
+		{name: "signature too long", edit: func(h http.Header) { h.Set(HeaderSignature, strings.Repeat("A", 4096)) }, code: "4007301", message: "Invalid Field Format {X-SIGNATURE}"},
+		{name: "client key with space", edit: func(h http.Header) { h.Set(HeaderClientKey, "normal test") }, code: "4007301", message: "Invalid Field Format {X-CLIENT-KEY}"},
+		{name: "content type", edit: func(h http.Header) { h.Set("Content-Type", "application/x-www-form-urlencoded") }, code: "4007301", message: "Invalid Field Format {Content-Type}"},
+
+		// 4007302
+		{name: "no X-TIMESTAMP", edit: func(h http.Header) { h.Del(HeaderTimestamp) }, code: "4007302", message: "Invalid Mandatory Field {X-TIMESTAMP}"},
+		{name: "no X-CLIENT-KEY", edit: func(h http.Header) { h.Del(HeaderClientKey) }, code: "4007302", message: "Invalid Mandatory Field {X-CLIENT-KEY}"},
+		{name: "no X-SIGNATURE", edit: func(h http.Header) { h.Del(HeaderSignature) }, code: "4007302", message: "Invalid Mandatory Field {X-SIGNATURE}"},
+		{name: "empty X-SIGNATURE", edit: func(h http.Header) { h.Set(HeaderSignature, " ") }, code: "4007302", message: "Invalid Mandatory Field {X-SIGNATURE}"},
+		{name: "no Content-Type", edit: func(h http.Header) { h.Del("Content-Type") }, code: "4007302", message: "Invalid Mandatory Field {Content-Type}"},
+		{name: "no grantType", body: str(`{"additionalInfo":{}}`), code: "4007302", message: "Invalid Mandatory Field {grantType}"},
+		{name: "empty grantType", body: str(`{"grantType":""}`), code: "4007302", message: "Invalid Mandatory Field {grantType}"},
+		{name: "empty body", body: str(""), code: "4007302", message: "Invalid Mandatory Field {grantType}"},
+
+		// 4017300
+		{name: "stale past", ts: at(-5*time.Minute - time.Second), code: "4017300", message: "Unauthorized. [Stale timestamp]"},
+		{name: "stale future", ts: at(5*time.Minute + time.Second), code: "4017300", message: "Unauthorized. [Stale timestamp]"},
+		{name: "stale future by 1ms", ts: t0.Add(5*time.Minute + time.Millisecond).UTC().Format("2006-01-02T15:04:05.000Z07:00"), code: "4017300", message: "Unauthorized. [Stale timestamp]"},
+		{name: "unknown client", edit: func(h http.Header) { h.Set(HeaderClientKey, "nobody"); h.Set(HeaderSignature, sign("nobody", ts0)) }, code: "4017300", message: "Unauthorized. [Unknown client]"},
+		{name: "signed by another key", edit: func(h http.Header) { h.Set(HeaderSignature, otherSig) }, code: "4017300", message: "Unauthorized. [Invalid signature]"},
+		{name: "signature of another timestamp", edit: func(h http.Header) { h.Set(HeaderSignature, sign(testClientID, at(time.Second))) }, code: "4017300", message: "Unauthorized. [Invalid signature]"},
+		{name: "signature truncated", edit: func(h http.Header) { h.Set(HeaderSignature, "AAAA") }, code: "4017300", message: "Unauthorized. [Invalid signature]"},
+		{name: "no key registered", env: func(e *b2bEnv) { e.engine.clients[testClientID].PublicKeyPEM = "" }, code: "4017300", message: "Unauthorized. [No public key registered]"},
+		{name: "unusable key registered", env: func(e *b2bEnv) { e.engine.clients[testClientID].PublicKeyPEM = "garbage" }, code: "4017300", message: "Unauthorized. [No public key registered]"},
+		{name: "disabled client", env: func(e *b2bEnv) { e.engine.clients[testClientID].Disabled = true }, code: "4017300", message: "Unauthorized. [Client disabled]"},
+		{name: "grant not allowed", env: func(e *b2bEnv) { e.engine.clients[testClientID].Grants = nil }, code: "4017300", message: "Unauthorized. [Grant not allowed]"},
+		{name: "scope not allowed", env: func(e *b2bEnv) { e.engine.inject = oauth.InvalidScope("scope x not allowed") }, code: "4017300", message: "Unauthorized. [Scope not allowed]"},
+		{name: "replayed", env: func(e *b2bEnv) {
+			w := e.engine.serve(e.d, snapRequest(t, key, testClientID, ts0, okBody, nil))
+			if w.Code != http.StatusOK {
+				t.Fatalf("first request: %d %s", w.Code, w.Body)
+			}
+		}, code: "4017300", message: "Unauthorized. [Replayed request]"},
+
+		// 4297300
+		{name: "rate limited", env: func(e *b2bEnv) { e.engine.inject = oauth.RateLimited() }, code: "4297300", message: "Too Many Requests"},
+
+		// 5007300
+		{name: "internal", env: func(e *b2bEnv) { e.engine.inject = oauth.ServerError() }, code: "5007300", message: "General Error"},
+
+		// 5047300
+		{name: "nonce store unavailable", env: func(e *b2bEnv) { e.nonces.err = fmt.Errorf("dial: %w", oauth.ErrUnavailable) }, code: "5047300", message: "Timeout"},
+		{name: "nonce store deadline", env: func(e *b2bEnv) { e.nonces.err = fmt.Errorf("query: %w", context.DeadlineExceeded) }, code: "5047300", message: "Timeout"},
+		{name: "engine timeout", env: func(e *b2bEnv) { e.engine.inject = oauth.Timeout() }, code: "5047300", message: "Timeout"},
+		{name: "engine unavailable", env: func(e *b2bEnv) { e.engine.inject = oauth.Unavailable() }, code: "5047300", message: "Timeout"},
+	}
+
+	seen := map[string]bool{}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := newB2BEnv(t, nil)
+			if c.env != nil {
+				c.env(env)
+			}
+			ts := c.ts
+			if ts == "" {
+				ts = ts0
+			}
+			body := okBody
+			if c.body != nil {
+				body = *c.body
+			}
+			r := snapRequest(t, key, testClientID, ts, body, c.edit)
+			if c.method != "" {
+				r.Method = c.method
+			}
+			w := env.engine.serve(env.d, r)
+			code, msg := checkEnvelope(t, w)
+			if code != c.code || msg != c.message {
+				t.Fatalf("got %s %q, want %s %q", code, msg, c.code, c.message)
+			}
+			seen[code] = true
+			if c.method == http.MethodGet && w.Header().Get("Allow") != http.MethodPost {
+				t.Errorf("Allow = %q", w.Header().Get("Allow"))
+			}
+			if code == "2007300" && w.Header().Get(HeaderClientKey) != testClientID {
+				t.Errorf("X-CLIENT-KEY = %q", w.Header().Get(HeaderClientKey))
+			}
+		})
+	}
+	for _, code := range allCodes {
+		if !seen[code] {
+			t.Errorf("no case produced %s", code)
+		}
+	}
+}
+
+func TestB2BSuccessBodyExact(t *testing.T) {
+	env := newB2BEnv(t, nil)
+	w := env.engine.serve(env.d, snapRequest(t, clientKey(), testClientID, ts0, okBody, nil))
+	want := `{"responseCode":"2007300","responseMessage":"Successful","accessToken":"xy8DUzzavV9bwDxxrxCB89tsuvk4mf4kx4lgfe4acrvxr7xderhbe1","tokenType":"Bearer","expiresIn":"900","additionalInfo":{}}`
+	if w.Code != http.StatusOK || w.Body.String() != want {
+		t.Fatalf("got %d %s\nwant %s", w.Code, w.Body, want)
+	}
+	h := w.Header()
+	for k, v := range map[string]string{
+		"Content-Type": "application/json", "Cache-Control": "no-store", "Pragma": "no-cache",
+		HeaderTimestamp: ts0, HeaderClientKey: testClientID,
+	} {
+		if h.Get(k) != v {
+			t.Errorf("%s = %q, want %q", k, h.Get(k), v)
+		}
+	}
+}
+
+func TestB2BErrorBodyExact(t *testing.T) {
+	env := newB2BEnv(t, nil)
+	w := env.engine.serve(env.d, snapRequest(t, clientKey(), testClientID, ts0, okBody, func(h http.Header) { h.Del(HeaderTimestamp) }))
+	want := `{"responseCode":"4007302","responseMessage":"Invalid Mandatory Field {X-TIMESTAMP}"}`
+	if w.Code != http.StatusBadRequest || w.Body.String() != want {
+		t.Fatalf("got %d %s\nwant %s", w.Code, w.Body, want)
+	}
+}
+
+func TestB2BDecodedRequest(t *testing.T) {
+	env := newB2BEnv(t, nil)
+	req, e := env.d.DecodeTokenRequest(snapRequest(t, clientKey(), testClientID, ts0, okBody, nil))
+	if e != nil {
+		t.Fatal(e)
+	}
+	if req.GrantType != oauth.GrantClientCredentials || req.Scopes != nil ||
+		req.Credentials.Method != oauth.AuthDialect || req.Credentials.ClientID != testClientID ||
+		req.Credentials.Secret != "" || req.Credentials.Verify == nil {
+		t.Fatalf("decoded %+v", req)
+	}
+}
+
+func TestB2BReplayNonceLifetime(t *testing.T) {
+	env := newB2BEnv(t, nil)
+	ts := Timestamp(t0.Add(-time.Minute))
+	if w := env.engine.serve(env.d, snapRequest(t, clientKey(), testClientID, ts, okBody, nil)); w.Code != http.StatusOK {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	// The nonce lives exactly as long as the timestamp is acceptable.
+	if want := t0.Add(-time.Minute + DefaultTimestampWindow); !env.nonces.last.Equal(want) {
+		t.Fatalf("nonce expires %v, want %v", env.nonces.last, want)
+	}
+	// A signature of a different timestamp text is a different nonce, even
+	// for the same instant.
+	same := t0.Add(-time.Minute).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	if w := env.engine.serve(env.d, snapRequest(t, clientKey(), testClientID, same, okBody, nil)); w.Code != http.StatusOK {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	// Past the window the replay is refused as stale, before the store.
+	env.clock.Set(t0.Add(4*time.Minute + time.Second))
+	w := env.engine.serve(env.d, snapRequest(t, clientKey(), testClientID, ts, okBody, nil))
+	if code, msg := checkEnvelope(t, w); code != "4017300" || msg != "Unauthorized. [Stale timestamp]" {
+		t.Fatalf("got %s %q", code, msg)
+	}
+}
+
+// A forged signature must not consume the nonce the genuine request needs.
+func TestB2BBadSignatureDoesNotBurnNonce(t *testing.T) {
+	env := newB2BEnv(t, nil)
+	for range 2 {
+		w := env.engine.serve(env.d, snapRequest(t, otherKey(), testClientID, ts0, okBody, nil))
+		if code, _ := checkEnvelope(t, w); code != "4017300" {
+			t.Fatalf("forged: %s", code)
+		}
+	}
+	if len(env.nonces.m) != 0 {
+		t.Fatalf("forged signatures recorded nonces: %v", env.nonces.m)
+	}
+	if w := env.engine.serve(env.d, snapRequest(t, clientKey(), testClientID, ts0, okBody, nil)); w.Code != http.StatusOK {
+		t.Fatalf("genuine: %d %s", w.Code, w.Body)
+	}
+}
+
+func TestB2BKeyFormatsVerify(t *testing.T) {
+	pub := &clientKey().PublicKey
+	for name, p := range map[string]string{
+		"spki":  spkiPEM(t, pub),
+		"pkcs1": pkcs1PEM(pub),
+		"cert":  certPEM(t, clientKey(), pub),
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := newB2BEnv(t, nil)
+			env.engine.clients[testClientID].PublicKeyPEM = p
+			if w := env.engine.serve(env.d, snapRequest(t, clientKey(), testClientID, ts0, okBody, nil)); w.Code != http.StatusOK {
+				t.Fatalf("%d %s", w.Code, w.Body)
+			}
+		})
+	}
+}
+
+func TestB2BKeyCache(t *testing.T) {
+	env := newB2BEnv(t, nil)
+	d := env.d.(*b2b)
+	pemText := env.engine.clients[testClientID].PublicKeyPEM
+	k1, err := d.keys.get(pemText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _ := d.keys.get(pemText)
+	if k1 != k2 {
+		t.Fatal("key parsed twice")
+	}
+	for i := range maxKeys + 1 {
+		d.keys.get(strconv.Itoa(i))
+	}
+	if n := d.keys.n.Load(); n > maxKeys {
+		t.Fatalf("cache holds %d entries", n)
+	}
+}
+
+func TestB2BOptions(t *testing.T) {
+	deps := dialect.Deps{Nonces: acceptNonces{}, Now: func() time.Time { return t0 }}
+	for _, bad := range []map[string]any{
+		{"timestamp_window": "soon"},
+		{"timestamp_window": "0s"},
+		{"timestamp_window": "-1m"},
+		{"timestamp_window": "48h"},
+		{"timestamp_windw": "5m"},
+	} {
+		if _, err := NewB2B(bad, deps); err == nil {
+			t.Errorf("options %v accepted", bad)
+		}
+	}
+	if _, err := NewB2B(nil, dialect.Deps{}); err == nil {
+		t.Error("accepted without a nonce store")
+	}
+
+	env := newB2BEnv(t, map[string]any{"timestamp_window": "1m"})
+	for d, want := range map[time.Duration]int{time.Minute: 200, -time.Minute: 200, 61 * time.Second: 401, -61 * time.Second: 401} {
+		w := env.engine.serve(env.d, snapRequest(t, clientKey(), testClientID, Timestamp(t0.Add(d)), okBody, nil))
+		if w.Code != want {
+			t.Errorf("offset %v with 1m window: %d, want %d", d, w.Code, want)
+		}
+	}
+
+	pd, ok := env.d.(dialect.PolicyDefaulter)
+	if !ok || pd.PolicyDefaults().AccessTTL != 900*time.Second {
+		t.Fatalf("PolicyDefaults: %v", ok)
+	}
+}
+
+func TestMapErrorEveryCause(t *testing.T) {
+	want := map[oauth.Cause]string{
+		oauth.CauseMissingField:    "4007302",
+		oauth.CauseMalformedField:  "4007301",
+		oauth.CauseBadRequest:      "4007300",
+		oauth.CauseUnknownClient:   "4017300",
+		oauth.CauseBadCredentials:  "4017300",
+		oauth.CauseNoClientKey:     "4017300",
+		oauth.CauseClientDisabled:  "4017300",
+		oauth.CauseStaleRequest:    "4017300",
+		oauth.CauseReplay:          "4017300",
+		oauth.CauseGrantNotAllowed: "4017300",
+		oauth.CauseScopeNotAllowed: "4017300",
+		oauth.CauseBadGrant:        "4017300",
+		oauth.CauseUserDisabled:    "4017300",
+		oauth.CauseRateLimited:     "4297300",
+		oauth.CauseUnavailable:     "5047300",
+		oauth.CauseTimeout:         "5047300",
+		oauth.CauseInternal:        "5007300",
+	}
+	for c := oauth.CauseMissingField; c <= oauth.CauseInternal; c++ {
+		m := mapError(serviceAccessTokenB2B, &oauth.Error{Cause: c, Field: "f", Status: 418})
+		if m.code != want[c] {
+			t.Errorf("cause %d: %s, want %s", c, m.code, want[c])
+		}
+		if strconv.Itoa(m.status) != m.code[:3] {
+			t.Errorf("cause %d: status %d for %s", c, m.status, m.code)
+		}
+	}
+	if len(want) != int(oauth.CauseInternal) {
+		t.Errorf("a Cause is missing from this test")
+	}
+}
+
+func TestMapErrorFallbacks(t *testing.T) {
+	for _, c := range []struct {
+		e    *oauth.Error
+		code string
+		msg  string
+	}{
+		{nil, "5007300", "General Error"},
+		{&oauth.Error{Code: oauth.CodeInvalidRequest, Status: 400}, "4007300", "Bad Request"},
+		{&oauth.Error{Code: oauth.CodeInvalidRequest, Status: 400, Field: "grant_type"}, "4007301", "Invalid Field Format {grantType}"},
+		{&oauth.Error{Code: oauth.CodeInvalidClient, Status: 401}, "4017300", "Unauthorized. [Invalid client]"},
+		{&oauth.Error{Code: oauth.CodeUnauthorizedClient, Status: 400}, "4017300", "Unauthorized. [Grant not allowed]"},
+		{&oauth.Error{Code: oauth.CodeInvalidScope, Status: 400}, "4017300", "Unauthorized. [Scope not allowed]"},
+		{&oauth.Error{Code: oauth.CodeInvalidGrant, Status: 400}, "4017300", "Unauthorized. [Invalid grant]"},
+		{&oauth.Error{Code: oauth.CodeUnsupportedGrantType, Status: 400}, "4007301", "Invalid Field Format {grantType}"},
+		{&oauth.Error{Code: oauth.CodeSlowDown, Status: 429}, "4297300", "Too Many Requests"},
+		{&oauth.Error{Code: oauth.CodeServerError, Status: 500}, "5007300", "General Error"},
+		{&oauth.Error{Code: oauth.CodeTemporarilyUnavail, Status: 503}, "5047300", "Timeout"},
+		{&oauth.Error{Code: "weird", Status: 400}, "4007300", "Bad Request"},
+		{&oauth.Error{Code: "weird", Status: 404}, "4007300", "Bad Request"},
+		{&oauth.Error{Code: "weird", Status: 401}, "4017300", "Unauthorized. [Access denied]"},
+		{&oauth.Error{Code: "weird", Status: 403}, "4017300", "Unauthorized. [Access denied]"},
+		{&oauth.Error{Code: "weird", Status: 429}, "4297300", "Too Many Requests"},
+		{&oauth.Error{Code: "weird", Status: 502}, "5007300", "General Error"},
+		{&oauth.Error{Code: "weird", Status: 503}, "5047300", "Timeout"},
+		{&oauth.Error{Code: "weird"}, "5007300", "General Error"},
+		{oauth.Missing("client_id"), "4007302", "Invalid Mandatory Field {X-CLIENT-KEY}"},
+		{oauth.UnsupportedGrant("no"), "4007301", "Invalid Field Format {grantType}"},
+		{&oauth.Error{Cause: oauth.CauseMissingField}, "4007302", "Invalid Mandatory Field"},
+	} {
+		m := mapError(serviceAccessTokenB2B, c.e)
+		if m.code != c.code || m.message != c.msg || strconv.Itoa(m.status) != m.code[:3] {
+			t.Errorf("%+v: got %d %s %q, want %s %q", c.e, m.status, m.code, m.message, c.code, c.msg)
+		}
+	}
+}
+
+func TestResponseCodeBuilderB2B2C(t *testing.T) {
+	// The builder is service-parametrised so B2B2C (74) can reuse the table.
+	if got := caseInvalidMandatory.responseCode("74"); got != "4007402" {
+		t.Fatal(got)
+	}
+	if got := build("74", caseUnauthorized, "[Invalid signature]"); got.code != "4017400" || got.status != 401 {
+		t.Fatal(got)
+	}
+}
+
+func TestTimestamp(t *testing.T) {
+	if got := Timestamp(t0); got != ts0 {
+		t.Errorf("Timestamp = %q, want %q", got, ts0)
+	}
+	if got := Timestamp(t0.Add(359 * time.Millisecond).UTC()); got != "2024-12-31T03:11:40+00:00" {
+		t.Errorf("Timestamp UTC = %q", got)
+	}
+	for s, want := range map[string]time.Time{
+		ts0:                                   t0,
+		"2026-11-23T05:39:09.359Z":            time.Date(2026, 11, 23, 5, 39, 9, 359e6, time.UTC),
+		"2024-12-31T03:11:40Z":                t0,
+		"2024-12-31T10:11:40.5+07:00":         t0.Add(500 * time.Millisecond),
+		"2024-12-31T02:11:40.123456789-01:00": t0.Add(123456789),
+	} {
+		got, err := ParseTimestamp(s)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("ParseTimestamp(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{
+		"", "2024-12-31", "2024-12-31T10:11:40", "2024-12-31T10:11:40+07", "2024-12-31T10:11:40+0700",
+		"2024-12-31t10:11:40Z", "2024-12-31T10:11:40z", "2024-12-31 10:11:40Z", "2024-13-31T10:11:40Z",
+		"2024-12-31T24:11:40Z", "2024-12-31T10:11:40.Z",
+		"1735614700", "2024-12-31T10:11:40+07:00 ", "x2024-12-31T10:11:40Z",
+	} {
+		if _, err := ParseTimestamp(s); err == nil {
+			t.Errorf("ParseTimestamp(%q) accepted", s)
+		}
+	}
+}
+
+func TestSignMatchesVerify(t *testing.T) {
+	sig, err := Sign(clientKey(), testClientID, ts0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, ok := decodeSignature(sig)
+	if !ok || len(sig) != 344 {
+		t.Fatalf("signature %q", sig)
+	}
+	if !verifyPKCS1(&clientKey().PublicKey, []byte(testClientID+"|"+ts0), b) {
+		t.Fatal("Sign's output does not verify")
+	}
+	if _, err := Sign(nil, "a", "b"); err == nil {
+		t.Fatal("Sign(nil) succeeded")
+	}
+	// Unpadded Base64 is tolerated; the verified bytes are the same.
+	if b2, ok := decodeSignature(strings.TrimRight(sig, "=")); !ok || string(b2) != string(b) {
+		t.Fatal("unpadded signature refused")
+	}
+}
+
+func TestVerifyNilClient(t *testing.T) {
+	env := newB2BEnv(t, nil)
+	req, e := env.d.DecodeTokenRequest(snapRequest(t, clientKey(), testClientID, ts0, okBody, nil))
+	if e != nil {
+		t.Fatal(e)
+	}
+	if e := req.Credentials.Verify(context.Background(), nil); e == nil || e.Cause != oauth.CauseInternal {
+		t.Fatalf("Verify(nil) = %v", e)
+	}
+}
+
+func TestWriteErrorNil(t *testing.T) {
+	env := newB2BEnv(t, nil)
+	w := httptest.NewRecorder()
+	env.d.WriteError(w, httptest.NewRequest(http.MethodPost, "/", nil), nil)
+	if code, _ := checkEnvelope(t, w); code != "5007300" {
+		t.Fatal(code)
+	}
+}
+
+// The reason in "Unauthorized. [...]" never carries request values.
+func TestUnauthorizedMessageHasNoRequestData(t *testing.T) {
+	env := newB2BEnv(t, nil)
+	sig, _ := Sign(otherKey(), testClientID, ts0)
+	w := env.engine.serve(env.d, snapRequest(t, otherKey(), testClientID, ts0, okBody, nil))
+	if strings.Contains(w.Body.String(), sig[:20]) || strings.Contains(w.Body.String(), testClientID) {
+		t.Fatalf("body leaks request data: %s", w.Body)
+	}
+}

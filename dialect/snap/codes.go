@@ -1,0 +1,157 @@
+package snap
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/tokengate/tokengate/oauth"
+)
+
+// serviceCode is SNAP's two-digit service code, the middle of a responseCode.
+type serviceCode string
+
+const (
+	serviceAccessTokenB2B serviceCode = "73"
+	// serviceAccessTokenB2B2C serviceCode = "74" // not implemented yet
+)
+
+// responseCase is one row of SNAP's response code table, independent of the
+// service: responseCode = HTTP status + service code + case code.
+type responseCase struct {
+	status  int    // HTTP status; also responseCode's first three digits
+	code    string // two-digit case code
+	message string // responseMessage, or its prefix for the detailed cases
+}
+
+var (
+	caseSuccessful       = responseCase{http.StatusOK, "00", "Successful"}
+	caseBadRequest       = responseCase{http.StatusBadRequest, "00", "Bad Request"}
+	caseInvalidFormat    = responseCase{http.StatusBadRequest, "01", "Invalid Field Format"}
+	caseInvalidMandatory = responseCase{http.StatusBadRequest, "02", "Invalid Mandatory Field"}
+	caseUnauthorized     = responseCase{http.StatusUnauthorized, "00", "Unauthorized"}
+	caseTooManyRequests  = responseCase{http.StatusTooManyRequests, "00", "Too Many Requests"}
+	caseGeneralError     = responseCase{http.StatusInternalServerError, "00", "General Error"}
+	caseTimeout          = responseCase{http.StatusGatewayTimeout, "00", "Timeout"}
+
+	// The reason shown in "Unauthorized. [reason]": a fixed phrase per
+	// cause, never a value from the request.
+	unauthorizedByCause = map[oauth.Cause]string{
+		oauth.CauseUnknownClient:   "Unknown client",
+		oauth.CauseBadCredentials:  "Invalid signature",
+		oauth.CauseNoClientKey:     "No public key registered",
+		oauth.CauseClientDisabled:  "Client disabled",
+		oauth.CauseStaleRequest:    "Stale timestamp",
+		oauth.CauseReplay:          "Replayed request",
+		oauth.CauseGrantNotAllowed: "Grant not allowed",
+		oauth.CauseScopeNotAllowed: "Scope not allowed",
+		oauth.CauseBadGrant:        "Invalid grant",
+		oauth.CauseUserDisabled:    "User disabled",
+	}
+	unauthorizedByCode = map[string]string{
+		oauth.CodeInvalidClient:      "Invalid client",
+		oauth.CodeUnauthorizedClient: "Grant not allowed",
+		oauth.CodeInvalidScope:       "Scope not allowed",
+		oauth.CodeInvalidGrant:       "Invalid grant",
+	}
+)
+
+// responseCode builds the seven-digit SNAP code for c under service s.
+func (c responseCase) responseCode(s serviceCode) string {
+	return strconv.Itoa(c.status) + string(s) + c.code
+}
+
+// snapError is an error response ready for the wire.
+type snapError struct {
+	status  int
+	code    string
+	message string
+}
+
+// mapError maps an engine or decoder error onto SNAP's table for service s.
+// The Cause decides; an error without a known Cause falls back on its OAuth
+// code, then on its HTTP status (400 -> x00, 401/403 -> 401, 5xx -> 500).
+func mapError(s serviceCode, e *oauth.Error) snapError {
+	if e == nil {
+		return build(s, caseGeneralError, "")
+	}
+	switch e.Cause {
+	case oauth.CauseMissingField:
+		return build(s, caseInvalidMandatory, fieldDetail(e.Field))
+	case oauth.CauseMalformedField:
+		return build(s, caseInvalidFormat, fieldDetail(e.Field))
+	case oauth.CauseBadRequest:
+		return build(s, caseBadRequest, "")
+	case oauth.CauseRateLimited:
+		return build(s, caseTooManyRequests, "")
+	case oauth.CauseTimeout, oauth.CauseUnavailable:
+		// SNAP has no 503 row. 504 "Timeout" tells a merchant "transient,
+		// retry"; 500 "General Error" would suggest a fault in tokengate.
+		return build(s, caseTimeout, "")
+	case oauth.CauseInternal:
+		return build(s, caseGeneralError, "")
+	}
+	if reason, ok := unauthorizedByCause[e.Cause]; ok {
+		return build(s, caseUnauthorized, "["+reason+"]")
+	}
+	switch e.Code {
+	case oauth.CodeInvalidRequest:
+		if e.Field != "" {
+			return build(s, caseInvalidFormat, fieldDetail(e.Field))
+		}
+		return build(s, caseBadRequest, "")
+	case oauth.CodeUnsupportedGrantType:
+		return build(s, caseInvalidFormat, fieldDetail("grantType"))
+	case oauth.CodeSlowDown:
+		return build(s, caseTooManyRequests, "")
+	case oauth.CodeServerError:
+		return build(s, caseGeneralError, "")
+	case oauth.CodeTemporarilyUnavail:
+		return build(s, caseTimeout, "")
+	}
+	if reason, ok := unauthorizedByCode[e.Code]; ok {
+		return build(s, caseUnauthorized, "["+reason+"]")
+	}
+	switch {
+	case e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden:
+		return build(s, caseUnauthorized, "[Access denied]")
+	case e.Status == http.StatusTooManyRequests:
+		return build(s, caseTooManyRequests, "")
+	case e.Status == http.StatusGatewayTimeout || e.Status == http.StatusServiceUnavailable:
+		return build(s, caseTimeout, "")
+	case e.Status >= 500:
+		return build(s, caseGeneralError, "")
+	case e.Status >= 400:
+		return build(s, caseBadRequest, "")
+	}
+	return build(s, caseGeneralError, "")
+}
+
+func build(s serviceCode, c responseCase, detail string) snapError {
+	msg := c.message
+	switch {
+	case detail == "":
+	case c == caseUnauthorized:
+		msg += ". " + detail // "Unauthorized. [Invalid signature]"
+	default:
+		msg += " " + detail // "Invalid Field Format {X-TIMESTAMP}"
+	}
+	return snapError{status: c.status, code: c.responseCode(s), message: msg}
+}
+
+// snapFieldNames translates the engine's RFC 6749 parameter names into the
+// names a SNAP client sent.
+var snapFieldNames = map[string]string{
+	"grant_type":    "grantType",
+	"client_id":     "X-CLIENT-KEY",
+	"client_secret": "X-SIGNATURE",
+}
+
+func fieldDetail(field string) string {
+	if n, ok := snapFieldNames[field]; ok {
+		field = n
+	}
+	if field == "" {
+		return ""
+	}
+	return "{" + field + "}"
+}

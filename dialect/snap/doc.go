@@ -1,0 +1,22 @@
+// Package snap implements Bank Indonesia's SNAP BI (Standar Nasional Open
+// API Pembayaran) wire format of the token endpoint.
+//
+// Today it provides the B2B access token service (service code 73, see
+// NewB2B): a JSON body {"grantType":"client_credentials"} authenticated by
+// the X-CLIENT-KEY, X-TIMESTAMP and X-SIGNATURE headers, where X-SIGNATURE
+// is SHA256withRSA (RSASSA-PKCS1-v1_5) over client_id + "|" + X-TIMESTAMP,
+// verified with the public key registered for the client.
+//
+// The package is laid out so that B2B2C (service code 74) and SNAP
+// transaction signatures can sit beside it:
+//
+//	codes.go      responseCode table, parametrised by service code
+//	timestamp.go  X-TIMESTAMP parsing and formatting
+//	keys.go       PEM key parsing and normalisation (used by the CLI too)
+//	signature.go  string-to-sign, signing, verification, parsed-key cache
+//	json.go       strict JSON object reader (duplicate keys refused)
+//	b2b.go        the B2B dialect itself
+//
+// Every response, success or error, follows SNAP's rule that the HTTP
+// status is the first three digits of responseCode.
+package snap

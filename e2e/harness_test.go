@@ -1,0 +1,249 @@
+// Package e2e drives a real tokengate server over real HTTP: the server is
+// started in-process on a random port with a fresh embedded store, and
+// operators' commands run through the real CLI on the same data directory.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/cli"
+	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/server"
+)
+
+// syncBuffer collects the server's log output.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type env struct {
+	t       *testing.T
+	dir     string
+	cfgFile string
+	srv     *server.Server
+	base    string
+	logs    *syncBuffer
+	mu      sync.Mutex
+	secrets []string // every secret value the test saw: none may be logged
+}
+
+// start runs a server on a fresh data directory. mutate may change the
+// configuration (written to a YAML file the CLI reads too).
+func start(t *testing.T, mutate func(*config.Config)) *env {
+	t.Helper()
+	dir := t.TempDir()
+	e := &env{t: t, dir: dir, logs: &syncBuffer{}}
+	cfg, err := config.Load("", nil, config.Overrides{Listen: "127.0.0.1:0", DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Issuer = "http://tokengate.test"
+	cfg.Log.Level = "debug"
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := server.Open(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.srv = srv
+	e.base = "http://" + srv.Addr()
+	t.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		e.assertNoSecretsLogged()
+	})
+	return e
+}
+
+// remember records a secret value that must never appear in the logs.
+func (e *env) remember(values ...string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, v := range values {
+		if v != "" {
+			e.secrets = append(e.secrets, v)
+		}
+	}
+}
+
+func (e *env) assertNoSecretsLogged() {
+	logs := e.logs.String()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.secrets {
+		if strings.Contains(logs, s) {
+			e.t.Errorf("a secret value (%d chars, starting %q) appears in the server log", len(s), s[:min(4, len(s))])
+		}
+	}
+}
+
+// run runs the CLI on the server's data directory.
+func (e *env) run(stdin string, args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
+	var out, errb bytes.Buffer
+	full := append([]string{"--data", e.dir}, args...)
+	code = cli.Run(full, cli.IO{In: strings.NewReader(stdin), Out: &out, Err: &errb}, nil)
+	return out.String(), errb.String(), code
+}
+
+// mustRun runs the CLI and fails the test on a non-zero exit.
+func (e *env) mustRun(stdin string, args ...string) string {
+	e.t.Helper()
+	out, errOut, code := e.run(stdin, args...)
+	if code != 0 {
+		e.t.Fatalf("tokengate %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	return out
+}
+
+// createClient registers a client through the CLI and returns its
+// credentials.
+func (e *env) createClient(args ...string) (id, secret string) {
+	e.t.Helper()
+	out := e.mustRun("", append([]string{"client", "create", "--json"}, args...)...)
+	var got map[string]string
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		e.t.Fatalf("client create --json: %v in %q", err, out)
+	}
+	if len(got) != 2 || got["client_id"] == "" || got["client_secret"] == "" {
+		e.t.Fatalf("client create --json: want exactly client_id and client_secret, got %q", out)
+	}
+	e.remember(got["client_secret"])
+	return got["client_id"], got["client_secret"]
+}
+
+func (e *env) createUser(name, password string) {
+	e.t.Helper()
+	e.remember(password)
+	e.mustRun(password+"\n", "user", "create", name)
+}
+
+// response is a decoded HTTP response.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+	json   map[string]any
+}
+
+func (r *response) str(k string) string {
+	s, _ := r.json[k].(string)
+	return s
+}
+
+func (e *env) do(req *http.Request) *response {
+	e.t.Helper()
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r := &response{status: res.StatusCode, header: res.Header, body: body}
+	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(body, &r.json); err != nil {
+			e.t.Fatalf("%s %s: bad JSON %q: %v", req.Method, req.URL.Path, body, err)
+		}
+		for _, k := range []string{"access_token", "refresh_token", "accessToken"} {
+			if v := r.str(k); v != "" {
+				e.remember(v)
+			}
+		}
+	}
+	return r
+}
+
+// postForm posts a form, with Basic credentials when id is not "".
+func (e *env) postForm(path string, form url.Values, id, secret string) *response {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.base+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if id != "" {
+		req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	}
+	return e.do(req)
+}
+
+// token asks the RFC 6749 endpoint for a token and fails unless it gets 200.
+func (e *env) token(form url.Values, id, secret string) *response {
+	e.t.Helper()
+	r := e.postForm("/oauth/token", form, id, secret)
+	if r.status != http.StatusOK {
+		e.t.Fatalf("token: status %d: %s", r.status, r.body)
+	}
+	return r
+}
+
+func (e *env) introspect(tok, id, secret string) *response {
+	e.t.Helper()
+	r := e.postForm("/oauth/introspect", url.Values{"token": {tok}}, id, secret)
+	if r.status != http.StatusOK {
+		e.t.Fatalf("introspect: status %d: %s", r.status, r.body)
+	}
+	return r
+}
+
+func (e *env) active(tok, id, secret string) bool {
+	e.t.Helper()
+	r := e.introspect(tok, id, secret)
+	a, ok := r.json["active"].(bool)
+	if !ok {
+		e.t.Fatalf("introspect: no boolean active in %s", r.body)
+	}
+	return a
+}
+
+// eventually polls cond for up to the CLI-to-server propagation bound
+// documented in the README (2 seconds).
+func eventually(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < 2*time.Second {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within 2s", what)
+	return 0
+}
+
+var _ = url.Values{}

@@ -1,0 +1,121 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/token"
+)
+
+// lookup finds the stored record behind a token value: an opaque token's
+// record, or for a JWT its verified claims as a record (with the stored
+// revocation state, if any). It returns (nil, nil) for anything that is not
+// a token this server issued and can still honour.
+func (e *Engine) lookup(ctx context.Context, value string) (*oauth.Token, error) {
+	if value == "" {
+		return nil, nil
+	}
+	now := e.cfg.Now()
+	if token.LooksOpaque(value) {
+		id, _, ok := e.opaque.Check(value)
+		if !ok {
+			return nil, nil // forged or garbage: no store read
+		}
+		t, err := e.store.GetToken(ctx, id)
+		if errors.Is(err, oauth.ErrNotFound) {
+			return nil, nil
+		}
+		return t, err
+	}
+	claims, err := e.keys.Load().Verify(value, e.cfg.Issuer, now)
+	if err != nil {
+		return nil, nil
+	}
+	t := &oauth.Token{ID: claims.ID, Kind: oauth.KindAccess, Format: oauth.FormatJWT, ClientID: claims.ClientID,
+		Subject: claims.Subject, Scopes: splitScope(claims.Scope), IssuedAt: claims.IssuedAt, ExpiresAt: claims.ExpiresAt}
+	stored, err := e.store.GetToken(ctx, claims.ID)
+	switch {
+	case errors.Is(err, oauth.ErrNotFound):
+		return t, nil
+	case err != nil:
+		return nil, err
+	}
+	t.RevokedAt = stored.RevokedAt
+	t.FamilyID = stored.FamilyID
+	return t, nil
+}
+
+// Introspect answers RFC 7662 for a token value. Expired, revoked, rotated,
+// unknown and forged tokens, and tokens of disabled or deleted clients, are
+// inactive. An error means the store failed (answer 503, never "inactive").
+func (e *Engine) Introspect(ctx context.Context, value string) (*oauth.Introspection, error) {
+	t, err := e.lookup(ctx, value)
+	if err != nil || t == nil {
+		return &oauth.Introspection{}, err
+	}
+	now := e.cfg.Now()
+	if !t.Active(now) || (t.Kind == oauth.KindRefresh && !t.RotatedAt.IsZero()) {
+		return &oauth.Introspection{}, nil
+	}
+	usable, err := e.clientUsable(ctx, t.ClientID)
+	if err != nil || !usable {
+		return &oauth.Introspection{}, err
+	}
+	in := &oauth.Introspection{
+		Active:   true,
+		Scope:    t.Scopes,
+		ClientID: t.ClientID,
+		Exp:      t.ExpiresAt.Unix(),
+		Iat:      t.IssuedAt.Unix(),
+		Sub:      t.Subject,
+		Iss:      e.cfg.Issuer,
+	}
+	if t.Subject != t.ClientID {
+		in.Username = t.Subject
+	}
+	if t.Kind == oauth.KindAccess {
+		in.TokenType = "Bearer"
+		if t.Format == oauth.FormatJWT {
+			in.Aud = e.cfg.Audience
+			in.Jti = t.ID
+		}
+	} else {
+		in.TokenType = "refresh_token"
+	}
+	return in, nil
+}
+
+// ErrNotOwner is returned by Revoke when a client presents another
+// client's token (RFC 7009 §2.1: the request is refused).
+var ErrNotOwner = errors.New("token was issued to another client")
+
+// Revoke revokes a token (RFC 7009). Revoking a refresh token revokes its
+// whole family, including the access tokens issued with it. Unknown,
+// invalid and already revoked tokens are not an error (RFC 7009 §2.2).
+// client is the authenticated caller, or nil for an operator.
+func (e *Engine) Revoke(ctx context.Context, client *oauth.Client, value string) error {
+	t, err := e.lookup(ctx, value)
+	if err != nil || t == nil {
+		return err
+	}
+	if client != nil && client.ID != t.ClientID {
+		return ErrNotOwner
+	}
+	now := e.cfg.Now()
+	if t.Kind == oauth.KindRefresh && t.FamilyID != "" {
+		return e.store.RevokeFamily(ctx, t.FamilyID, now)
+	}
+	if !t.RevokedAt.IsZero() || !now.Before(t.ExpiresAt) {
+		return nil
+	}
+	return e.store.RevokeToken(ctx, t, now)
+}
+
+func splitScope(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Fields(s)
+}

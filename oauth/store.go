@@ -1,0 +1,108 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Store errors. Every Store method documents which of these it returns;
+// any other error means the store itself failed (and wraps ErrUnavailable
+// when the backend could not be reached).
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrAlreadyExists = errors.New("already exists")
+	// ErrTokenInactive: the token exists but is expired, revoked, or (for a
+	// refresh token) already rotated without reuse detection applying.
+	ErrTokenInactive = errors.New("token inactive")
+	// ErrRefreshReused: a refresh token that had already been rotated was
+	// presented again; the store has revoked its whole family.
+	ErrRefreshReused = errors.New("refresh token reused")
+	// ErrUnavailable: the backend cannot be reached (connection refused,
+	// timeout). Callers answer 503, not 500.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// Store is tokengate's persistence. Implementations are safe for concurrent
+// use by many goroutines and by several processes on the same data
+// (the admin CLI writes while the server runs; several nodes share PostgreSQL).
+//
+// Writes that make a token valid (CreateTokens, RotateRefreshToken) are durable
+// when they return nil: implementations batch concurrent calls into one
+// transaction (group commit) rather than skipping the sync.
+type Store interface {
+	// CreateClient stores a new client. Errors: ErrAlreadyExists.
+	CreateClient(ctx context.Context, c *Client) error
+	// GetClient returns a client by ID. Errors: ErrNotFound.
+	GetClient(ctx context.Context, id string) (*Client, error)
+	// ListClients returns all clients ordered by ID.
+	ListClients(ctx context.Context) ([]*Client, error)
+	// UpdateClient applies update to the stored client atomically (no update
+	// between the read and the write is lost). If update returns an error,
+	// nothing is written and that error is returned. Errors: ErrNotFound.
+	UpdateClient(ctx context.Context, id string, update func(*Client) error) error
+	// DeleteClient removes a client and revokes nothing else (its tokens
+	// become useless because the client no longer authenticates, and
+	// introspection reports tokens of unknown clients inactive).
+	// Errors: ErrNotFound.
+	DeleteClient(ctx context.Context, id string) error
+
+	// CreateUser stores a new user. Errors: ErrAlreadyExists.
+	CreateUser(ctx context.Context, u *User) error
+	// GetUser returns a user by username. Errors: ErrNotFound.
+	GetUser(ctx context.Context, username string) (*User, error)
+	// ListUsers returns all users ordered by username.
+	ListUsers(ctx context.Context) ([]*User, error)
+	// UpdateUser is UpdateClient for users. Errors: ErrNotFound.
+	UpdateUser(ctx context.Context, username string, update func(*User) error) error
+
+	// CreateTokens durably stores newly issued tokens, all or none.
+	// Errors: ErrAlreadyExists if an ID is taken.
+	CreateTokens(ctx context.Context, tokens ...*Token) error
+	// GetToken returns a token record by ID, whatever its state.
+	// Errors: ErrNotFound.
+	GetToken(ctx context.Context, id string) (*Token, error)
+	// RotateRefreshToken atomically marks the refresh token oldID rotated at
+	// now and stores the tokens that replace it. Exactly one of any number of
+	// concurrent calls for the same oldID succeeds.
+	// Errors: ErrNotFound; ErrTokenInactive (expired or revoked — nothing is
+	// written); ErrRefreshReused (already rotated — the store has durably
+	// revoked every token of the family before returning).
+	RotateRefreshToken(ctx context.Context, oldID string, now time.Time, replacements ...*Token) error
+	// RevokeToken durably marks t.ID revoked at now, inserting t as a
+	// revoked record if it was never stored (a stateless JWT). Revoking an
+	// already revoked token is not an error.
+	RevokeToken(ctx context.Context, t *Token, now time.Time) error
+	// RevokeFamily durably revokes every token whose FamilyID is familyID.
+	RevokeFamily(ctx context.Context, familyID string, now time.Time) error
+
+	// UseNonce records a one-time value (for example a request signature)
+	// until expiresAt. Errors: ErrAlreadyExists if it was recorded before and
+	// has not expired — on every node sharing the store.
+	UseNonce(ctx context.Context, key string, expiresAt time.Time) error
+
+	// CreateSigningKey stores a new current key and, in the same
+	// transaction, retires the previous current key of the same algorithm
+	// (RetiredAt = k.CreatedAt, PublishUntil = k.CreatedAt + publishFor).
+	CreateSigningKey(ctx context.Context, k *SigningKey, publishFor time.Duration) error
+	// ListSigningKeys returns current keys and retired keys whose
+	// PublishUntil is after now, newest first.
+	ListSigningKeys(ctx context.Context, now time.Time) ([]*SigningKey, error)
+
+	// Setting returns the named server setting, creating it with create()
+	// if absent; concurrent callers (several nodes) all get the same value.
+	Setting(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error)
+
+	// Revision returns a number that changes whenever a client, user or
+	// signing key changes; servers poll it to invalidate their caches.
+	Revision(ctx context.Context) (int64, error)
+
+	// DeleteExpired deletes at most limit token records and nonces that
+	// expired before the given time, returning how many it deleted.
+	DeleteExpired(ctx context.Context, before time.Time, limit int) (int, error)
+
+	// Ping reports whether the backend is reachable. Errors: ErrUnavailable.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources.
+	Close() error
+}

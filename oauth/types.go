@@ -1,0 +1,127 @@
+package oauth
+
+import (
+	"slices"
+	"time"
+)
+
+// Grant types (RFC 6749 §4.4, §4.3, §6).
+const (
+	GrantClientCredentials = "client_credentials"
+	GrantPassword          = "password"
+	GrantRefreshToken      = "refresh_token"
+)
+
+// KnownGrant reports whether g is a grant type tokengate implements.
+func KnownGrant(g string) bool {
+	return g == GrantClientCredentials || g == GrantPassword || g == GrantRefreshToken
+}
+
+// TokenFormat is how an access token is represented on the wire.
+type TokenFormat string
+
+const (
+	FormatOpaque TokenFormat = "opaque"
+	FormatJWT    TokenFormat = "jwt"
+)
+
+// Valid reports whether f is a known format; the empty format means
+// "the server's default" and is valid too.
+func (f TokenFormat) Valid() bool { return f == "" || f == FormatOpaque || f == FormatJWT }
+
+// JWT signing algorithms tokengate offers.
+const (
+	AlgES256 = "ES256"
+	AlgRS256 = "RS256"
+	AlgEdDSA = "EdDSA"
+)
+
+// KnownAlg reports whether alg is a signing algorithm tokengate offers.
+func KnownAlg(alg string) bool { return alg == AlgES256 || alg == AlgRS256 || alg == AlgEdDSA }
+
+// SecretHash is one keyed hash of a client secret. A client has one current
+// hash and, during a rotation's grace period, the previous one with an expiry.
+type SecretHash struct {
+	Hash      []byte    `json:"hash"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"` // zero: never expires
+}
+
+// Client is a registered OAuth client (a merchant or partner integration).
+type Client struct {
+	ID            string
+	Name          string
+	Secrets       []SecretHash // keyed hashes, never the secret itself
+	Grants        []string
+	Scopes        []string      // scopes the client may be granted
+	DefaultScopes []string      // granted when a request names none
+	AccessTTL     time.Duration // 0: endpoint or server default
+	TokenFormat   TokenFormat   // "": server default
+	SigningAlg    string        // "": server default; for JWT access tokens
+	// RefreshWithClientCredentials issues a refresh token for the
+	// client_credentials grant too (RFC 6749 §4.4.3 says SHOULD NOT by default).
+	RefreshWithClientCredentials bool
+	// PublicKeyPEM is a public key the client signs requests with (for
+	// example SNAP BI's X-SIGNATURE). Empty when none is registered.
+	PublicKeyPEM string
+	Disabled     bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// AllowsGrant reports whether the client is registered for grant type g.
+func (c *Client) AllowsGrant(g string) bool { return slices.Contains(c.Grants, g) }
+
+// User is a resource owner for the password grant.
+type User struct {
+	Username     string
+	PasswordHash string // argon2id, PHC string format
+	Disabled     bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// TokenKind tells access tokens from refresh tokens.
+type TokenKind string
+
+const (
+	KindAccess  TokenKind = "access"
+	KindRefresh TokenKind = "refresh"
+)
+
+// Token is the stored record of an issued token. The token value itself is
+// never stored: ID is a hash of an opaque token's value, or a JWT's jti.
+type Token struct {
+	ID       string
+	Kind     TokenKind
+	Format   TokenFormat
+	ClientID string
+	Subject  string // the user for the password grant, else the client ID
+	Scopes   []string
+	// FamilyID groups a refresh token with every token derived from it by
+	// rotation, and the access tokens issued alongside; "" for none.
+	FamilyID  string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	RevokedAt time.Time // zero: not revoked
+	RotatedAt time.Time // refresh tokens: when it was exchanged; zero if never
+}
+
+// Active reports whether the token is usable at time now.
+func (t *Token) Active(now time.Time) bool {
+	return t.RevokedAt.IsZero() && now.Before(t.ExpiresAt)
+}
+
+// SigningKey is a JWT signing key. Exactly one key per algorithm is current
+// (RetiredAt zero); a retired key is still published in the JWKS until
+// PublishUntil so tokens it signed can be verified until they expire.
+type SigningKey struct {
+	ID            string // the JWK "kid"
+	Alg           string
+	PrivateKeyPEM []byte // PKCS#8
+	CreatedAt     time.Time
+	RetiredAt     time.Time
+	PublishUntil  time.Time // zero while current
+}
+
+// Current reports whether k signs new tokens.
+func (k *SigningKey) Current() bool { return k.RetiredAt.IsZero() }

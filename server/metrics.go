@@ -1,0 +1,47 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics live on a private registry. Labels carry endpoint paths and
+// OAuth error codes only: never a client ID, a token or a secret.
+type metrics struct {
+	registry      *prometheus.Registry
+	tokenRequests *prometheus.CounterVec
+	tokenSeconds  *prometheus.HistogramVec
+	introspect    *prometheus.CounterVec
+	revoke        *prometheus.CounterVec
+	gcDeleted     prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		tokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_token_requests_total",
+			Help: "Token endpoint requests by endpoint path and result (ok or the OAuth error code).",
+		}, []string{"endpoint", "result"}),
+		tokenSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tokengate_token_request_duration_seconds",
+			Help:    "Token endpoint request latency by endpoint path.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"endpoint"}),
+		introspect: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_introspection_requests_total",
+			Help: "Introspection requests by result (active, inactive or the OAuth error code).",
+		}, []string{"result"}),
+		revoke: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_revocation_requests_total",
+			Help: "Revocation requests by result (ok or the OAuth error code).",
+		}, []string{"result"}),
+		gcDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokengate_gc_deleted_total",
+			Help: "Expired token records and nonces deleted by the background cleanup.",
+		}),
+	}
+	m.registry.MustRegister(m.tokenRequests, m.tokenSeconds, m.introspect, m.revoke, m.gcDeleted,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,166 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/tokengate/tokengate/dialect/oauth2"
+	"github.com/tokengate/tokengate/engine"
+	"github.com/tokengate/tokengate/oauth"
+)
+
+// recoverJSON turns a panic into an RFC 6749 server_error instead of a
+// dropped connection.
+func (s *Server) recoverJSON(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("panic", "path", r.URL.Path, "panic", p)
+				oauth2.WriteError(w, oauth.ServerError())
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// authenticated parses an RFC 7662/7009 request and authenticates its client.
+func (s *Server) authenticated(ctx context.Context, r *http.Request) (map[string]string, *oauth.Client, *oauth.Error) {
+	params, e := oauth2.ParseParams(r)
+	if e != nil {
+		return nil, nil, e
+	}
+	creds, e := oauth2.ClientCredentials(r, params)
+	if e != nil {
+		return nil, nil, e
+	}
+	cl, e := s.engine.AuthenticateClient(ctx, creds)
+	if e != nil {
+		return nil, nil, e
+	}
+	if params["token"] == "" {
+		return nil, nil, oauth.Missing("token")
+	}
+	return params, cl, nil
+}
+
+type introspection struct {
+	Active    bool     `json:"active"`
+	Scope     string   `json:"scope,omitempty"`
+	ClientID  string   `json:"client_id,omitempty"`
+	Username  string   `json:"username,omitempty"`
+	TokenType string   `json:"token_type,omitempty"`
+	Exp       int64    `json:"exp,omitempty"`
+	Iat       int64    `json:"iat,omitempty"`
+	Sub       string   `json:"sub,omitempty"`
+	Aud       []string `json:"aud,omitempty"`
+	Iss       string   `json:"iss,omitempty"`
+	Jti       string   `json:"jti,omitempty"`
+}
+
+// introspect serves RFC 7662 §2.
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	params, _, e := s.authenticated(ctx, r)
+	if e != nil {
+		s.metrics.introspect.WithLabelValues(e.Code).Inc()
+		oauth2.WriteError(w, e)
+		return
+	}
+	in, err := s.engine.Introspect(ctx, params["token"])
+	if err != nil {
+		e := s.unavailable(ctx, "introspect", err)
+		s.metrics.introspect.WithLabelValues(e.Code).Inc()
+		oauth2.WriteError(w, e)
+		return
+	}
+	if !in.Active {
+		s.metrics.introspect.WithLabelValues("inactive").Inc()
+		oauth2.WriteJSON(w, http.StatusOK, introspection{})
+		return
+	}
+	s.metrics.introspect.WithLabelValues("active").Inc()
+	oauth2.WriteJSON(w, http.StatusOK, introspection{
+		Active: true, Scope: strings.Join(in.Scope, " "), ClientID: in.ClientID, Username: in.Username,
+		TokenType: in.TokenType, Exp: in.Exp, Iat: in.Iat, Sub: in.Sub, Aud: in.Aud, Iss: in.Iss, Jti: in.Jti,
+	})
+}
+
+// revoke serves RFC 7009 §2.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	params, cl, e := s.authenticated(ctx, r)
+	if e != nil {
+		s.metrics.revoke.WithLabelValues(e.Code).Inc()
+		oauth2.WriteError(w, e)
+		return
+	}
+	// token_type_hint is only a hint (RFC 7009 §2.1): the token is found
+	// whatever its type, so the hint is not needed and not checked.
+	err := s.engine.Revoke(ctx, cl, params["token"])
+	switch {
+	case err == nil:
+		s.metrics.revoke.WithLabelValues("ok").Inc()
+		oauth2.WriteJSON(w, http.StatusOK, struct{}{})
+	case errors.Is(err, engine.ErrNotOwner):
+		s.metrics.revoke.WithLabelValues(oauth.CodeUnauthorizedClient).Inc()
+		oauth2.WriteError(w, &oauth.Error{Code: oauth.CodeUnauthorizedClient, Status: http.StatusBadRequest,
+			Cause: oauth.CauseGrantNotAllowed, Description: "the token was not issued to this client"})
+	default:
+		e := s.unavailable(ctx, "revoke", err)
+		s.metrics.revoke.WithLabelValues(e.Code).Inc()
+		oauth2.WriteError(w, e)
+	}
+}
+
+// unavailable maps a store failure to 503 (or 500 for a fault that is not
+// about reaching the store), logging the cause and sending none of it.
+func (s *Server) unavailable(ctx context.Context, op string, err error) *oauth.Error {
+	if errors.Is(err, oauth.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		s.log.Warn("store unavailable", "op", op, "err", err)
+		return oauth.Unavailable()
+	}
+	s.log.Error("store failure", "op", op, "err", err)
+	return oauth.ServerError()
+}
+
+// metadata serves RFC 8414 authorization server metadata.
+func (s *Server) metadata(w http.ResponseWriter, _ *http.Request) {
+	iss := strings.TrimSuffix(s.cfg.Issuer, "/")
+	tokenPath := s.cfg.Endpoints[0].Path
+	for _, ep := range s.cfg.Endpoints {
+		if ep.Dialect == "oauth2" {
+			tokenPath = ep.Path
+			break
+		}
+	}
+	authMethods := []string{oauth.AuthSecretBasic, oauth.AuthSecretPost}
+	md := map[string]any{
+		"issuer":                                iss,
+		"token_endpoint":                        iss + tokenPath,
+		"jwks_uri":                              iss + "/.well-known/jwks.json",
+		"introspection_endpoint":                iss + "/oauth/introspect",
+		"revocation_endpoint":                   iss + "/oauth/revoke",
+		"grant_types_supported":                 []string{oauth.GrantClientCredentials, oauth.GrantPassword, oauth.GrantRefreshToken},
+		"token_endpoint_auth_methods_supported": authMethods,
+		"introspection_endpoint_auth_methods_supported": authMethods,
+		"revocation_endpoint_auth_methods_supported":    authMethods,
+		// tokengate has no authorization endpoint, so it supports no
+		// response types; the member is REQUIRED by RFC 8414 §2.
+		"response_types_supported": []string{},
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	json.NewEncoder(w).Encode(md)
+}
+
+func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	// Short, so a rotation is picked up quickly by resource servers.
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	w.Write(s.engine.JWKS())
+}

@@ -1,0 +1,41 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/tokengate/tokengate/dialect"
+	"github.com/tokengate/tokengate/oauth"
+)
+
+// tokenHandler serves one configured token endpoint.
+func (s *Server) tokenHandler(path string, d dialect.Dialect, policy oauth.EndpointPolicy) http.Handler {
+	ok := s.metrics.tokenRequests.WithLabelValues(path, "ok")
+	latency := s.metrics.tokenSeconds.WithLabelValues(path)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("panic in token endpoint", "endpoint", path, "panic", p)
+				d.WriteError(w, r, oauth.ServerError())
+			}
+		}()
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		req, e := d.DecodeTokenRequest(r.WithContext(ctx))
+		var resp *oauth.TokenResponse
+		if e == nil {
+			req.Policy = policy
+			resp, e = s.engine.Token(ctx, req)
+		}
+		if e != nil {
+			s.metrics.tokenRequests.WithLabelValues(path, e.Code).Inc()
+			d.WriteError(w, r, e)
+		} else {
+			ok.Inc()
+			d.WriteToken(w, r, resp)
+		}
+		latency.Observe(time.Since(start).Seconds())
+	})
+}

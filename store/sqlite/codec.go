@@ -1,0 +1,265 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tokengate/tokengate/oauth"
+)
+
+// Encoding of values in columns. Times are UNIX microseconds (the
+// precision PostgreSQL keeps too), read back in UTC; the zero time is NULL.
+// Empty lists and byte slices read back as nil.
+
+func dbTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+func goTime(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(n.Int64).UTC()
+}
+
+func dbBool(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func dbBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{} // nil would bind as NULL
+	}
+	return b
+}
+
+func goBytes(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+func encodeList(l []string) string {
+	if len(l) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(l) // cannot fail for []string
+	return string(b)
+}
+
+func decodeList(s string) ([]string, error) {
+	var l []string
+	if err := json.Unmarshal([]byte(s), &l); err != nil {
+		return nil, fmt.Errorf("sqlite: corrupt list %q: %w", s, err)
+	}
+	if len(l) == 0 {
+		return nil, nil
+	}
+	return l, nil
+}
+
+// secretJSON is a SecretHash as stored: the expiry in UNIX microseconds
+// like every other time, not oauth.SecretHash's RFC 3339 text.
+type secretJSON struct {
+	Hash      []byte `json:"hash"`
+	ExpiresAt *int64 `json:"expires_at,omitempty"`
+}
+
+func encodeSecrets(l []oauth.SecretHash) string {
+	out := make([]secretJSON, len(l))
+	for i, s := range l {
+		out[i].Hash = s.Hash
+		if !s.ExpiresAt.IsZero() {
+			us := s.ExpiresAt.UnixMicro()
+			out[i].ExpiresAt = &us
+		}
+	}
+	b, _ := json.Marshal(out) // cannot fail
+	return string(b)
+}
+
+func decodeSecrets(s string) ([]oauth.SecretHash, error) {
+	var in []secretJSON
+	if err := json.Unmarshal([]byte(s), &in); err != nil {
+		return nil, fmt.Errorf("sqlite: corrupt secrets: %w", err)
+	}
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make([]oauth.SecretHash, len(in))
+	for i, v := range in {
+		out[i].Hash = goBytes(v.Hash)
+		if v.ExpiresAt != nil {
+			out[i].ExpiresAt = time.UnixMicro(*v.ExpiresAt).UTC()
+		}
+	}
+	return out, nil
+}
+
+func splitScopes(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, " ")
+}
+
+// queryer is what *sql.DB (reads) and *sql.Conn (reads inside the write
+// transaction) have in common.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// scanner is *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// notFound turns sql.ErrNoRows into oauth.ErrNotFound.
+func notFound(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("sqlite: %s: %w", what, oauth.ErrNotFound)
+	}
+	return mapErr(err)
+}
+
+// Clients.
+
+const clientColumns = `id, name, secrets, grants, scopes, default_scopes, access_ttl, token_format,
+	signing_alg, refresh_with_client_credentials, public_key_pem, disabled, created_at, updated_at`
+
+func clientArgs(c *oauth.Client) []any {
+	return []any{
+		c.ID, c.Name, encodeSecrets(c.Secrets), encodeList(c.Grants), encodeList(c.Scopes),
+		encodeList(c.DefaultScopes), int64(c.AccessTTL), string(c.TokenFormat), c.SigningAlg,
+		dbBool(c.RefreshWithClientCredentials), c.PublicKeyPEM, dbBool(c.Disabled),
+		dbTime(c.CreatedAt), dbTime(c.UpdatedAt),
+	}
+}
+
+func scanClient(sc scanner) (*oauth.Client, error) {
+	var (
+		c                                      oauth.Client
+		secrets, grants, scopes, defaultScopes string
+		ttl, refreshCC, disabled               int64
+		format                                 string
+		created, updated                       sql.NullInt64
+	)
+	err := sc.Scan(&c.ID, &c.Name, &secrets, &grants, &scopes, &defaultScopes, &ttl, &format,
+		&c.SigningAlg, &refreshCC, &c.PublicKeyPEM, &disabled, &created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	c.AccessTTL = time.Duration(ttl)
+	c.TokenFormat = oauth.TokenFormat(format)
+	c.RefreshWithClientCredentials = refreshCC != 0
+	c.Disabled = disabled != 0
+	c.CreatedAt, c.UpdatedAt = goTime(created), goTime(updated)
+	if c.Secrets, err = decodeSecrets(secrets); err != nil {
+		return nil, err
+	}
+	if c.Grants, err = decodeList(grants); err != nil {
+		return nil, err
+	}
+	if c.Scopes, err = decodeList(scopes); err != nil {
+		return nil, err
+	}
+	if c.DefaultScopes, err = decodeList(defaultScopes); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func getClient(ctx context.Context, q queryer, id string) (*oauth.Client, error) {
+	c, err := scanClient(q.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = ?`, id))
+	if err != nil {
+		return nil, notFound(err, "client "+id)
+	}
+	return c, nil
+}
+
+// Users.
+
+const userColumns = `username, password_hash, disabled, created_at, updated_at`
+
+func userArgs(u *oauth.User) []any {
+	return []any{u.Username, u.PasswordHash, dbBool(u.Disabled), dbTime(u.CreatedAt), dbTime(u.UpdatedAt)}
+}
+
+func scanUser(sc scanner) (*oauth.User, error) {
+	var (
+		u                oauth.User
+		disabled         int64
+		created, updated sql.NullInt64
+	)
+	if err := sc.Scan(&u.Username, &u.PasswordHash, &disabled, &created, &updated); err != nil {
+		return nil, err
+	}
+	u.Disabled = disabled != 0
+	u.CreatedAt, u.UpdatedAt = goTime(created), goTime(updated)
+	return &u, nil
+}
+
+func getUser(ctx context.Context, q queryer, username string) (*oauth.User, error) {
+	u, err := scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = ?`, username))
+	if err != nil {
+		return nil, notFound(err, "user "+username)
+	}
+	return u, nil
+}
+
+// Tokens.
+
+// tokenArgs are the insertToken arguments, computed in the caller's
+// goroutine so the writer goroutine only executes statements.
+func tokenArgs(t *oauth.Token) []any {
+	return []any{
+		t.ID, string(t.Kind), string(t.Format), t.ClientID, t.Subject, strings.Join(t.Scopes, " "),
+		t.FamilyID, dbTime(t.IssuedAt), dbTime(t.ExpiresAt), dbTime(t.RevokedAt), dbTime(t.RotatedAt),
+	}
+}
+
+func scanToken(sc scanner) (*oauth.Token, error) {
+	var (
+		t                                 oauth.Token
+		kind, format, scopes              string
+		issued, expires, revoked, rotated sql.NullInt64
+	)
+	err := sc.Scan(&t.ID, &kind, &format, &t.ClientID, &t.Subject, &scopes, &t.FamilyID,
+		&issued, &expires, &revoked, &rotated)
+	if err != nil {
+		return nil, err
+	}
+	t.Kind, t.Format, t.Scopes = oauth.TokenKind(kind), oauth.TokenFormat(format), splitScopes(scopes)
+	t.IssuedAt, t.ExpiresAt = goTime(issued), goTime(expires)
+	t.RevokedAt, t.RotatedAt = goTime(revoked), goTime(rotated)
+	return &t, nil
+}
+
+// Signing keys.
+
+const keyColumns = `id, alg, private_key, created_at, retired_at, publish_until`
+
+func scanKey(sc scanner) (*oauth.SigningKey, error) {
+	var (
+		k                         oauth.SigningKey
+		pem                       []byte
+		created, retired, publish sql.NullInt64
+	)
+	if err := sc.Scan(&k.ID, &k.Alg, &pem, &created, &retired, &publish); err != nil {
+		return nil, err
+	}
+	k.PrivateKeyPEM = goBytes(pem)
+	k.CreatedAt, k.RetiredAt, k.PublishUntil = goTime(created), goTime(retired), goTime(publish)
+	return &k, nil
+}

@@ -1,0 +1,112 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tokengate/tokengate/oauth"
+)
+
+// CreateSigningKey stores k and, in the same transaction, retires the
+// current key of k.Alg (RetiredAt = k.CreatedAt, PublishUntil =
+// k.CreatedAt + publishFor). k.CreatedAt must be set.
+// Errors: oauth.ErrAlreadyExists if k.ID is taken (nothing is retired then).
+func (s *Store) CreateSigningKey(ctx context.Context, k *oauth.SigningKey, publishFor time.Duration) error {
+	if k == nil {
+		return errNil
+	}
+	if k.CreatedAt.IsZero() {
+		return errors.New("sqlite: CreateSigningKey: CreatedAt is zero")
+	}
+	retired, until := k.CreatedAt.UnixMicro(), k.CreatedAt.Add(publishFor).UnixMicro()
+	args := []any{k.ID, k.Alg, dbBytes(k.PrivateKeyPEM), dbTime(k.CreatedAt), dbTime(k.RetiredAt), dbTime(k.PublishUntil)}
+	return s.do(ctx, func(ctx context.Context, w *writer) error {
+		if _, err := w.conn.ExecContext(ctx, `UPDATE signing_keys SET retired_at = ?, publish_until = ?
+			WHERE alg = ? AND retired_at IS NULL`, retired, until, k.Alg); err != nil {
+			return mapErr(err)
+		}
+		if _, err := w.conn.ExecContext(ctx, `INSERT INTO signing_keys (`+keyColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?)`, args...); err != nil {
+			return mapErr(err)
+		}
+		return w.bumpRevision(ctx)
+	})
+}
+
+// ListSigningKeys returns current keys and retired keys whose PublishUntil
+// is after now, newest (by CreatedAt) first.
+func (s *Store) ListSigningKeys(ctx context.Context, now time.Time) ([]*oauth.SigningKey, error) {
+	db, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, `SELECT `+keyColumns+` FROM signing_keys
+		WHERE retired_at IS NULL OR publish_until > ?
+		ORDER BY created_at DESC, id DESC`, now.UnixMicro())
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []*oauth.SigningKey
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, mapErr(err)
+		}
+		out = append(out, k)
+	}
+	return out, mapErr(rows.Err())
+}
+
+// Setting returns the named setting, creating it with create() if absent.
+// create runs outside any transaction (it may be slow, e.g. generating a
+// key); when several callers or processes race, each may call create, but
+// the first value stored wins and every caller returns that one.
+func (s *Store) Setting(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error) {
+	db, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	var v []byte
+	err = db.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = ?`, name).Scan(&v)
+	if err == nil {
+		return v, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, mapErr(err)
+	}
+	nv, err := create()
+	if err != nil {
+		return nil, err
+	}
+	nv = dbBytes(nv)
+	var stored []byte
+	err = s.do(ctx, func(ctx context.Context, w *writer) error {
+		if _, err := w.conn.ExecContext(ctx, `INSERT INTO settings (name, value) VALUES (?, ?)
+			ON CONFLICT (name) DO NOTHING`, name, nv); err != nil {
+			return mapErr(err)
+		}
+		return mapErr(w.conn.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = ?`, name).Scan(&stored))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: setting %s: %w", name, err)
+	}
+	return stored, nil
+}
+
+// Revision returns a counter bumped by every client, user and signing-key
+// change, by this or any other process.
+func (s *Store) Revision(ctx context.Context) (int64, error) {
+	db, err := s.reader()
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	if err := db.QueryRowContext(ctx, `SELECT n FROM revision WHERE id = 1`).Scan(&n); err != nil {
+		return 0, mapErr(err)
+	}
+	return n, nil
+}

@@ -1,0 +1,316 @@
+// Package sqlite is tokengate's embedded store: one SQLite database file
+// in a data directory, through modernc.org/sqlite (pure Go, no cgo).
+//
+// The database runs in WAL mode with synchronous=FULL, so a write is on
+// disk when it returns. Every write goes through one dedicated writer
+// connection driven by a group-commit batcher (store/internal/batch):
+// concurrent writes share one transaction and one sync. Reads use a
+// separate pool of read-only connections and run in parallel with writes.
+//
+// Several processes may open the same directory at once (the server and
+// the admin CLI): SQLite's file locks serialize their write transactions,
+// which are kept short, and busy_timeout makes a writer wait for the other
+// instead of failing. A write that still cannot get the lock fails with an
+// error wrapping oauth.ErrUnavailable.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/store/internal/batch"
+)
+
+// FileName is the database file Open creates in its directory.
+const FileName = "tokengate.db"
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Store is the SQLite implementation of oauth.Store. It is safe for
+// concurrent use.
+type Store struct {
+	path   string
+	rdb    *sql.DB // read-only pool
+	wdb    *sql.DB // the one writer connection
+	w      *writer
+	b      *batch.Batcher[*writer]
+	getTok *sql.Stmt // on rdb
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ oauth.Store = (*Store)(nil)
+
+// Option changes how Open sets up a Store.
+type Option func(*options)
+
+type options struct {
+	busyTimeout time.Duration
+	maxBatch    int
+	readers     int
+}
+
+// WithBusyTimeout sets how long a connection waits for another process's
+// lock before failing with oauth.ErrUnavailable; default 5s.
+func WithBusyTimeout(d time.Duration) Option { return func(o *options) { o.busyTimeout = d } }
+
+// WithMaxBatch sets the most write operations committed in one
+// transaction; default 256.
+func WithMaxBatch(n int) Option { return func(o *options) { o.maxBatch = n } }
+
+// WithReaders sets the size of the read connection pool; default
+// 2*GOMAXPROCS, at least 4.
+func WithReaders(n int) Option { return func(o *options) { o.readers = n } }
+
+func buildOptions(opts []Option) options {
+	o := options{busyTimeout: 5 * time.Second, maxBatch: 256, readers: max(4, 2*runtime.GOMAXPROCS(0))}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// Open opens (creating if missing) the database in dir, applies pending
+// migrations and starts the writer. dir is created with mode 0700 and the
+// database file with mode 0600 (it holds signing keys).
+func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
+	o := buildOptions(opts)
+	path, err := prepareFile(dir)
+	if err != nil {
+		return nil, err
+	}
+	wdb, err := sql.Open("sqlite", writerDSN(path, o))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	s := &Store{path: path, wdb: wdb}
+	if err := migrate(ctx, wdb); err != nil {
+		wdb.Close()
+		return nil, err
+	}
+	s.rdb, err = sql.Open("sqlite", readerDSN(path, o))
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	s.rdb.SetMaxOpenConns(o.readers)
+	s.rdb.SetMaxIdleConns(o.readers)
+	s.rdb.SetConnMaxLifetime(0)
+	s.rdb.SetConnMaxIdleTime(0)
+	if s.getTok, err = s.rdb.PrepareContext(ctx, selectToken+` WHERE id = ?`); err != nil {
+		s.closeDBs()
+		return nil, mapErr(err)
+	}
+	if s.w, err = newWriter(ctx, wdb); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	s.b = batch.New[*writer](s.w, batch.Options{MaxBatch: o.maxBatch})
+	return s, nil
+}
+
+// Migrate applies pending migrations to the database in dir (creating it
+// if missing) without starting a store. Open migrates too; this is for an
+// explicit "migrate" command.
+func Migrate(ctx context.Context, dir string) error {
+	path, err := prepareFile(dir)
+	if err != nil {
+		return err
+	}
+	db, err := sql.Open("sqlite", writerDSN(path, buildOptions(nil)))
+	if err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	return migrate(ctx, db)
+}
+
+// prepareFile creates dir and the database file with restrictive modes
+// (SQLite gives its -wal and -shm files the database file's mode) and
+// returns the file's path.
+func prepareFile(dir string) (string, error) {
+	if dir == "" {
+		return "", errors.New("sqlite: empty data directory")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("sqlite: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	if strings.Contains(path, "?") {
+		// The driver reads everything after '?' as connection parameters.
+		return "", fmt.Errorf("sqlite: data directory %q contains '?'", dir)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("sqlite: %w", err)
+	}
+	return path, nil
+}
+
+func writerDSN(path string, o options) string {
+	return path + "?" + strings.Join([]string{
+		fmt.Sprintf("_pragma=busy_timeout(%d)", o.busyTimeout.Milliseconds()),
+		"_pragma=journal_mode(WAL)",
+		// FULL: in WAL mode NORMAL may lose the last commits on power loss,
+		// and a revocation or a just-issued token must survive it.
+		"_pragma=synchronous(FULL)",
+		"_pragma=foreign_keys(0)",
+		"_pragma=journal_size_limit(67108864)",
+		// Migrations run in database/sql transactions; IMMEDIATE takes the
+		// write lock up front, so two processes migrating wait for each other.
+		"_txlock=immediate",
+	}, "&")
+}
+
+func readerDSN(path string, o options) string {
+	return path + "?" + strings.Join([]string{
+		fmt.Sprintf("_pragma=busy_timeout(%d)", o.busyTimeout.Milliseconds()),
+		"_pragma=query_only(1)",
+	}, "&")
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	fsys, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		// Another process (server and CLI starting together) may have
+		// applied the same migrations between our check and our write.
+		if pending, perr := p.HasPending(ctx); perr == nil && !pending {
+			return nil
+		}
+		return fmt.Errorf("sqlite: migrate: %w", mapErr(err))
+	}
+	return nil
+}
+
+// Close stops the writer after the queued writes have run, and closes the
+// database. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.b.Close()
+		s.closeErr = errors.Join(s.w.close(), s.getTok.Close(), s.closeDBs())
+	})
+	return s.closeErr
+}
+
+func (s *Store) closeDBs() error {
+	var errs []error
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	errs = append(errs, s.wdb.Close())
+	return errors.Join(errs...)
+}
+
+// Ping reads the database through the read pool.
+func (s *Store) Ping(ctx context.Context) error {
+	_, err := s.Revision(ctx)
+	return err
+}
+
+// Stats counts the writer's transactions and operations since Open; Ops
+// divided by Batches is the average group-commit size.
+type Stats struct {
+	Batches int64
+	Ops     int64
+	Retries int64 // batches that failed and were retried op by op
+}
+
+// Stats returns the group-commit counters.
+func (s *Store) Stats() Stats {
+	st := s.b.Stats()
+	return Stats{Batches: st.Batches, Ops: st.Ops, Retries: st.Retries}
+}
+
+var errClosed = fmt.Errorf("sqlite: store closed: %w", oauth.ErrUnavailable)
+
+// do runs op through the group-commit batcher.
+func (s *Store) do(ctx context.Context, op batch.Op[*writer]) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	err := s.b.Do(ctx, op)
+	if errors.Is(err, batch.ErrClosed) {
+		return errClosed
+	}
+	return mapErr(err)
+}
+
+// reader returns the read pool, or an error once the store is closed.
+func (s *Store) reader() (*sql.DB, error) {
+	if s.closed.Load() {
+		return nil, errClosed
+	}
+	return s.rdb, nil
+}
+
+// mapErr translates driver errors into the oauth.Store error contract:
+// constraint violations on a key become oauth.ErrAlreadyExists, and lock
+// timeouts and I/O failures wrap oauth.ErrUnavailable. Other errors, and
+// errors already mapped, pass through.
+func mapErr(err error) error {
+	if err == nil || isMapped(err) {
+		return err
+	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
+			return fmt.Errorf("sqlite: %w: %w", oauth.ErrUnavailable, err)
+		}
+		return err
+	}
+	switch se.Code() {
+	case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+		return fmt.Errorf("sqlite: %w (%v)", oauth.ErrAlreadyExists, err)
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+		sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_NOMEM,
+		sqlite3.SQLITE_READONLY, sqlite3.SQLITE_INTERRUPT:
+		return fmt.Errorf("sqlite: %w: %w", oauth.ErrUnavailable, err)
+	}
+	return err
+}
+
+func isMapped(err error) bool {
+	for _, e := range []error{oauth.ErrNotFound, oauth.ErrAlreadyExists, oauth.ErrTokenInactive, oauth.ErrRefreshReused, oauth.ErrUnavailable} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}

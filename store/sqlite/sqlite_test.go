@@ -1,0 +1,370 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/store/sqlite"
+	"github.com/tokengate/tokengate/store/storetest"
+)
+
+func open(t testing.TB, dir string, opts ...sqlite.Option) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), dir, opts...)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", dir, err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.RunTests(t, func(t *testing.T) oauth.Store {
+		return open(t, t.TempDir())
+	})
+}
+
+func TestOpenCreatesPrivateFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data", "nested")
+	s := open(t, dir)
+	defer s.Close()
+	for path, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, sqlite.FileName): 0o600} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s mode = %v, want %v", path, got, want)
+		}
+	}
+	// WAL mode is a property of the file, visible to any connection.
+	db, err := sql.Open("sqlite", filepath.Join(dir, sqlite.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var mode string
+	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q (%v), want wal", mode, err)
+	}
+}
+
+// TestReopen: what was committed survives Close and Open, and Open on an
+// already migrated database works.
+func TestReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	now := time.Now()
+	tok := &oauth.Token{ID: "t1", Kind: oauth.KindRefresh, ClientID: "c", FamilyID: "f", IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := s.CreateClient(ctx, &oauth.Client{ID: "c", Name: "merchant"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateTokens(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeToken(ctx, tok, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UseNonce(ctx, "n", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := s.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := s.GetToken(ctx, "t1"); !errors.Is(err, oauth.ErrUnavailable) {
+		t.Errorf("GetToken after Close = %v, want ErrUnavailable", err)
+	}
+	if err := s.CreateTokens(ctx, &oauth.Token{ID: "t2"}); !errors.Is(err, oauth.ErrUnavailable) {
+		t.Errorf("CreateTokens after Close = %v, want ErrUnavailable", err)
+	}
+
+	if err := sqlite.Migrate(ctx, dir); err != nil {
+		t.Fatalf("Migrate on a migrated database: %v", err)
+	}
+	s = open(t, dir)
+	defer s.Close()
+	c, err := s.GetClient(ctx, "c")
+	if err != nil || c.Name != "merchant" {
+		t.Fatalf("GetClient after reopen = %+v, %v", c, err)
+	}
+	got, err := s.GetToken(ctx, "t1")
+	if err != nil {
+		t.Fatalf("GetToken after reopen: %v", err)
+	}
+	if got.RevokedAt.IsZero() {
+		t.Error("revocation lost across Close/Open")
+	}
+	if err := s.UseNonce(ctx, "n", now.Add(time.Hour)); !errors.Is(err, oauth.ErrAlreadyExists) {
+		t.Errorf("UseNonce after reopen = %v, want ErrAlreadyExists", err)
+	}
+	if r, err := s.Revision(ctx); err != nil || r != rev {
+		t.Errorf("Revision after reopen = %d, %v; want %d", r, err, rev)
+	}
+}
+
+// TestTwoStoresShareDirectory: the server and the admin CLI open the same
+// directory; each sees the other's writes, and their writes interleave
+// without loss.
+func TestTwoStoresShareDirectory(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	server, cli := open(t, dir), open(t, dir)
+	defer server.Close()
+	defer cli.Close()
+
+	rev, err := server.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.CreateClient(ctx, &oauth.Client{ID: "m1", Scopes: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.GetClient(ctx, "m1"); err != nil {
+		t.Fatalf("server does not see the CLI's client: %v", err)
+	}
+	if r, err := server.Revision(ctx); err != nil || r == rev {
+		t.Fatalf("server's Revision = %d, %v after the CLI's change; want a change from %d", r, err, rev)
+	}
+	now := time.Now()
+	if err := server.CreateTokens(ctx, &oauth.Token{ID: "t", Kind: oauth.KindAccess, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.RevokeToken(ctx, &oauth.Token{ID: "t"}, now); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := server.GetToken(ctx, "t"); err != nil || got.RevokedAt.IsZero() {
+		t.Fatalf("server does not see the CLI's revocation: %+v, %v", got, err)
+	}
+
+	// Both write at once: client updates from both and tokens from both.
+	const n = 100
+	errc := make(chan error, 4*n)
+	for i := range n {
+		for j, s := range []*sqlite.Store{server, cli} {
+			go func() {
+				errc <- s.CreateTokens(ctx, &oauth.Token{ID: fmt.Sprintf("p%d-%d", j, i), Kind: oauth.KindAccess, ExpiresAt: now.Add(time.Hour)})
+			}()
+			go func() {
+				errc <- s.UpdateClient(ctx, "m1", func(c *oauth.Client) error {
+					c.Scopes = append(c.Scopes, fmt.Sprintf("s%d-%d", j, i))
+					return nil
+				})
+			}()
+		}
+	}
+	for range 4 * n {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		for j, s := range []*sqlite.Store{cli, server} {
+			if _, err := s.GetToken(ctx, fmt.Sprintf("p%d-%d", j, i)); err != nil {
+				t.Fatalf("token p%d-%d: %v", j, i, err)
+			}
+		}
+	}
+	c, err := cli.GetClient(ctx, "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Scopes) != 1+2*n {
+		t.Fatalf("client has %d scopes after %d updates from two stores, want %d", len(c.Scopes), 2*n, 1+2*n)
+	}
+}
+
+// TestSeparateProcess runs a writer in a child process (the admin CLI's
+// situation: separate process, separate file locks) while this process
+// writes too.
+func TestSeparateProcess(t *testing.T) {
+	if dir := os.Getenv("TOKENGATE_SQLITE_CHILD_DIR"); dir != "" {
+		childWrites(t, dir)
+		return
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	defer s.Close()
+	if err := s.CreateClient(ctx, &oauth.Client{ID: "shared"}); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSeparateProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TOKENGATE_SQLITE_CHILD_DIR="+dir)
+	done := make(chan error, 1)
+	var out []byte
+	go func() {
+		var err error
+		out, err = cmd.CombinedOutput()
+		done <- err
+	}()
+	var mine atomic.Int64
+	now := time.Now()
+	stop := make(chan struct{})
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := s.CreateTokens(ctx, &oauth.Token{ID: fmt.Sprintf("parent-%d", i), ExpiresAt: now.Add(time.Hour)}); err != nil {
+				t.Errorf("parent CreateTokens: %v", err)
+				return
+			}
+			mine.Add(1)
+		}
+	}()
+	err := <-done
+	close(stop)
+	if err != nil {
+		t.Fatalf("child process: %v\n%s", err, out)
+	}
+	for i := range 200 {
+		if _, err := s.GetToken(ctx, fmt.Sprintf("child-%d", i)); err != nil {
+			t.Fatalf("child's token %d: %v", i, err)
+		}
+	}
+	c, err := s.GetClient(ctx, "shared")
+	if err != nil || c.Name != "renamed by child" {
+		t.Fatalf("client after the child's update = %+v, %v", c, err)
+	}
+	if mine.Load() == 0 {
+		t.Error("parent wrote nothing while the child ran")
+	}
+}
+
+func childWrites(t *testing.T, dir string) {
+	ctx := context.Background()
+	s := open(t, dir)
+	defer s.Close()
+	now := time.Now()
+	errc := make(chan error, 200)
+	for i := range 200 {
+		go func() {
+			errc <- s.CreateTokens(ctx, &oauth.Token{ID: fmt.Sprintf("child-%d", i), ExpiresAt: now.Add(time.Hour)})
+		}()
+	}
+	for range 200 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.UpdateClient(ctx, "shared", func(c *oauth.Client) error { c.Name = "renamed by child"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLockedDatabaseIsUnavailable: a write that cannot get the database
+// lock within busy_timeout fails with ErrUnavailable, and the store
+// recovers when the lock is released.
+func TestLockedDatabaseIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir, sqlite.WithBusyTimeout(50*time.Millisecond))
+	defer s.Close()
+
+	locker, err := sql.Open("sqlite", filepath.Join(dir, sqlite.FileName)+"?_pragma=busy_timeout(1000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close()
+	conn, err := locker.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	tok := &oauth.Token{ID: "t", ExpiresAt: time.Now().Add(time.Hour)}
+	if err := s.CreateTokens(ctx, tok); !errors.Is(err, oauth.ErrUnavailable) {
+		t.Fatalf("CreateTokens while another process holds the write lock = %v, want ErrUnavailable", err)
+	}
+	// Readers are not blocked by a writer (WAL).
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping while locked: %v", err)
+	}
+	if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateTokens(ctx, tok); err != nil {
+		t.Fatalf("CreateTokens after the lock was released: %v", err)
+	}
+}
+
+// TestGroupCommit: concurrent writers share transactions.
+func TestGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	const n = 400
+	errc := make(chan error, n)
+	now := time.Now()
+	for i := range n {
+		go func() {
+			errc <- s.CreateTokens(ctx, &oauth.Token{ID: fmt.Sprint(i), ExpiresAt: now.Add(time.Hour)})
+		}()
+	}
+	for range n {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.Stats()
+	if st.Ops != n || st.Batches >= n/2 {
+		t.Errorf("Stats = %+v: %d concurrent writes took %d transactions; want batching (< %d)", st, n, st.Batches, n/2)
+	}
+}
+
+// BenchmarkCreateTokensParallel measures durable token issuance: each op
+// stores one access token, from many goroutines at once.
+func BenchmarkCreateTokensParallel(b *testing.B) {
+	s := open(b, b.TempDir())
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now()
+	var seq atomic.Int64
+	b.SetParallelism(64) // 64 goroutines per CPU: a server's worth of concurrent requests
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			tok := &oauth.Token{
+				ID:        fmt.Sprintf("bench-%024d", seq.Add(1)),
+				Kind:      oauth.KindAccess,
+				Format:    oauth.FormatOpaque,
+				ClientID:  "merchant-1",
+				Subject:   "merchant-1",
+				Scopes:    []string{"payments:read", "payments:write"},
+				IssuedAt:  now,
+				ExpiresAt: now.Add(15 * time.Minute),
+			}
+			if err := s.CreateTokens(ctx, tok); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	st := s.Stats()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+	if st.Batches > 0 {
+		b.ReportMetric(float64(st.Ops)/float64(st.Batches), "tokens/commit")
+	}
+}

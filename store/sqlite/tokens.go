@@ -1,0 +1,207 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/store/internal/batch"
+)
+
+// Token writes go through the group-commit batcher: they return once the
+// transaction holding them has committed with synchronous=FULL. If ctx ends
+// first they return ctx.Err() at once, and the write may still commit.
+
+// CreateTokens durably stores tokens, all or none.
+// Errors: oauth.ErrAlreadyExists if an ID is taken (also within tokens).
+func (s *Store) CreateTokens(ctx context.Context, tokens ...*oauth.Token) error {
+	if len(tokens) == 0 {
+		return nil
+	}
+	args, err := tokensArgs(tokens)
+	if err != nil {
+		return err
+	}
+	return s.do(ctx, func(ctx context.Context, w *writer) error {
+		return w.insertTokens(ctx, args)
+	})
+}
+
+func tokensArgs(tokens []*oauth.Token) ([][]any, error) {
+	args := make([][]any, len(tokens))
+	for i, t := range tokens {
+		if t == nil {
+			return nil, errNil
+		}
+		args[i] = tokenArgs(t)
+	}
+	return args, nil
+}
+
+// insertTokens inserts rows; on a conflict the batcher's savepoint
+// undoes those already inserted.
+func (w *writer) insertTokens(ctx context.Context, args [][]any) error {
+	for _, a := range args {
+		if _, err := w.insertToken.ExecContext(ctx, a...); err != nil {
+			return mapErr(err)
+		}
+	}
+	return nil
+}
+
+// GetToken returns a token record by ID, whatever its state.
+// Errors: oauth.ErrNotFound.
+func (s *Store) GetToken(ctx context.Context, id string) (*oauth.Token, error) {
+	if _, err := s.reader(); err != nil {
+		return nil, err
+	}
+	t, err := scanToken(s.getTok.QueryRowContext(ctx, id))
+	if err != nil {
+		return nil, notFound(err, "token")
+	}
+	return t, nil
+}
+
+// RotateRefreshToken marks oldID rotated at now and stores replacements,
+// in one transaction. Because all writes are serialized (one writer
+// goroutine here, SQLite's write lock across processes), exactly one of
+// concurrent calls for the same oldID finds it unrotated.
+//
+// Checks, in order: oauth.ErrNotFound (no such token, or not a refresh
+// token); oauth.ErrRefreshReused if it was rotated before — the old token
+// and every token of its family are revoked at now and that revocation
+// commits although the call fails; oauth.ErrTokenInactive if it is revoked
+// or expired at now (nothing written). A replacement whose ID is taken
+// fails the call with oauth.ErrAlreadyExists and nothing is written.
+func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.Time, replacements ...*oauth.Token) error {
+	args, err := tokensArgs(replacements)
+	if err != nil {
+		return err
+	}
+	nowUS := now.UnixMicro()
+	return s.do(ctx, func(ctx context.Context, w *writer) error {
+		var (
+			kind, family              string
+			expires, revoked, rotated sql.NullInt64
+		)
+		err := w.tokenState.QueryRowContext(ctx, oldID).Scan(&kind, &family, &expires, &revoked, &rotated)
+		if err != nil {
+			return notFound(err, "refresh token")
+		}
+		if kind != string(oauth.KindRefresh) {
+			return fmt.Errorf("sqlite: %w: not a refresh token", oauth.ErrNotFound)
+		}
+		if rotated.Valid {
+			if err := w.revokeTokenFamily(ctx, oldID, family, nowUS); err != nil {
+				return err
+			}
+			return batch.Keep(fmt.Errorf("sqlite: %w", oauth.ErrRefreshReused))
+		}
+		if revoked.Valid || !expires.Valid || expires.Int64 <= nowUS {
+			return fmt.Errorf("sqlite: %w", oauth.ErrTokenInactive)
+		}
+		if _, err := w.markRotated.ExecContext(ctx, nowUS, oldID); err != nil {
+			return mapErr(err)
+		}
+		return w.insertTokens(ctx, args)
+	})
+}
+
+func (w *writer) revokeTokenFamily(ctx context.Context, id, family string, nowUS int64) error {
+	if _, err := w.revokeID.ExecContext(ctx, nowUS, id); err != nil {
+		return mapErr(err)
+	}
+	if family == "" {
+		return nil
+	}
+	_, err := w.revokeFam.ExecContext(ctx, nowUS, family)
+	return mapErr(err)
+}
+
+// RevokeToken durably marks t.ID revoked at now, or inserts t as a revoked
+// record if no token t.ID exists (a stateless JWT). A token already
+// revoked keeps its first RevokedAt.
+func (s *Store) RevokeToken(ctx context.Context, t *oauth.Token, now time.Time) error {
+	if t == nil {
+		return errNil
+	}
+	args := tokenArgs(t)
+	args[9] = now.UnixMicro() // revoked_at
+	return s.do(ctx, func(ctx context.Context, w *writer) error {
+		_, err := w.upsertRevoked.ExecContext(ctx, args...)
+		return mapErr(err)
+	})
+}
+
+// RevokeFamily durably revokes every token whose FamilyID is familyID.
+// An empty familyID revokes nothing: "" means "no family", and tokens
+// without one are not related to each other.
+func (s *Store) RevokeFamily(ctx context.Context, familyID string, now time.Time) error {
+	if familyID == "" {
+		return nil
+	}
+	nowUS := now.UnixMicro()
+	return s.do(ctx, func(ctx context.Context, w *writer) error {
+		_, err := w.revokeFam.ExecContext(ctx, nowUS, familyID)
+		return mapErr(err)
+	})
+}
+
+// UseNonce records key until expiresAt. A recorded key counts as expired
+// once this process's clock reaches its expiresAt; oauth.Store passes no
+// "now" here, so processes sharing the file should have synced clocks.
+// Errors: oauth.ErrAlreadyExists if key is recorded and not expired.
+func (s *Store) UseNonce(ctx context.Context, key string, expiresAt time.Time) error {
+	exp, now := expiresAt.UnixMicro(), time.Now().UnixMicro()
+	return s.do(ctx, func(ctx context.Context, w *writer) error {
+		res, err := w.useNonce.ExecContext(ctx, key, exp, now)
+		if err != nil {
+			return mapErr(err)
+		}
+		// The upsert changes no row when the key exists and is unexpired.
+		if n, err := res.RowsAffected(); err != nil {
+			return mapErr(err)
+		} else if n == 0 {
+			return fmt.Errorf("sqlite: nonce: %w", oauth.ErrAlreadyExists)
+		}
+		return nil
+	})
+}
+
+// DeleteExpired deletes at most limit tokens and nonces (tokens first)
+// whose expiry is before the given time and returns how many it deleted.
+// Call it repeatedly to purge a backlog in short transactions.
+func (s *Store) DeleteExpired(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	b := before.UnixMicro()
+	var deleted int
+	err := s.do(ctx, func(ctx context.Context, w *writer) error {
+		deleted = 0
+		for _, q := range []string{
+			`DELETE FROM tokens WHERE id IN (SELECT id FROM tokens WHERE expires_at < ? LIMIT ?)`,
+			`DELETE FROM nonces WHERE key IN (SELECT key FROM nonces WHERE expires_at < ? LIMIT ?)`,
+		} {
+			if deleted >= limit {
+				break
+			}
+			res, err := w.conn.ExecContext(ctx, q, b, limit-deleted)
+			if err != nil {
+				return mapErr(err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return mapErr(err)
+			}
+			deleted += int(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return deleted, nil
+}

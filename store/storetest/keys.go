@@ -1,0 +1,224 @@
+package storetest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/oauth"
+)
+
+func signingKey(id, alg string, created time.Time) *oauth.SigningKey {
+	return &oauth.SigningKey{
+		ID:            id,
+		Alg:           alg,
+		PrivateKeyPEM: []byte("-----BEGIN PRIVATE KEY-----\n" + id + "\x00\xff\n-----END PRIVATE KEY-----\n"),
+		CreatedAt:     created,
+	}
+}
+
+func keyIDs(ks []*oauth.SigningKey) []string {
+	var out []string
+	for _, k := range ks {
+		out = append(out, k.ID)
+	}
+	return out
+}
+
+func findKey(t *testing.T, ks []*oauth.SigningKey, id string) *oauth.SigningKey {
+	t.Helper()
+	for _, k := range ks {
+		if k.ID == id {
+			return k
+		}
+	}
+	t.Fatalf("key %s not listed (listed: %v)", id, keyIDs(ks))
+	return nil
+}
+
+func testSigningKeys(t *testing.T, s oauth.Store) {
+	ctx := t.Context()
+	t0 := baseTime()
+
+	es1 := signingKey("es-1", oauth.AlgES256, t0)
+	noErr(t, s.CreateSigningKey(ctx, es1, time.Hour), "CreateSigningKey(es-1)")
+	keys, err := s.ListSigningKeys(ctx, t0)
+	noErr(t, err, "ListSigningKeys")
+	if len(keys) != 1 {
+		t.Fatalf("ListSigningKeys = %v, want [es-1]", keyIDs(keys))
+	}
+	checkEqual(t, "es-1", signingKey("es-1", oauth.AlgES256, t0), keys[0])
+
+	rs1 := signingKey("rs-1", oauth.AlgRS256, t0.Add(time.Minute))
+	noErr(t, s.CreateSigningKey(ctx, rs1, time.Hour), "CreateSigningKey(rs-1)")
+	t2 := t0.Add(2 * time.Minute)
+	es2 := signingKey("es-2", oauth.AlgES256, t2)
+	noErr(t, s.CreateSigningKey(ctx, es2, time.Hour), "CreateSigningKey(es-2)")
+
+	keys, err = s.ListSigningKeys(ctx, t2.Add(time.Minute))
+	noErr(t, err, "ListSigningKeys")
+	if ids := keyIDs(keys); !slices.Equal(ids, []string{"es-2", "rs-1", "es-1"}) {
+		t.Fatalf("ListSigningKeys = %v, want [es-2 rs-1 es-1] (newest first)", ids)
+	}
+	// es-2 retired es-1 (same algorithm) and left rs-1 alone.
+	wantES1 := signingKey("es-1", oauth.AlgES256, t0)
+	wantES1.RetiredAt, wantES1.PublishUntil = t2, t2.Add(time.Hour)
+	checkEqual(t, "retired es-1", wantES1, findKey(t, keys, "es-1"))
+	checkEqual(t, "rs-1", signingKey("rs-1", oauth.AlgRS256, t0.Add(time.Minute)), findKey(t, keys, "rs-1"))
+	checkEqual(t, "es-2", signingKey("es-2", oauth.AlgES256, t2), findKey(t, keys, "es-2"))
+
+	// A retired key is listed while PublishUntil is after now, not at it.
+	keys, err = s.ListSigningKeys(ctx, t2.Add(time.Hour-time.Second))
+	noErr(t, err, "ListSigningKeys")
+	if ids := keyIDs(keys); !slices.Contains(ids, "es-1") {
+		t.Fatalf("ListSigningKeys just before es-1's PublishUntil = %v, want es-1 listed", ids)
+	}
+	keys, err = s.ListSigningKeys(ctx, t2.Add(time.Hour))
+	noErr(t, err, "ListSigningKeys")
+	if ids := keyIDs(keys); !slices.Equal(ids, []string{"es-2", "rs-1"}) {
+		t.Fatalf("ListSigningKeys at es-1's PublishUntil = %v, want [es-2 rs-1]", ids)
+	}
+
+	// Rotating again retires es-2 only; es-1 keeps its retirement.
+	t3 := t2.Add(time.Minute)
+	noErr(t, s.CreateSigningKey(ctx, signingKey("es-3", oauth.AlgES256, t3), 10*time.Minute), "CreateSigningKey(es-3)")
+	keys, err = s.ListSigningKeys(ctx, t3)
+	noErr(t, err, "ListSigningKeys")
+	if ids := keyIDs(keys); !slices.Equal(ids, []string{"es-3", "es-2", "rs-1", "es-1"}) {
+		t.Fatalf("ListSigningKeys = %v, want [es-3 es-2 rs-1 es-1]", ids)
+	}
+	checkEqual(t, "es-1 after a later rotation", wantES1, findKey(t, keys, "es-1"))
+	wantES2 := signingKey("es-2", oauth.AlgES256, t2)
+	wantES2.RetiredAt, wantES2.PublishUntil = t3, t3.Add(10*time.Minute)
+	checkEqual(t, "retired es-2", wantES2, findKey(t, keys, "es-2"))
+	current := 0
+	for _, k := range keys {
+		if k.Alg == oauth.AlgES256 && k.Current() {
+			current++
+		}
+	}
+	if current != 1 {
+		t.Fatalf("%d current ES256 keys, want 1", current)
+	}
+}
+
+func testSetting(t *testing.T, s oauth.Store) {
+	ctx := t.Context()
+	calls := 0
+	v, err := s.Setting(ctx, "pepper", func() ([]byte, error) { calls++; return []byte("v1\x00\xff"), nil })
+	noErr(t, err, "Setting(pepper)")
+	if !bytes.Equal(v, []byte("v1\x00\xff")) || calls != 1 {
+		t.Fatalf("Setting(pepper) = %q after %d create calls, want %q after 1", v, calls, "v1\x00\xff")
+	}
+	v, err = s.Setting(ctx, "pepper", func() ([]byte, error) { calls++; return []byte("v2"), nil })
+	noErr(t, err, "Setting(pepper) again")
+	if !bytes.Equal(v, []byte("v1\x00\xff")) {
+		t.Fatalf("Setting(pepper) again = %q, want the stored %q", v, "v1\x00\xff")
+	}
+	if calls != 1 {
+		t.Fatalf("create called for a setting that exists")
+	}
+
+	errGen := errors.New("entropy exhausted")
+	_, err = s.Setting(ctx, "key", func() ([]byte, error) { return nil, errGen })
+	isErr(t, err, errGen, "Setting with a failing create")
+	v, err = s.Setting(ctx, "key", func() ([]byte, error) { return []byte("k"), nil })
+	noErr(t, err, "Setting after a failed create")
+	if string(v) != "k" {
+		t.Fatalf("Setting(key) = %q, want %q (the failed create must store nothing)", v, "k")
+	}
+}
+
+// testSettingConcurrent: callers racing to create a setting all get one value.
+func testSettingConcurrent(t *testing.T, s oauth.Store) {
+	ctx := ctxTimeout(t)
+	const n = 10
+	vals := make([][]byte, n)
+	errs := make([]error, n)
+	run(n, func(i int) {
+		vals[i], errs[i] = s.Setting(ctx, "race", func() ([]byte, error) {
+			return fmt.Appendf(nil, "value-%d", i), nil
+		})
+	})
+	for i := range n {
+		noErr(t, errs[i], "Setting #%d", i)
+		if !bytes.Equal(vals[i], vals[0]) {
+			t.Fatalf("concurrent Setting calls returned %q and %q; all must get the same value", vals[0], vals[i])
+		}
+	}
+	v, err := s.Setting(ctx, "race", func() ([]byte, error) { return []byte("late"), nil })
+	noErr(t, err, "Setting after the race")
+	if !bytes.Equal(v, vals[0]) {
+		t.Fatalf("Setting after the race = %q, want %q", v, vals[0])
+	}
+}
+
+func testRevision(t *testing.T, s oauth.Store) {
+	ctx := t.Context()
+	now := baseTime()
+	rev, err := s.Revision(ctx)
+	noErr(t, err, "Revision")
+	step := func(what string, err error) {
+		t.Helper()
+		noErr(t, err, "%s", what)
+		r, err := s.Revision(ctx)
+		noErr(t, err, "Revision")
+		if r == rev {
+			t.Fatalf("Revision still %d after %s", r, what)
+		}
+		rev = r
+	}
+	step("CreateClient", s.CreateClient(ctx, &oauth.Client{ID: "c"}))
+	step("UpdateClient", s.UpdateClient(ctx, "c", func(c *oauth.Client) error { c.Name = "n"; return nil }))
+	step("DeleteClient", s.DeleteClient(ctx, "c"))
+	step("CreateUser", s.CreateUser(ctx, &oauth.User{Username: "u"}))
+	step("UpdateUser", s.UpdateUser(ctx, "u", func(u *oauth.User) error { u.Disabled = true; return nil }))
+	step("CreateSigningKey", s.CreateSigningKey(ctx, signingKey("k1", oauth.AlgES256, now), time.Hour))
+	step("CreateSigningKey (rotation)", s.CreateSigningKey(ctx, signingKey("k2", oauth.AlgES256, now.Add(time.Second)), time.Hour))
+}
+
+func testDeleteExpired(t *testing.T, s oauth.Store) {
+	ctx := t.Context()
+	now := time.Now() // nonces expire by the store's clock
+	var expired, live []*oauth.Token
+	for range 3 {
+		expired = append(expired, tok(oauth.KindAccess, "", now.Add(-2*time.Hour), time.Hour))
+	}
+	for range 2 {
+		live = append(live, tok(oauth.KindRefresh, newID("fam"), now.Add(-2*time.Hour), 3*time.Hour))
+	}
+	noErr(t, s.CreateTokens(ctx, append(expired, live...)...), "CreateTokens")
+	noErr(t, s.UseNonce(ctx, "n-old-1", now.Add(-time.Hour)), "UseNonce")
+	noErr(t, s.UseNonce(ctx, "n-old-2", now.Add(-time.Minute)), "UseNonce")
+	noErr(t, s.UseNonce(ctx, "n-live", now.Add(time.Hour)), "UseNonce")
+
+	n, err := s.DeleteExpired(ctx, now, 2)
+	noErr(t, err, "DeleteExpired(limit 2)")
+	if n != 2 {
+		t.Fatalf("DeleteExpired(limit 2) = %d, want 2", n)
+	}
+	n, err = s.DeleteExpired(ctx, now, 100)
+	noErr(t, err, "DeleteExpired(limit 100)")
+	if n != 3 { // one token and two nonces left
+		t.Fatalf("second DeleteExpired = %d, want 3", n)
+	}
+	n, err = s.DeleteExpired(ctx, now, 100)
+	noErr(t, err, "DeleteExpired(nothing left)")
+	if n != 0 {
+		t.Fatalf("third DeleteExpired = %d, want 0", n)
+	}
+	for _, tk := range expired {
+		requireNoToken(t, s, tk.ID, "after DeleteExpired")
+	}
+	for _, tk := range live {
+		checkEqual(t, "live token after DeleteExpired", tk, getToken(t, s, tk.ID))
+	}
+	isErr(t, s.UseNonce(ctx, "n-live", now.Add(time.Hour)), oauth.ErrAlreadyExists, "UseNonce(n-live) after DeleteExpired")
+}
+
+func testPing(t *testing.T, s oauth.Store) {
+	noErr(t, s.Ping(t.Context()), "Ping")
+}
