@@ -1,0 +1,290 @@
+package postgres
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/tokengate/tokengate/oauth"
+)
+
+// Encoding of values in columns, with the same semantics as the SQLite
+// store: times are timestamptz (microseconds), read back in UTC, and the
+// zero time is NULL; empty lists and byte slices read back as nil.
+
+var errNil = errors.New("postgres: nil argument")
+
+func dbTime(t time.Time) pgtype.Timestamptz {
+	if t.IsZero() {
+		return pgtype.Timestamptz{}
+	}
+	return pgtype.Timestamptz{Time: t, Valid: true}
+}
+
+func goTime(t pgtype.Timestamptz) time.Time {
+	if !t.Valid {
+		return time.Time{}
+	}
+	return t.Time.UTC()
+}
+
+// dbList and dbBytes keep nil from binding as NULL in NOT NULL columns.
+func dbList(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
+
+func dbBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func goList(l []string) []string {
+	if len(l) == 0 {
+		return nil
+	}
+	return l
+}
+
+func goBytes(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// secretJSON is a SecretHash as stored: the expiry in UNIX microseconds,
+// as in the SQLite store.
+type secretJSON struct {
+	Hash      []byte `json:"hash"`
+	ExpiresAt *int64 `json:"expires_at,omitempty"`
+}
+
+func encodeSecrets(l []oauth.SecretHash) []byte {
+	out := make([]secretJSON, len(l))
+	for i, s := range l {
+		out[i].Hash = s.Hash
+		if !s.ExpiresAt.IsZero() {
+			us := s.ExpiresAt.UnixMicro()
+			out[i].ExpiresAt = &us
+		}
+	}
+	b, _ := json.Marshal(out) // cannot fail
+	return b
+}
+
+func decodeSecrets(b []byte) ([]oauth.SecretHash, error) {
+	var in []secretJSON
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, fmt.Errorf("postgres: corrupt secrets: %w", err)
+	}
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make([]oauth.SecretHash, len(in))
+	for i, v := range in {
+		out[i].Hash = goBytes(v.Hash)
+		if v.ExpiresAt != nil {
+			out[i].ExpiresAt = time.UnixMicro(*v.ExpiresAt).UTC()
+		}
+	}
+	return out, nil
+}
+
+func splitScopes(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, " ")
+}
+
+// Clients.
+
+const clientColumns = `id, name, secrets, grants, scopes, default_scopes, access_ttl, token_format,
+	signing_alg, refresh_with_client_credentials, public_key_pem, disabled, created_at, updated_at`
+
+func clientArgs(c *oauth.Client) []any {
+	return []any{
+		c.ID, c.Name, encodeSecrets(c.Secrets), dbList(c.Grants), dbList(c.Scopes),
+		dbList(c.DefaultScopes), int64(c.AccessTTL), string(c.TokenFormat), c.SigningAlg,
+		c.RefreshWithClientCredentials, c.PublicKeyPEM, c.Disabled,
+		dbTime(c.CreatedAt), dbTime(c.UpdatedAt),
+	}
+}
+
+func scanClient(row pgx.Row) (*oauth.Client, error) {
+	var (
+		c                oauth.Client
+		secrets          []byte
+		ttl              int64
+		format           string
+		created, updated pgtype.Timestamptz
+	)
+	err := row.Scan(&c.ID, &c.Name, &secrets, &c.Grants, &c.Scopes, &c.DefaultScopes, &ttl, &format,
+		&c.SigningAlg, &c.RefreshWithClientCredentials, &c.PublicKeyPEM, &c.Disabled, &created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	c.AccessTTL = time.Duration(ttl)
+	c.TokenFormat = oauth.TokenFormat(format)
+	c.Grants, c.Scopes, c.DefaultScopes = goList(c.Grants), goList(c.Scopes), goList(c.DefaultScopes)
+	c.CreatedAt, c.UpdatedAt = goTime(created), goTime(updated)
+	if c.Secrets, err = decodeSecrets(secrets); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Users.
+
+const userColumns = `username, password_hash, disabled, created_at, updated_at`
+
+func userArgs(u *oauth.User) []any {
+	return []any{u.Username, u.PasswordHash, u.Disabled, dbTime(u.CreatedAt), dbTime(u.UpdatedAt)}
+}
+
+func scanUser(row pgx.Row) (*oauth.User, error) {
+	var (
+		u                oauth.User
+		created, updated pgtype.Timestamptz
+	)
+	if err := row.Scan(&u.Username, &u.PasswordHash, &u.Disabled, &created, &updated); err != nil {
+		return nil, err
+	}
+	u.CreatedAt, u.UpdatedAt = goTime(created), goTime(updated)
+	return &u, nil
+}
+
+// Tokens.
+
+const tokenColumns = `id, kind, format, client_id, subject, scopes, family_id, issued_at, expires_at, revoked_at, rotated_at`
+
+// tokenArgs are one token's column values in tokenColumns order.
+func tokenArgs(t *oauth.Token) []any {
+	return []any{
+		t.ID, string(t.Kind), string(t.Format), t.ClientID, t.Subject, strings.Join(t.Scopes, " "),
+		t.FamilyID, dbTime(t.IssuedAt), dbTime(t.ExpiresAt), dbTime(t.RevokedAt), dbTime(t.RotatedAt),
+	}
+}
+
+func scanToken(row pgx.Row) (*oauth.Token, error) {
+	var (
+		t                                 oauth.Token
+		kind, format, scopes              string
+		issued, expires, revoked, rotated pgtype.Timestamptz
+	)
+	err := row.Scan(&t.ID, &kind, &format, &t.ClientID, &t.Subject, &scopes, &t.FamilyID,
+		&issued, &expires, &revoked, &rotated)
+	if err != nil {
+		return nil, err
+	}
+	t.Kind, t.Format, t.Scopes = oauth.TokenKind(kind), oauth.TokenFormat(format), splitScopes(scopes)
+	t.IssuedAt, t.ExpiresAt = goTime(issued), goTime(expires)
+	t.RevokedAt, t.RotatedAt = goTime(revoked), goTime(rotated)
+	return &t, nil
+}
+
+// tokenRows holds tokens column by column: the arguments of insertTokens,
+// which inserts any number of tokens in one statement. The group-commit
+// writer appends the tokens of every CreateTokens and rotation of a batch
+// to one tokenRows, so a batch inserts its tokens in a single statement.
+type tokenRows struct {
+	id, kind, format, client, subject, scopes, family []string
+	issued, expires, revoked, rotated                 []pgtype.Timestamptz
+}
+
+const insertTokens = `INSERT INTO tokens (` + tokenColumns + `)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+		$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[])`
+
+// newTokenRows converts tokens in the caller's goroutine, so the writer
+// goroutine only appends slices. An ID given twice fails here with
+// oauth.ErrAlreadyExists, as the insert would.
+func newTokenRows(tokens []*oauth.Token) (*tokenRows, error) {
+	n := len(tokens)
+	r := &tokenRows{
+		id: make([]string, 0, n), kind: make([]string, 0, n), format: make([]string, 0, n),
+		client: make([]string, 0, n), subject: make([]string, 0, n), scopes: make([]string, 0, n),
+		family: make([]string, 0, n), issued: make([]pgtype.Timestamptz, 0, n),
+		expires: make([]pgtype.Timestamptz, 0, n), revoked: make([]pgtype.Timestamptz, 0, n),
+		rotated: make([]pgtype.Timestamptz, 0, n),
+	}
+	for i, t := range tokens {
+		if t == nil {
+			return nil, errNil
+		}
+		for _, u := range tokens[:i] {
+			if u.ID == t.ID {
+				return nil, fmt.Errorf("postgres: %w: one token ID given twice", oauth.ErrAlreadyExists)
+			}
+		}
+		r.id = append(r.id, t.ID)
+		r.kind = append(r.kind, string(t.Kind))
+		r.format = append(r.format, string(t.Format))
+		r.client = append(r.client, t.ClientID)
+		r.subject = append(r.subject, t.Subject)
+		r.scopes = append(r.scopes, strings.Join(t.Scopes, " "))
+		r.family = append(r.family, t.FamilyID)
+		r.issued = append(r.issued, dbTime(t.IssuedAt))
+		r.expires = append(r.expires, dbTime(t.ExpiresAt))
+		r.revoked = append(r.revoked, dbTime(t.RevokedAt))
+		r.rotated = append(r.rotated, dbTime(t.RotatedAt))
+	}
+	return r, nil
+}
+
+func (r *tokenRows) len() int { return len(r.id) }
+
+func (r *tokenRows) append(o *tokenRows) {
+	r.id = append(r.id, o.id...)
+	r.kind = append(r.kind, o.kind...)
+	r.format = append(r.format, o.format...)
+	r.client = append(r.client, o.client...)
+	r.subject = append(r.subject, o.subject...)
+	r.scopes = append(r.scopes, o.scopes...)
+	r.family = append(r.family, o.family...)
+	r.issued = append(r.issued, o.issued...)
+	r.expires = append(r.expires, o.expires...)
+	r.revoked = append(r.revoked, o.revoked...)
+	r.rotated = append(r.rotated, o.rotated...)
+}
+
+func (r *tokenRows) args() []any {
+	return []any{r.id, r.kind, r.format, r.client, r.subject, r.scopes, r.family,
+		r.issued, r.expires, r.revoked, r.rotated}
+}
+
+// Signing keys.
+
+const keyColumns = `id, alg, private_key, created_at, retired_at, publish_until`
+
+func scanKey(row pgx.Row) (*oauth.SigningKey, error) {
+	var (
+		k                         oauth.SigningKey
+		pem                       []byte
+		created, retired, publish pgtype.Timestamptz
+	)
+	if err := row.Scan(&k.ID, &k.Alg, &pem, &created, &retired, &publish); err != nil {
+		return nil, err
+	}
+	k.PrivateKeyPEM = goBytes(pem)
+	k.CreatedAt, k.RetiredAt, k.PublishUntil = goTime(created), goTime(retired), goTime(publish)
+	return &k, nil
+}
+
+// notFound turns pgx.ErrNoRows into oauth.ErrNotFound.
+func notFound(err error, what string) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("postgres: %s: %w", what, oauth.ErrNotFound)
+	}
+	return mapErr(err)
+}
