@@ -3,10 +3,10 @@ package store
 
 import (
 	"context"
-	"errors"
 
 	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/store/postgres"
 	"github.com/tokengate/tokengate/store/sqlite"
 )
 
@@ -14,7 +14,7 @@ import (
 // SQLite store in cfg.DataDir (created if missing).
 func Open(ctx context.Context, cfg config.Store) (oauth.Store, error) {
 	if cfg.DSN != "" {
-		return nil, errors.New("store.dsn: PostgreSQL support is not built yet")
+		return postgres.Open(ctx, cfg.DSN, postgres.Options{MaxConns: cfg.MaxConns})
 	}
 	return sqlite.Open(ctx, cfg.DataDir)
 }

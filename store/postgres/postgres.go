@@ -49,7 +49,8 @@ const (
 
 // Options tune a Store. The zero value is usable.
 type Options struct {
-	// MaxConns is the most connections the pool opens; default 16.
+	// MaxConns is the most connections the pool opens; default 16, or the
+	// DSN's pool_max_conns if it has one.
 	MaxConns int
 	// Timeout bounds the database work of one call (and of one group-commit
 	// transaction) when ctx has no earlier deadline, so a database that
@@ -66,7 +67,6 @@ type Options struct {
 // database.
 type Store struct {
 	pool    *pgxpool.Pool
-	w       *writer
 	b       *batch.Batcher[*wtx]
 	timeout time.Duration
 
@@ -93,12 +93,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", mapErr(err))
 	}
-	s := &Store{
-		pool:    pool,
-		w:       &writer{pool: pool},
-		timeout: cmpOr(opts.Timeout, DefaultTimeout),
-	}
-	s.b = batch.New[*wtx](s.w, batch.Options{
+	s := &Store{pool: pool, timeout: cmpOr(opts.Timeout, DefaultTimeout)}
+	s.b = batch.New[*wtx](&writer{pool: pool}, batch.Options{
 		MaxBatch:  cmpOr(opts.MaxBatch, DefaultMaxBatch),
 		TxTimeout: s.timeout,
 	})
@@ -126,7 +122,12 @@ func poolConfig(dsn string, opts Options) (*pgxpool.Config, error) {
 		}
 		return nil, errors.New("postgres: invalid DSN")
 	}
-	cfg.MaxConns = int32(cmpOr(opts.MaxConns, DefaultMaxConns))
+	switch {
+	case opts.MaxConns > 0:
+		cfg.MaxConns = int32(opts.MaxConns)
+	case !strings.Contains(dsn, "pool_max_conns"):
+		cfg.MaxConns = DefaultMaxConns
+	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
 	}
@@ -145,12 +146,22 @@ func cmpOr[T int | time.Duration](v, def T) T {
 }
 
 // Close stops the writer after the queued writes have run, and closes the
-// pool. It is safe to call more than once.
+// pool. It waits at most Options.Timeout for connections to close: a
+// connection cut off by a network partition finishes closing in the
+// background (pgx gives it up to 15s). It is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.b.Close()
-		s.pool.Close()
+		done := make(chan struct{})
+		go func() {
+			s.pool.Close()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(s.timeout):
+		}
 	})
 	return nil
 }
@@ -204,11 +215,14 @@ func (s *Store) reader() (*pgxpool.Pool, error) {
 	return s.pool, nil
 }
 
-// do runs op through the group-commit batcher.
+// do runs op through the group-commit batcher. The caller waits at most
+// the store's timeout, however many attempts the batcher makes.
 func (s *Store) do(ctx context.Context, op batch.Op[*wtx]) error {
 	if s.closed.Load() {
 		return errClosed
 	}
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
 	err := s.b.Do(ctx, op)
 	if errors.Is(err, batch.ErrClosed) {
 		return errClosed
@@ -260,10 +274,10 @@ func unavailable(err error) bool {
 		}
 		switch pe.Code {
 		case "57P01", "57P02", "57P03", // admin_shutdown, crash_shutdown, cannot_connect_now
-			"57014",                    // query_canceled (statement_timeout)
-			"55P03",                    // lock_not_available (lock_timeout)
-			"25006",                    // read_only_sql_transaction: a standby, e.g. mid-failover
-			"25P03":                    // idle_in_transaction_session_timeout
+			"57014", // query_canceled (statement_timeout)
+			"55P03", // lock_not_available (lock_timeout)
+			"25006", // read_only_sql_transaction: a standby, e.g. mid-failover
+			"25P03": // idle_in_transaction_session_timeout
 			return true
 		}
 		return false

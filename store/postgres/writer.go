@@ -169,7 +169,7 @@ func (t *wtx) release() {
 	}
 }
 
-// defer queues a statement whose outcome the operation does not need.
+// exec queues a statement whose outcome the operation does not need.
 func (t *wtx) exec(sql string, args ...any) {
 	t.opWrote = true
 	t.queue = append(t.queue, deferred{sql: sql, args: args})

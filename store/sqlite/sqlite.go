@@ -12,6 +12,17 @@
 // which are kept short, and busy_timeout makes a writer wait for the other
 // instead of failing. A write that still cannot get the lock fails with an
 // error wrapping oauth.ErrUnavailable.
+//
+// Contexts: a write whose ctx ends before it is committed returns
+// ctx.Err() at once, but if the writer had already taken it into a
+// transaction it still commits (a caller that gave up on CreateTokens may
+// leave a stored, unused token; one that gave up on RevokeToken may still
+// have revoked). A write whose ctx ended before the writer reached it is
+// not run. Statements run under the writer's own context, because
+// interrupting one would abort the transaction other callers share.
+//
+// Values: times are stored as UNIX microseconds and read back in UTC;
+// the zero time is NULL; empty lists and byte slices read back as nil.
 package sqlite
 
 import (
@@ -178,6 +189,10 @@ func writerDSN(path string, o options) string {
 	return path + "?" + strings.Join([]string{
 		fmt.Sprintf("_pragma=busy_timeout(%d)", o.busyTimeout.Milliseconds()),
 		"_pragma=journal_mode(WAL)",
+		// Checkpoint every ~40 MB of WAL rather than SQLite's 4 MB: a page
+		// modified by many commits between checkpoints is copied back once.
+		// Measured: random token IDs, 16k -> 19k durable tokens/s.
+		"_pragma=wal_autocheckpoint(10000)",
 		// FULL: in WAL mode NORMAL may lose the last commits on power loss,
 		// and a revocation or a just-issued token must survive it.
 		"_pragma=synchronous(FULL)",
@@ -215,6 +230,9 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	}
 	return nil
 }
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
 
 // Close stops the writer after the queued writes have run, and closes the
 // database. It is safe to call more than once.
@@ -288,7 +306,9 @@ func mapErr(err error) error {
 	}
 	var se *sqlite.Error
 	if !errors.As(err, &se) {
-		if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
+		if msg := err.Error(); errors.Is(err, sql.ErrConnDone) ||
+			strings.Contains(msg, "sql: database is closed") || strings.Contains(msg, "sql: statement is closed") {
+			// Only reachable when a call races with Close.
 			return fmt.Errorf("sqlite: %w: %w", oauth.ErrUnavailable, err)
 		}
 		return err

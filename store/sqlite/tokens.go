@@ -10,11 +10,8 @@ import (
 	"github.com/tokengate/tokengate/store/internal/batch"
 )
 
-// Token writes go through the group-commit batcher: they return once the
-// transaction holding them has committed with synchronous=FULL. If ctx ends
-// first they return ctx.Err() at once, and the write may still commit.
-
-// CreateTokens durably stores tokens, all or none.
+// CreateTokens durably stores tokens, all or none: it returns once the
+// group-committed transaction holding them is synced to disk.
 // Errors: oauth.ErrAlreadyExists if an ID is taken (also within tokens).
 func (s *Store) CreateTokens(ctx context.Context, tokens ...*oauth.Token) error {
 	if len(tokens) == 0 {

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as the hello-world ceiling server,
+// as the bench binary does when it re-executes itself.
+func TestMain(m *testing.M) {
+	if addr := os.Getenv(helloEnv); addr != "" {
+		os.Exit(serveHello(context.Background(), addr))
+	}
+	os.Exit(m.Run())
+}
+
+// TestSmoke runs the whole harness briefly on one scenario: it builds the
+// server, registers a client with the CLI, runs both loops and prints the
+// table, so CI proves the benchmark still works.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server: skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errs bytes.Buffer
+	code := Main(ctx, []string{"-d", "300ms", "-warmup", "200ms", "-only", "cc-opaque", "-skip-ceiling", "-pg", "off", "-c", "16"}, &out, &errs)
+	t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errs.String())
+	if code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	var closed, open bool
+	for _, line := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 8 && f[0] == "cc-opaque" {
+			if f[7] != "0" {
+				t.Errorf("errors in %q", line)
+			}
+			closed = closed || f[1] == "closed"
+			open = open || f[1] == "open"
+		}
+	}
+	if !closed || !open {
+		t.Errorf("the table lacks the cc-opaque closed and open rows")
+	}
+	if stray := liveCount(); stray != 0 {
+		t.Errorf("%d subprocesses still running after Main returned", stray)
+	}
+}
+
+func liveCount() int {
+	live.Lock()
+	defer live.Unlock()
+	return len(live.procs)
+}
+
+// TestConnParsesResponses checks the load generator's response parser on
+// the framings a Go server uses: Content-Length, chunked, Connection: close.
+func TestConnParsesResponses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	responses := []string{
+		"HTTP/1.1 200 OK\r\ncontent-length: 26\r\nContent-Type: application/json\r\n\r\n{\"access_token\":\"tga_abc\"}",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"ref\r\n16\r\nresh_token\":\"tgr_xyz\"}\r\n0\r\n\r\n",
+		"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+	}
+	go func() {
+		for _, resp := range responses {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			br := bufio.NewReader(c)
+			// One request per connection: read its header (the body is
+			// empty) and answer.
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil || line == "\r\n" {
+					break
+				}
+			}
+			c.Write([]byte(resp))
+			c.Close()
+		}
+	}()
+	c := newConn(ln.Addr().String())
+	defer c.close()
+	req := []byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+	want := []struct {
+		status int
+		body   string
+	}{
+		{200, `{"access_token":"tga_abc"}`},
+		{200, `{"refresh_token":"tgr_xyz"}`},
+		{401, `{}`},
+	}
+	for i, w := range want {
+		status, body, err := c.do(req)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		if status != w.status || string(body) != w.body {
+			t.Errorf("response %d: got %d %q, want %d %q", i, status, body, w.status, w.body)
+		}
+		c.close() // the test server answers one request per connection
+	}
+	if tok, ok := jsonField([]byte(want[1].body), refreshKey); !ok || string(tok) != "tgr_xyz" {
+		t.Errorf("jsonField: %q %v", tok, ok)
+	}
+}
+
+// TestEqualFold checks the header-name comparison.
+func TestEqualFold(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"Content-Length", "content-length", true},
+		{"CONTENT-LENGTH", "Content-Length", true},
+		{"Content-Lengtx", "Content-Length", false},
+		{"Content\rLength", "Content-Length", false},
+		{"Connection", "Content-Le", false},
+	} {
+		if got := equalFold([]byte(c.a), c.b); got != c.want {
+			t.Errorf("equalFold(%q, %q) = %v", c.a, c.b, got)
+		}
+	}
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// report prints the table of every run so far, its notes and the targets.
+func (h *harness) report() {
+	if len(h.rows) == 0 {
+		return
+	}
+	o := h.opts
+	fmt.Fprintf(h.out, "\ntokengate bench — %s\n", h.started.UTC().Format(time.RFC3339))
+	fmt.Fprintf(h.out, "machine: %s\n", h.machine)
+	fmt.Fprintf(h.out, "runs: %s measured after %s warm-up; closed loop: -c %d (password %d); open loop: half the closed-loop rate on -oc %d connections (password %d), latency from the intended send time; generator GOMAXPROCS %d\n\n",
+		o.dur, o.warm, o.conns, passwordConns, o.openConns, passwordConns, o.procs)
+	w := tabwriter.NewWriter(h.out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "scenario\tmode\tconns\ttok/s\tp50\tp99\tmax\terrors\tsrv µs/req\tgen µs/req\tsrv peak RSS\tother CPU\tof ceiling\t")
+	var notes []string
+	for _, r := range h.rows {
+		if r.skipped != "" {
+			fmt.Fprintf(w, "%s\t%s\t\t\t\t\t\t\t\t\t\t\t\t\n", r.scenario, "skipped")
+			notes = append(notes, fmt.Sprintf("%s: skipped: %s", r.scenario, r.skipped))
+			continue
+		}
+		ceil := "-"
+		if r.ceiling > 0 {
+			ceil = fmt.Sprintf("%.2f", r.ceiling)
+		}
+		rate := fmt.Sprintf("%.0f", r.rate)
+		if r.exhausted {
+			rate += "*"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%.0f\t%.1f\t%.0f MB\t%.0f%%\t%s\t\n",
+			r.scenario, r.mode, r.conns, rate, fmtDur(r.p50), fmtDur(r.p99), fmtDur(r.max), r.errs,
+			r.serverCPU, r.genCPU, float64(r.peakRSS)/(1<<20), r.otherCPU, ceil)
+		for _, n := range r.notes {
+			notes = append(notes, fmt.Sprintf("%s/%s: %s", r.scenario, r.mode, n))
+		}
+	}
+	w.Flush()
+	fmt.Fprintln(h.out, "\ntok/s: successful responses per second (* the pre-signed requests ran out: rate over the shortened window).")
+	fmt.Fprintln(h.out, "srv/gen µs/req: CPU time of the server / load generator per request (/proc utime+stime, 10 ms ticks).")
+	fmt.Fprintln(h.out, "srv peak RSS: VmHWM, reset before each run. other CPU: busy time of other processes, % of the machine.")
+	if h.snapNote != "" {
+		notes = append(notes, h.snapNote)
+	}
+	if len(notes) > 0 {
+		fmt.Fprintln(h.out, "\nnotes:")
+		for _, n := range notes {
+			fmt.Fprintln(h.out, "  "+strings.ReplaceAll(n, "\n", "\n    "))
+		}
+	}
+	if t := h.targets(); len(t) > 0 {
+		fmt.Fprintln(h.out, "\ntargets:")
+		for _, line := range t {
+			fmt.Fprintln(h.out, "  "+line)
+		}
+	}
+}
+
+// row returns the row of a scenario's run, if it ran.
+func (h *harness) row(scenario, mode string) (result, bool) {
+	for _, r := range h.rows {
+		if r.scenario == scenario && r.mode == mode && r.skipped == "" {
+			return r, true
+		}
+	}
+	return result{}, false
+}
+
+// targets checks the targets against the rows.
+func (h *harness) targets() []string {
+	var out []string
+	verdict := func(ok bool) string {
+		if ok {
+			return "met   "
+		}
+		return "MISSED"
+	}
+	rate := func(s string, want float64) {
+		if r, ok := h.row(s, "closed"); ok {
+			out = append(out, fmt.Sprintf("%s %s ≥ %.0f/s: %.0f/s", verdict(r.rate >= want && !r.exhausted), s, want, r.rate))
+		}
+	}
+	rss := func(s string, limitMB float64, strict bool) {
+		var peak int64
+		found := false
+		for _, m := range []string{"closed", "open"} {
+			if r, ok := h.row(s, m); ok {
+				peak, found = max(peak, r.peakRSS), true
+			}
+		}
+		if found {
+			mb := float64(peak) / (1 << 20)
+			ok, rel := mb <= limitMB, "≤"
+			if strict {
+				ok, rel = mb < limitMB, "<"
+			}
+			out = append(out, fmt.Sprintf("%s %s server peak RSS %s %.0f MB: %.0f MB", verdict(ok), s, rel, limitMB, mb))
+		}
+	}
+	rate("cc-opaque", 20000)
+	if r, ok := h.row("cc-opaque", "open"); ok {
+		out = append(out, fmt.Sprintf("%s cc-opaque p99 ≤ 5ms at half rate: %s", verdict(r.p99 <= 5*time.Millisecond && r.errs == 0), fmtDur(r.p99)))
+	}
+	rss("cc-opaque", 150, false)
+	rate("cc-jwt", 25000)
+	rss("cc-jwt", 150, false)
+	rate("pg-cc-opaque", 10000)
+	rss("pg-cc-opaque", 150, false)
+	rate("introspect", 30000)
+	rate("snap-b2b", 12000)
+	rss("password", 500, true)
+	return out
+}
+
+// fmtDur prints a latency compactly: µs below 1 ms, then ms, then s.
+func fmtDur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "-"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	case d < 100*time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/1e6)
+	case d < 10*time.Second:
+		return fmt.Sprintf("%.0fms", float64(d)/1e6)
+	default:
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	}
+}

@@ -1,0 +1,180 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tokengate/tokengate/oauth"
+)
+
+// adminTx runs fn in its own transaction for a client, user or signing-key
+// change. It first bumps the revision: the change and the bump commit
+// together, and the revision row's lock serializes such changes across
+// nodes (so two nodes rotating signing keys at once cannot both find the
+// same current key).
+func (s *Store) adminTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	pool, err := s.reader()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE revision SET n = n + 1 WHERE id = 1`); err != nil {
+			return err
+		}
+		return fn(ctx, tx)
+	})
+	return mapErr(err)
+}
+
+// CreateClient stores a new client. Errors: oauth.ErrAlreadyExists.
+func (s *Store) CreateClient(ctx context.Context, c *oauth.Client) error {
+	if c == nil {
+		return errNil
+	}
+	args := clientArgs(c)
+	return s.adminTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO clients (`+clientColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, args...)
+		return err
+	})
+}
+
+// GetClient returns a client by ID. Errors: oauth.ErrNotFound.
+func (s *Store) GetClient(ctx context.Context, id string) (*oauth.Client, error) {
+	pool, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	c, err := scanClient(pool.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
+	if err != nil {
+		return nil, notFound(err, "client "+id)
+	}
+	return c, nil
+}
+
+// ListClients returns all clients ordered by ID (byte order).
+func (s *Store) ListClients(ctx context.Context) ([]*oauth.Client, error) {
+	return list(ctx, s, `SELECT `+clientColumns+` FROM clients ORDER BY id`, scanClient)
+}
+
+// list runs a query on the pool and scans every row.
+func list[T any](ctx context.Context, s *Store, sql string, scan func(pgx.Row) (*T, error), args ...any) ([]*T, error) {
+	pool, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	rows, err := pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []*T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, mapErr(err)
+		}
+		out = append(out, v)
+	}
+	return out, mapErr(rows.Err())
+}
+
+// UpdateClient reads the client with its row locked, applies update and
+// writes it back in one transaction, so no concurrent update (from this
+// or another node) is lost. update runs while the lock is held: it must
+// be quick. It is called once; it must not change the ID.
+// Errors: oauth.ErrNotFound, or update's error (nothing is written then).
+func (s *Store) UpdateClient(ctx context.Context, id string, update func(*oauth.Client) error) error {
+	return s.adminTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		c, err := scanClient(tx.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return notFound(err, "client "+id)
+		}
+		if err := update(c); err != nil {
+			return err
+		}
+		if c.ID != id {
+			return fmt.Errorf("postgres: UpdateClient: update changed the client ID from %q to %q", id, c.ID)
+		}
+		args := clientArgs(c)
+		_, err = tx.Exec(ctx, `UPDATE clients SET name = $2, secrets = $3, grants = $4, scopes = $5,
+			default_scopes = $6, access_ttl = $7, token_format = $8, signing_alg = $9,
+			refresh_with_client_credentials = $10, public_key_pem = $11, disabled = $12,
+			created_at = $13, updated_at = $14 WHERE id = $1`, args...)
+		return err
+	})
+}
+
+// DeleteClient removes a client; its tokens stay. Errors: oauth.ErrNotFound.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	return s.adminTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("postgres: client %s: %w", id, oauth.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// CreateUser stores a new user. Errors: oauth.ErrAlreadyExists.
+func (s *Store) CreateUser(ctx context.Context, u *oauth.User) error {
+	if u == nil {
+		return errNil
+	}
+	args := userArgs(u)
+	return s.adminTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5)`, args...)
+		return err
+	})
+}
+
+// GetUser returns a user by username. Errors: oauth.ErrNotFound.
+func (s *Store) GetUser(ctx context.Context, username string) (*oauth.User, error) {
+	pool, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	u, err := scanUser(pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
+	if err != nil {
+		return nil, notFound(err, "user "+username)
+	}
+	return u, nil
+}
+
+// ListUsers returns all users ordered by username (byte order).
+func (s *Store) ListUsers(ctx context.Context) ([]*oauth.User, error) {
+	return list(ctx, s, `SELECT `+userColumns+` FROM users ORDER BY username`, scanUser)
+}
+
+// UpdateUser is UpdateClient for users, with the same caveats about
+// update. Errors: oauth.ErrNotFound, or update's error.
+func (s *Store) UpdateUser(ctx context.Context, username string, update func(*oauth.User) error) error {
+	return s.adminTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		u, err := scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1 FOR UPDATE`, username))
+		if err != nil {
+			return notFound(err, "user "+username)
+		}
+		if err := update(u); err != nil {
+			return err
+		}
+		if u.Username != username {
+			return fmt.Errorf("postgres: UpdateUser: update changed the username from %q to %q", username, u.Username)
+		}
+		_, err = tx.Exec(ctx, `UPDATE users SET password_hash = $2, disabled = $3, created_at = $4,
+			updated_at = $5 WHERE username = $1`, userArgs(u)...)
+		return err
+	})
+}

@@ -1,0 +1,204 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/store/internal/batch"
+)
+
+// Token writes go through the group-commit batcher (see writer.go): they
+// return once the transaction holding them has committed. If ctx ends
+// first they return at once, and the write may still commit.
+
+const (
+	// rotateSQL claims the refresh token: of concurrent claims, on any
+	// number of nodes, one updates the row and the others wait for its
+	// commit and then find rotated_at set (READ COMMITTED rechecks the
+	// WHERE clause on the new row version).
+	rotateSQL = `UPDATE tokens SET rotated_at = $2
+		WHERE id = $1 AND kind = 'refresh' AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $2
+		RETURNING 1`
+	tokenStateSQL = `SELECT kind, family_id, expires_at, revoked_at, rotated_at FROM tokens WHERE id = $1`
+	revokeIDSQL   = `UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`
+	revokeFamSQL  = `UPDATE tokens SET revoked_at = $1 WHERE family_id = $2 AND family_id <> '' AND revoked_at IS NULL`
+	upsertRevoked = `INSERT INTO tokens (` + tokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+		ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at WHERE tokens.revoked_at IS NULL`
+	// useNonceSQL returns a row when the key was free or its record had
+	// expired by the database's clock, the one clock all nodes share.
+	useNonceSQL = `INSERT INTO nonces (key, expires_at) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE nonces.expires_at <= clock_timestamp()
+		RETURNING 1`
+)
+
+// CreateTokens durably stores tokens, all or none.
+// Errors: oauth.ErrAlreadyExists if an ID is taken (also within tokens).
+func (s *Store) CreateTokens(ctx context.Context, tokens ...*oauth.Token) error {
+	if len(tokens) == 0 {
+		return nil
+	}
+	rows, err := newTokenRows(tokens)
+	if err != nil {
+		return err
+	}
+	return s.do(ctx, func(_ context.Context, t *wtx) error {
+		t.insert(rows)
+		return nil
+	})
+}
+
+// GetToken returns a token record by ID, whatever its state.
+// Errors: oauth.ErrNotFound.
+func (s *Store) GetToken(ctx context.Context, id string) (*oauth.Token, error) {
+	pool, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	t, err := scanToken(pool.QueryRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = $1`, id))
+	if err != nil {
+		return nil, notFound(err, "token")
+	}
+	return t, nil
+}
+
+// RotateRefreshToken marks oldID rotated at now and stores replacements,
+// in one transaction; exactly one of concurrent calls for the same oldID,
+// on any number of nodes, succeeds.
+//
+// Outcomes, in the SQLite store's order: oauth.ErrNotFound (no such token,
+// or not a refresh token); oauth.ErrRefreshReused if it was rotated before
+// — the old token and every token of its family are revoked at now, and
+// that revocation commits although the call fails; oauth.ErrTokenInactive
+// if it is revoked or expired at now (nothing written). A replacement
+// whose ID is taken fails the call with oauth.ErrAlreadyExists and nothing
+// is written.
+func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.Time, replacements ...*oauth.Token) error {
+	rows, err := newTokenRows(replacements)
+	if err != nil {
+		return err
+	}
+	at := dbTime(now)
+	return s.do(ctx, func(ctx context.Context, t *wtx) error {
+		claimed := false
+		if err := t.query(ctx, func(pgx.Rows) error { claimed = true; return nil }, rotateSQL, oldID, at); err != nil {
+			return err
+		}
+		if claimed {
+			t.opWrote = true
+			t.insert(rows)
+			return nil
+		}
+		var (
+			found                     bool
+			kind, family              string
+			expires, revoked, rotated pgtype.Timestamptz
+		)
+		err := t.query(ctx, func(r pgx.Rows) error {
+			found = true
+			return r.Scan(&kind, &family, &expires, &revoked, &rotated)
+		}, tokenStateSQL, oldID)
+		if err != nil {
+			return err
+		}
+		if !found || kind != string(oauth.KindRefresh) {
+			return fmt.Errorf("postgres: refresh token: %w", oauth.ErrNotFound)
+		}
+		if rotated.Valid {
+			t.exec(revokeIDSQL, at, oldID)
+			if family != "" {
+				t.exec(revokeFamSQL, at, family)
+			}
+			return batch.Keep(fmt.Errorf("postgres: %w", oauth.ErrRefreshReused))
+		}
+		// Not claimed, not rotated: revoked, expired, or without expiry.
+		return fmt.Errorf("postgres: %w", oauth.ErrTokenInactive)
+	})
+}
+
+// RevokeToken durably marks t.ID revoked at now, or inserts t as a revoked
+// record if no token t.ID exists (a stateless JWT). A token already
+// revoked keeps its first RevokedAt.
+func (s *Store) RevokeToken(ctx context.Context, tok *oauth.Token, now time.Time) error {
+	if tok == nil {
+		return errNil
+	}
+	args := tokenArgs(tok)
+	args[9] = dbTime(now) // revoked_at
+	return s.do(ctx, func(_ context.Context, t *wtx) error {
+		t.exec(upsertRevoked, args...)
+		return nil
+	})
+}
+
+// RevokeFamily durably revokes every token whose FamilyID is familyID.
+// An empty familyID revokes nothing: "" means "no family".
+func (s *Store) RevokeFamily(ctx context.Context, familyID string, now time.Time) error {
+	if familyID == "" {
+		return nil
+	}
+	at := dbTime(now)
+	return s.do(ctx, func(_ context.Context, t *wtx) error {
+		t.exec(revokeFamSQL, at, familyID)
+		return nil
+	})
+}
+
+// UseNonce records key until expiresAt. A recorded key counts as expired
+// once the database's clock reaches its expiresAt.
+// Errors: oauth.ErrAlreadyExists if key is recorded and not expired.
+func (s *Store) UseNonce(ctx context.Context, key string, expiresAt time.Time) error {
+	// Never NULL: a zero expiresAt records a key that has already expired.
+	exp := pgtype.Timestamptz{Time: expiresAt, Valid: true}
+	return s.do(ctx, func(ctx context.Context, t *wtx) error {
+		used := false
+		if err := t.query(ctx, func(pgx.Rows) error { used = true; return nil }, useNonceSQL, key, exp); err != nil {
+			return err
+		}
+		if !used {
+			return fmt.Errorf("postgres: nonce: %w", oauth.ErrAlreadyExists)
+		}
+		t.opWrote = true
+		return nil
+	})
+}
+
+// DeleteExpired deletes at most limit tokens and nonces (tokens first)
+// whose expiry is before the given time and returns how many it deleted.
+// Each table is purged by one short statement that skips rows other
+// transactions hold locked; call it repeatedly to purge a backlog.
+func (s *Store) DeleteExpired(ctx context.Context, before time.Time, limit int) (int, error) {
+	pool, err := s.reader()
+	if err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		return 0, nil
+	}
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	b := dbTime(before)
+	deleted := 0
+	for _, q := range []string{
+		`DELETE FROM tokens WHERE id IN
+			(SELECT id FROM tokens WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+		`DELETE FROM nonces WHERE key IN
+			(SELECT key FROM nonces WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+	} {
+		if deleted >= limit {
+			break
+		}
+		tag, err := pool.Exec(ctx, q, b, limit-deleted)
+		if err != nil {
+			return deleted, mapErr(err)
+		}
+		deleted += int(tag.RowsAffected())
+	}
+	return deleted, nil
+}
