@@ -48,6 +48,17 @@ type env struct {
 	logs    *syncBuffer
 	mu      sync.Mutex
 	secrets []string // every secret value the test saw: none may be logged
+	cliEnv  []string // the environment the CLI runs with
+}
+
+// withPostgres puts the server on PostgreSQL at dsn.
+func withPostgres(dsn string, more ...func(*config.Config)) func(*config.Config) {
+	return func(c *config.Config) {
+		c.Store.DSN = dsn
+		for _, m := range more {
+			m(c)
+		}
+	}
 }
 
 // start runs a server on a fresh data directory. mutate may change the
@@ -78,6 +89,9 @@ func start(t *testing.T, mutate func(*config.Config)) *env {
 	}
 	e.srv = srv
 	e.base = "http://" + srv.Addr()
+	if cfg.Store.DSN != "" {
+		e.cliEnv = []string{"TOKENGATE_STORE_DSN=" + cfg.Store.DSN}
+	}
 	t.Cleanup(func() {
 		if err := srv.Close(); err != nil {
 			t.Errorf("close: %v", err)
@@ -114,7 +128,7 @@ func (e *env) run(stdin string, args ...string) (stdout, stderr string, code int
 	e.t.Helper()
 	var out, errb bytes.Buffer
 	full := append([]string{"--data", e.dir}, args...)
-	code = cli.Run(full, cli.IO{In: strings.NewReader(stdin), Out: &out, Err: &errb}, nil)
+	code = cli.Run(full, cli.IO{In: strings.NewReader(stdin), Out: &out, Err: &errb}, e.cliEnv)
 	return out.String(), errb.String(), code
 }
 
@@ -235,14 +249,19 @@ func (e *env) active(tok, id, secret string) bool {
 // documented in the README (2 seconds).
 func eventually(t *testing.T, what string, cond func() bool) time.Duration {
 	t.Helper()
+	return eventuallyWithin(t, 2*time.Second, what, cond)
+}
+
+func eventuallyWithin(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
 	start := time.Now()
-	for time.Since(start) < 2*time.Second {
+	for time.Since(start) < limit {
 		if cond() {
 			return time.Since(start)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("%s: not within 2s", what)
+	t.Fatalf("%s: not within %v", what, limit)
 	return 0
 }
 

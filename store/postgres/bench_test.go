@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/pgtest"
 	"github.com/tokengate/tokengate/oauth"
 )
 
@@ -15,7 +16,7 @@ import (
 // concurrent callers: each op stores one access token and returns once it
 // is committed.
 func BenchmarkCreateTokensParallel(b *testing.B) {
-	s := openStore(b, freshSchema(b, testDSN(b)), Options{})
+	s := openStore(b, pgtest.FreshSchema(b, pgtest.DSN(b)), Options{})
 	b.Cleanup(func() { s.Close() })
 	ctx := b.Context()
 	now := time.Now()

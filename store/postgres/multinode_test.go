@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/pgtest"
 	"github.com/tokengate/tokengate/oauth"
 )
 
@@ -16,7 +17,7 @@ import (
 // migrates, the others wait for its advisory lock, and all come up.
 func TestConcurrentOpen(t *testing.T) {
 	t.Parallel()
-	dsn := freshSchema(t, testDSN(t))
+	dsn := pgtest.FreshSchema(t, pgtest.DSN(t))
 	const nodes = 4
 	stores := make([]*Store, nodes)
 	errs := make([]error, nodes)
@@ -48,7 +49,7 @@ func TestConcurrentOpen(t *testing.T) {
 
 func TestOpenErrors(t *testing.T) {
 	t.Parallel()
-	dsn := testDSN(t)
+	dsn := pgtest.DSN(t)
 	for _, bad := range []string{
 		"postgres://u:hunter2@127.0.0.1:5432/db?connect_timeout=x",
 		"postgres://u:hunter2@127.0.0.1:port/db",
@@ -66,7 +67,7 @@ func TestOpenErrors(t *testing.T) {
 		t.Logf("invalid DSN: %v", err)
 	}
 	// A search_path naming no existing schema.
-	_, err := Open(t.Context(), withParam(t, dsn, "search_path", "tg_no_such_schema"), Options{})
+	_, err := Open(t.Context(), pgtest.WithParam(t, dsn, "search_path", "tg_no_such_schema"), Options{})
 	if err == nil {
 		t.Fatal("Open on a missing schema succeeded")
 	}
@@ -78,7 +79,7 @@ func TestOpenErrors(t *testing.T) {
 // one database.
 func TestAcrossNodes(t *testing.T) {
 	t.Parallel()
-	dsn := freshSchema(t, testDSN(t))
+	dsn := pgtest.FreshSchema(t, pgtest.DSN(t))
 	const nodes = 3
 	var stores [nodes]*Store
 	for i := range stores {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tokengate/tokengate/internal/pgtest"
 	"github.com/tokengate/tokengate/oauth"
 )
 
@@ -20,7 +21,7 @@ import (
 // batch; an ID conflict in a deferred insert fails the batch, which is
 // then retried op by op, and only the conflicting call fails.
 func TestGroupCommit(t *testing.T) {
-	dsn := freshSchema(t, testDSN(t))
+	dsn := pgtest.FreshSchema(t, pgtest.DSN(t))
 	s := openStore(t, dsn, Options{})
 	t.Cleanup(func() { s.Close() })
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
