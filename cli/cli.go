@@ -228,10 +228,14 @@ func (c *gcCmd) Run(r *run) error {
 	if err != nil {
 		return err
 	}
-	if c.JSON {
-		return r.printJSON(map[string]int{"deleted": n})
+	left, err := st.Counts(r.ctx)
+	if err != nil {
+		return err
 	}
-	r.printf("deleted %d expired records\n", n)
+	if c.JSON {
+		return r.printJSON(map[string]any{"deleted": n, "remaining": left})
+	}
+	r.printf("deleted %d expired records; %d tokens and %d nonces remain\n", n, left.Tokens, left.Nonces)
 	return nil
 }
 

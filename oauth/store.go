@@ -101,8 +101,18 @@ type Store interface {
 	// expired before the given time, returning how many it deleted.
 	DeleteExpired(ctx context.Context, before time.Time, limit int) (int, error)
 
+	// Counts returns how many token records and nonces are stored, expired
+	// or not. It scans: for operations and tests, not the request path.
+	Counts(ctx context.Context) (StoreCounts, error)
+
 	// Ping reports whether the backend is reachable. Errors: ErrUnavailable.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.
 	Close() error
+}
+
+// StoreCounts is what Store.Counts reports.
+type StoreCounts struct {
+	Tokens int64 `json:"tokens"`
+	Nonces int64 `json:"nonces"`
 }

@@ -63,6 +63,7 @@ func RunTests(t *testing.T, newStore func(t *testing.T) oauth.Store) {
 		{"SettingConcurrent", testSettingConcurrent},
 		{"Revision", testRevision},
 		{"DeleteExpired", testDeleteExpired},
+		{"Counts", testCounts},
 		{"Ping", testPing},
 		{"ConcurrentTokenTraffic", testConcurrentTokenTraffic},
 		{"ConcurrentRotationRace", testConcurrentRotationRace},
