@@ -48,8 +48,15 @@ import (
 	"github.com/tokengate/tokengate/store/internal/batch"
 )
 
-// FileName is the database file Open creates in its directory.
+// FileName is the database file Open creates in its directory. Beside it
+// are SQLite's FileName-wal and FileName-shm, and FileName.lock, which
+// coordinates writers of several processes (see fileLock).
 const FileName = "tokengate.db"
+
+// openLockTimeout bounds the wait for another process's migrations.
+const openLockTimeout = 30 * time.Second
+
+var errLockTimeout = fmt.Errorf("sqlite: timed out waiting for another process's write lock: %w", oauth.ErrUnavailable)
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -58,6 +65,7 @@ var migrationFiles embed.FS
 // concurrent use.
 type Store struct {
 	path   string
+	lk     *fileLock
 	rdb    *sql.DB // read-only pool
 	wdb    *sql.DB // the one writer connection
 	w      *writer
@@ -105,53 +113,69 @@ func buildOptions(opts []Option) options {
 // database file with mode 0600 (it holds signing keys).
 func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	o := buildOptions(opts)
-	path, err := prepareFile(dir)
+	path, lk, err := prepareFile(dir)
 	if err != nil {
 		return nil, err
 	}
-	wdb, err := sql.Open("sqlite", writerDSN(path, o))
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
-	}
-	wdb.SetMaxOpenConns(1)
-	wdb.SetMaxIdleConns(1)
-	wdb.SetConnMaxLifetime(0)
-	wdb.SetConnMaxIdleTime(0)
-	s := &Store{path: path, wdb: wdb}
-	if err := migrate(ctx, wdb); err != nil {
-		wdb.Close()
+	s := &Store{path: path, lk: lk}
+	if err := s.open(ctx, o); err != nil {
+		s.closeDBs()
+		lk.close()
 		return nil, err
 	}
-	s.rdb, err = sql.Open("sqlite", readerDSN(path, o))
-	if err != nil {
-		wdb.Close()
-		return nil, fmt.Errorf("sqlite: %w", err)
+	return s, nil
+}
+
+func (s *Store) open(ctx context.Context, o options) (err error) {
+	// Until the writer is ready, no other process may create or migrate
+	// the database.
+	if err := s.lk.lock(max(o.busyTimeout, openLockTimeout)); err != nil {
+		return err
+	}
+	defer s.lk.unlock()
+
+	if s.wdb, err = sql.Open("sqlite", writerDSN(s.path, o)); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
+	s.wdb.SetMaxOpenConns(1)
+	s.wdb.SetMaxIdleConns(1)
+	s.wdb.SetConnMaxLifetime(0)
+	s.wdb.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, s.wdb); err != nil {
+		return err
+	}
+	if s.rdb, err = sql.Open("sqlite", readerDSN(s.path, o)); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
 	}
 	s.rdb.SetMaxOpenConns(o.readers)
 	s.rdb.SetMaxIdleConns(o.readers)
 	s.rdb.SetConnMaxLifetime(0)
 	s.rdb.SetConnMaxIdleTime(0)
 	if s.getTok, err = s.rdb.PrepareContext(ctx, selectToken+` WHERE id = ?`); err != nil {
-		s.closeDBs()
-		return nil, mapErr(err)
+		return mapErr(err)
 	}
-	if s.w, err = newWriter(ctx, wdb); err != nil {
-		s.closeDBs()
-		return nil, err
+	if s.w, err = newWriter(ctx, s.wdb, s.lk, o.busyTimeout); err != nil {
+		return err
 	}
 	s.b = batch.New[*writer](s.w, batch.Options{MaxBatch: o.maxBatch})
-	return s, nil
+	return nil
 }
 
 // Migrate applies pending migrations to the database in dir (creating it
 // if missing) without starting a store. Open migrates too; this is for an
 // explicit "migrate" command.
 func Migrate(ctx context.Context, dir string) error {
-	path, err := prepareFile(dir)
+	path, lk, err := prepareFile(dir)
 	if err != nil {
 		return err
 	}
-	db, err := sql.Open("sqlite", writerDSN(path, buildOptions(nil)))
+	defer lk.close()
+	o := buildOptions(nil)
+	if err := lk.lock(max(o.busyTimeout, openLockTimeout)); err != nil {
+		return err
+	}
+	defer lk.unlock()
+	db, err := sql.Open("sqlite", writerDSN(path, o))
 	if err != nil {
 		return fmt.Errorf("sqlite: %w", err)
 	}
@@ -162,27 +186,31 @@ func Migrate(ctx context.Context, dir string) error {
 
 // prepareFile creates dir and the database file with restrictive modes
 // (SQLite gives its -wal and -shm files the database file's mode) and
-// returns the file's path.
-func prepareFile(dir string) (string, error) {
+// returns the file's path and the directory's (unlocked) lock file.
+func prepareFile(dir string) (string, *fileLock, error) {
 	if dir == "" {
-		return "", errors.New("sqlite: empty data directory")
+		return "", nil, errors.New("sqlite: empty data directory")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("sqlite: %w", err)
+		return "", nil, fmt.Errorf("sqlite: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
 	if strings.Contains(path, "?") {
 		// The driver reads everything after '?' as connection parameters.
-		return "", fmt.Errorf("sqlite: data directory %q contains '?'", dir)
+		return "", nil, fmt.Errorf("sqlite: data directory %q contains '?'", dir)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return "", fmt.Errorf("sqlite: %w", err)
+		return "", nil, fmt.Errorf("sqlite: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("sqlite: %w", err)
+		return "", nil, fmt.Errorf("sqlite: %w", err)
 	}
-	return path, nil
+	lk, err := openLock(path + ".lock")
+	if err != nil {
+		return "", nil, fmt.Errorf("sqlite: %w", err)
+	}
+	return path, lk, nil
 }
 
 func writerDSN(path string, o options) string {
@@ -240,17 +268,18 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.b.Close()
-		s.closeErr = errors.Join(s.w.close(), s.getTok.Close(), s.closeDBs())
+		s.closeErr = errors.Join(s.w.close(), s.getTok.Close(), s.closeDBs(), s.lk.close())
 	})
 	return s.closeErr
 }
 
 func (s *Store) closeDBs() error {
 	var errs []error
-	if s.rdb != nil {
-		errs = append(errs, s.rdb.Close())
+	for _, db := range []*sql.DB{s.rdb, s.wdb} {
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
 	}
-	errs = append(errs, s.wdb.Close())
 	return errors.Join(errs...)
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -255,25 +256,33 @@ func TestSeparateProcess(t *testing.T) {
 		out, err = cmd.CombinedOutput()
 		done <- err
 	}()
+	// The parent keeps its writer saturated, as a busy server does; the
+	// child must still get its turns within busy_timeout.
 	var mine atomic.Int64
 	now := time.Now()
 	stop := make(chan struct{})
-	go func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := s.CreateTokens(ctx, &oauth.Token{ID: fmt.Sprintf("parent-%d-%d", g, i), ExpiresAt: now.Add(time.Hour)}); err != nil {
+					t.Errorf("parent CreateTokens: %v", err)
+					return
+				}
+				mine.Add(1)
 			}
-			if err := s.CreateTokens(ctx, &oauth.Token{ID: fmt.Sprintf("parent-%d", i), ExpiresAt: now.Add(time.Hour)}); err != nil {
-				t.Errorf("parent CreateTokens: %v", err)
-				return
-			}
-			mine.Add(1)
-		}
-	}()
+		}()
+	}
 	err := <-done
 	close(stop)
+	wg.Wait()
 	if err != nil {
 		t.Fatalf("child process: %v\n%s", err, out)
 	}
@@ -293,7 +302,9 @@ func TestSeparateProcess(t *testing.T) {
 
 func childWrites(t *testing.T, dir string) {
 	ctx := context.Background()
-	s := open(t, dir)
+	// Far below the default, so that starvation shows as a failure: with
+	// turns taken fairly, a wait is about one parent transaction.
+	s := open(t, dir, sqlite.WithBusyTimeout(2*time.Second))
 	defer s.Close()
 	now := time.Now()
 	errc := make(chan error, 200)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
+	"time"
 )
 
 // writer owns the store's single write connection and its prepared
@@ -12,6 +13,8 @@ import (
 // goroutine is its only user, so it needs no locking.
 type writer struct {
 	conn *sql.Conn
+	lk   *fileLock
+	busy time.Duration // how long Begin waits for the lock file
 
 	begin, commit, rollback          *sql.Stmt
 	savepoint, release, rollbackTo   *sql.Stmt
@@ -28,12 +31,12 @@ const (
 	insertToken = `INSERT INTO tokens (` + tokenColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
-func newWriter(ctx context.Context, db *sql.DB) (*writer, error) {
+func newWriter(ctx context.Context, db *sql.DB, lk *fileLock, busy time.Duration) (*writer, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	w := &writer{conn: conn}
+	w := &writer{conn: conn, lk: lk, busy: busy}
 	prep := []struct {
 		dst *(*sql.Stmt)
 		sql string
@@ -77,8 +80,13 @@ func (w *writer) close() error {
 
 // Begin starts BEGIN IMMEDIATE, which takes the database's write lock at
 // once (waiting up to busy_timeout for another process) so the
-// transaction cannot fail later for lack of it.
+// transaction cannot fail later for lack of it. The lock file is held
+// while waiting, so that processes take turns (see fileLock).
 func (w *writer) Begin(ctx context.Context) (*writer, error) {
+	if err := w.lk.lock(w.busy); err != nil {
+		return nil, err
+	}
+	defer w.lk.unlock()
 	_, err := w.begin.ExecContext(ctx)
 	if err != nil && strings.Contains(err.Error(), "within a transaction") {
 		// A previous ROLLBACK failed and left the connection in a
