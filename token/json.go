@@ -6,54 +6,9 @@ import (
 	"math"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/tokengate/tokengate/internal/jsonx"
 )
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string literal, escaping what
-// RFC 8259 requires and replacing invalid UTF-8 with U+FFFD as
-// encoding/json does, so the output always parses.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
 
 // appendClaims appends the JSON object of c. Empty strings and a zero iat
 // are left out; one audience is a string, several are an array
@@ -72,7 +27,7 @@ func appendClaims(b []byte, c *Claims) []byte {
 			} else {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, a)
+			b = jsonx.AppendString(b, a)
 		}
 		b = append(b, ']')
 	}
@@ -103,7 +58,7 @@ func appendStringMember(b []byte, name, v string) []byte {
 	if v == "" {
 		return b
 	}
-	return appendJSONString(appendMemberName(b, name), v)
+	return jsonx.AppendString(appendMemberName(b, name), v)
 }
 
 // wireClaims is the JSON form of Claims for parsing.

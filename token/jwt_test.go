@@ -231,20 +231,6 @@ func TestClaimsJSONEscaping(t *testing.T) {
 	}
 }
 
-func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
-	for _, s := range []string{"", "plain", "\"\\\b\f\n\r\t", "\x00\x1f", "\xc3", "a\xffb", "€", "\U0001F4B3", "\xed\xa0\x80"} {
-		var got, want string
-		if err := json.Unmarshal(appendJSONString(nil, s), &got); err != nil {
-			t.Fatalf("%q: invalid JSON %s: %v", s, appendJSONString(nil, s), err)
-		}
-		b, _ := json.Marshal(s)
-		_ = json.Unmarshal(b, &want)
-		if got != want {
-			t.Errorf("%q decodes to %q, encoding/json gives %q", s, got, want)
-		}
-	}
-}
-
 func TestVerifyAcceptsTypVariants(t *testing.T) {
 	ks := testKeySet(t)
 	kid := testKey(t, oauth.AlgES256, 0).ID

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/crypto/cryptobyte/asn1"
 
+	"github.com/tokengate/tokengate/internal/jsonx"
 	"github.com/tokengate/tokengate/oauth"
 )
 
@@ -130,7 +131,7 @@ func parseKey(k *oauth.SigningKey) (*parsedKey, error) {
 		return nil, bad("unknown algorithm")
 	}
 	h := appendMemberName([]byte{'{'}, "alg")
-	h = appendJSONString(h, k.Alg)
+	h = jsonx.AppendString(h, k.Alg)
 	h = appendStringMember(h, "kid", k.ID)
 	h = appendStringMember(h, "typ", jwtType)
 	h = append(h, '}')

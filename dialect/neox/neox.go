@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/tokengate/tokengate/dialect"
+	"github.com/tokengate/tokengate/internal/jsonx"
 	"github.com/tokengate/tokengate/oauth"
 )
 
@@ -82,11 +83,11 @@ func (d *neox) DecodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.
 	if len(body) > maxBodyBytes {
 		return nil, oauth.BadRequest("request body must be a JSON object of at most 64 KiB")
 	}
-	members, err := readObject(body)
+	members, err := jsonx.ReadObject(body)
 	if err != nil {
-		var dup *duplicateKeyError
-		if errors.As(err, &dup) && isKnownField(dup.key) {
-			return nil, oauth.BadRequest("duplicate field: " + dup.key)
+		var dup *jsonx.DuplicateKeyError
+		if errors.As(err, &dup) && isKnownField(dup.Key) {
+			return nil, oauth.BadRequest("duplicate field: " + dup.Key)
 		}
 		if dup != nil {
 			return nil, oauth.BadRequest("duplicate field in request body")
@@ -146,7 +147,7 @@ func isKnownField(name string) bool {
 // missing; any other non-string value is malformed.
 func stringField(members map[string]json.RawMessage, name string, required bool) (string, *oauth.Error) {
 	v, ok := members[name]
-	if !ok || isNull(v) {
+	if !ok || jsonx.IsNull(v) {
 		if required {
 			return "", oauth.Missing(name)
 		}

@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/dialect"
+	"github.com/tokengate/tokengate/internal/jsonx"
 	"github.com/tokengate/tokengate/oauth"
 )
 
@@ -148,7 +149,7 @@ func (d *rfc6749) WriteError(w http.ResponseWriter, _ *http.Request, e *oauth.Er
 // appendToken appends the RFC 6749 §5.1 body for resp.
 func (d *rfc6749) appendToken(b []byte, resp *oauth.TokenResponse) []byte {
 	b = append(b, `{"access_token":`...)
-	b = appendJSONString(b, resp.AccessToken)
+	b = jsonx.AppendString(b, resp.AccessToken)
 	b = append(b, `,"token_type":`...)
 	// The engine says "Bearer"; the endpoint decides the spelling. Another
 	// token type (none exists yet) is passed through as the engine names it.
@@ -157,13 +158,13 @@ func (d *rfc6749) appendToken(b []byte, resp *oauth.TokenResponse) []byte {
 		b = append(b, d.tokenType...)
 		b = append(b, '"')
 	} else {
-		b = appendJSONString(b, tt)
+		b = jsonx.AppendString(b, tt)
 	}
 	b = append(b, `,"expires_in":`...)
 	b = strconv.AppendInt(b, resp.ExpiresIn, 10)
 	if resp.RefreshToken != "" {
 		b = append(b, `,"refresh_token":`...)
-		b = appendJSONString(b, resp.RefreshToken)
+		b = jsonx.AppendString(b, resp.RefreshToken)
 	}
 	if len(resp.Scopes) > 0 || resp.ScopeChanged {
 		b = append(b, `,"scope":"`...)
@@ -171,7 +172,7 @@ func (d *rfc6749) appendToken(b []byte, resp *oauth.TokenResponse) []byte {
 			if i > 0 {
 				b = append(b, ' ')
 			}
-			b = appendJSONStringContent(b, s)
+			b = jsonx.AppendStringContent(b, s)
 		}
 		b = append(b, '"')
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/dialect"
+	"github.com/tokengate/tokengate/internal/jsonx"
 	"github.com/tokengate/tokengate/oauth"
 )
 
@@ -203,8 +204,9 @@ func (d *b2b) decodeBody(r *http.Request) *oauth.Error {
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return oauth.Missing("grantType")
 	}
-	members, err := readObject(body)
-	if errors.Is(err, errDuplicateKey) {
+	members, err := jsonx.ReadObject(body)
+	var dup *jsonx.DuplicateKeyError
+	if errors.As(err, &dup) {
 		return oauth.BadRequest("duplicate member in request body")
 	}
 	if err != nil {
@@ -217,7 +219,7 @@ func (d *b2b) decodeBody(r *http.Request) *oauth.Error {
 	if !strings.EqualFold(grant, oauth.GrantClientCredentials) {
 		return oauth.Malformed("grantType", "only client_credentials")
 	}
-	if v, ok := members["additionalInfo"]; ok && !isNull(v) && !isObject(v) {
+	if v, ok := members["additionalInfo"]; ok && !jsonx.IsNull(v) && !isObject(v) {
 		return oauth.Malformed("additionalInfo", "expected an object")
 	}
 	return nil
@@ -228,7 +230,7 @@ func grantType(members map[string]json.RawMessage) (string, *oauth.Error) {
 	var found []string
 	for _, name := range [...]string{"grantType", "grant_type"} {
 		v, ok := members[name]
-		if !ok || isNull(v) {
+		if !ok || jsonx.IsNull(v) {
 			continue
 		}
 		var s string
