@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/store/internal/codec"
 )
 
 // Encoding of values in columns, with the same semantics as the SQLite
@@ -62,51 +62,6 @@ func goBytes(b []byte) []byte {
 	return b
 }
 
-// secretJSON is a SecretHash as stored: the expiry in UNIX microseconds,
-// as in the SQLite store.
-type secretJSON struct {
-	Hash      []byte `json:"hash"`
-	ExpiresAt *int64 `json:"expires_at,omitempty"`
-}
-
-func encodeSecrets(l []oauth.SecretHash) []byte {
-	out := make([]secretJSON, len(l))
-	for i, s := range l {
-		out[i].Hash = s.Hash
-		if !s.ExpiresAt.IsZero() {
-			us := s.ExpiresAt.UnixMicro()
-			out[i].ExpiresAt = &us
-		}
-	}
-	b, _ := json.Marshal(out) // cannot fail
-	return b
-}
-
-func decodeSecrets(b []byte) ([]oauth.SecretHash, error) {
-	var in []secretJSON
-	if err := json.Unmarshal(b, &in); err != nil {
-		return nil, fmt.Errorf("postgres: corrupt secrets: %w", err)
-	}
-	if len(in) == 0 {
-		return nil, nil
-	}
-	out := make([]oauth.SecretHash, len(in))
-	for i, v := range in {
-		out[i].Hash = goBytes(v.Hash)
-		if v.ExpiresAt != nil {
-			out[i].ExpiresAt = time.UnixMicro(*v.ExpiresAt).UTC()
-		}
-	}
-	return out, nil
-}
-
-func splitScopes(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, " ")
-}
-
 // Clients.
 
 const clientColumns = `id, name, secrets, grants, scopes, default_scopes, access_ttl, token_format,
@@ -114,7 +69,7 @@ const clientColumns = `id, name, secrets, grants, scopes, default_scopes, access
 
 func clientArgs(c *oauth.Client) []any {
 	return []any{
-		c.ID, c.Name, encodeSecrets(c.Secrets), dbList(c.Grants), dbList(c.Scopes),
+		c.ID, c.Name, codec.EncodeSecrets(c.Secrets), dbList(c.Grants), dbList(c.Scopes),
 		dbList(c.DefaultScopes), int64(c.AccessTTL), string(c.TokenFormat), c.SigningAlg,
 		c.RefreshWithClientCredentials, c.PublicKeyPEM, c.Disabled,
 		dbTime(c.CreatedAt), dbTime(c.UpdatedAt),
@@ -138,7 +93,7 @@ func scanClient(row pgx.Row) (*oauth.Client, error) {
 	c.TokenFormat = oauth.TokenFormat(format)
 	c.Grants, c.Scopes, c.DefaultScopes = goList(c.Grants), goList(c.Scopes), goList(c.DefaultScopes)
 	c.CreatedAt, c.UpdatedAt = goTime(created), goTime(updated)
-	if c.Secrets, err = decodeSecrets(secrets); err != nil {
+	if c.Secrets, err = codec.DecodeSecrets(secrets); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -187,7 +142,7 @@ func scanToken(row pgx.Row) (*oauth.Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.Kind, t.Format, t.Scopes = oauth.TokenKind(kind), oauth.TokenFormat(format), splitScopes(scopes)
+	t.Kind, t.Format, t.Scopes = oauth.TokenKind(kind), oauth.TokenFormat(format), codec.SplitScopes(scopes)
 	t.IssuedAt, t.ExpiresAt = goTime(issued), goTime(expires)
 	t.RevokedAt, t.RotatedAt = goTime(revoked), goTime(rotated)
 	return &t, nil

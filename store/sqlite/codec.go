@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/store/internal/codec"
 )
 
 // Encoding of values in columns. Times are UNIX microseconds (the
@@ -70,51 +71,6 @@ func decodeList(s string) ([]string, error) {
 	return l, nil
 }
 
-// secretJSON is a SecretHash as stored: the expiry in UNIX microseconds
-// like every other time, not oauth.SecretHash's RFC 3339 text.
-type secretJSON struct {
-	Hash      []byte `json:"hash"`
-	ExpiresAt *int64 `json:"expires_at,omitempty"`
-}
-
-func encodeSecrets(l []oauth.SecretHash) string {
-	out := make([]secretJSON, len(l))
-	for i, s := range l {
-		out[i].Hash = s.Hash
-		if !s.ExpiresAt.IsZero() {
-			us := s.ExpiresAt.UnixMicro()
-			out[i].ExpiresAt = &us
-		}
-	}
-	b, _ := json.Marshal(out) // cannot fail
-	return string(b)
-}
-
-func decodeSecrets(s string) ([]oauth.SecretHash, error) {
-	var in []secretJSON
-	if err := json.Unmarshal([]byte(s), &in); err != nil {
-		return nil, fmt.Errorf("sqlite: corrupt secrets: %w", err)
-	}
-	if len(in) == 0 {
-		return nil, nil
-	}
-	out := make([]oauth.SecretHash, len(in))
-	for i, v := range in {
-		out[i].Hash = goBytes(v.Hash)
-		if v.ExpiresAt != nil {
-			out[i].ExpiresAt = time.UnixMicro(*v.ExpiresAt).UTC()
-		}
-	}
-	return out, nil
-}
-
-func splitScopes(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, " ")
-}
-
 // queryer is what *sql.DB (reads) and *sql.Conn (reads inside the write
 // transaction) have in common.
 type queryer interface {
@@ -140,7 +96,7 @@ const clientColumns = `id, name, secrets, grants, scopes, default_scopes, access
 
 func clientArgs(c *oauth.Client) []any {
 	return []any{
-		c.ID, c.Name, encodeSecrets(c.Secrets), encodeList(c.Grants), encodeList(c.Scopes),
+		c.ID, c.Name, string(codec.EncodeSecrets(c.Secrets)), encodeList(c.Grants), encodeList(c.Scopes),
 		encodeList(c.DefaultScopes), int64(c.AccessTTL), string(c.TokenFormat), c.SigningAlg,
 		dbBool(c.RefreshWithClientCredentials), c.PublicKeyPEM, dbBool(c.Disabled),
 		dbTime(c.CreatedAt), dbTime(c.UpdatedAt),
@@ -165,7 +121,7 @@ func scanClient(sc scanner) (*oauth.Client, error) {
 	c.RefreshWithClientCredentials = refreshCC != 0
 	c.Disabled = disabled != 0
 	c.CreatedAt, c.UpdatedAt = goTime(created), goTime(updated)
-	if c.Secrets, err = decodeSecrets(secrets); err != nil {
+	if c.Secrets, err = codec.DecodeSecrets([]byte(secrets)); err != nil {
 		return nil, err
 	}
 	if c.Grants, err = decodeList(grants); err != nil {
@@ -240,7 +196,7 @@ func scanToken(sc scanner) (*oauth.Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.Kind, t.Format, t.Scopes = oauth.TokenKind(kind), oauth.TokenFormat(format), splitScopes(scopes)
+	t.Kind, t.Format, t.Scopes = oauth.TokenKind(kind), oauth.TokenFormat(format), codec.SplitScopes(scopes)
 	t.IssuedAt, t.ExpiresAt = goTime(issued), goTime(expires)
 	t.RevokedAt, t.RotatedAt = goTime(revoked), goTime(rotated)
 	return &t, nil
