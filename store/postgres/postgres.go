@@ -184,17 +184,10 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Stats counts the writer's transactions and operations since Open; Ops
 // divided by Batches is the average group-commit size.
-type Stats struct {
-	Batches int64
-	Ops     int64
-	Retries int64 // batches that failed and were retried op by op
-}
+type Stats = batch.Stats
 
 // Stats returns the group-commit counters.
-func (s *Store) Stats() Stats {
-	st := s.b.Stats()
-	return Stats{Batches: st.Batches, Ops: st.Ops, Retries: st.Retries}
-}
+func (s *Store) Stats() Stats { return s.b.Stats() }
 
 var errClosed = fmt.Errorf("postgres: store closed: %w", oauth.ErrUnavailable)
 
