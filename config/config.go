@@ -35,7 +35,10 @@ type Config struct {
 	RequestTimeout          time.Duration `yaml:"request_timeout"`
 	GC                      GC            `yaml:"gc"`
 	Log                     Log           `yaml:"log"`
-	Endpoints               []Endpoint    `yaml:"endpoints"`
+	// PprofAddr, when set, serves net/http/pprof on its own listener (keep
+	// it on localhost: profiles show code paths, never request data).
+	PprofAddr string     `yaml:"pprof_addr"`
+	Endpoints []Endpoint `yaml:"endpoints"`
 }
 
 // Store selects the backend: PostgreSQL when DSN is set, else the embedded
@@ -267,6 +270,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format: %q is not text or json", c.Log.Format)
+	}
+	if c.PprofAddr != "" {
+		if _, _, err := net.SplitHostPort(c.PprofAddr); err != nil {
+			bad("pprof_addr: %q is not HOST:PORT", c.PprofAddr)
+		}
 	}
 	if len(c.Endpoints) == 0 {
 		bad("endpoints: at least one token endpoint is needed")

@@ -192,7 +192,7 @@ func TestIntrospectionInactiveCases(t *testing.T) {
 	e := start(t, nil)
 	id, secret := e.createClient("--name", "m", "--grant", "client_credentials", "--access-ttl", "1s")
 	tok := e.token(url.Values{"grant_type": {"client_credentials"}}, id, secret).str("access_token")
-	for _, bogus := range []string{"garbage", "tga_" + strings.Repeat("A", 64), tok[:len(tok)-2] + "AA", "eyJhbGciOiJub25lIn0.e30."} {
+	for _, bogus := range []string{"garbage", "tga_" + strings.Repeat("A", 72), tok[:len(tok)-2] + "AA", "eyJhbGciOiJub25lIn0.e30."} {
 		r := e.introspect(bogus, id, secret)
 		if string(r.body) != `{"active":false}`+"\n" && string(r.body) != `{"active":false}` {
 			t.Errorf("introspect %q: %s", bogus, r.body)

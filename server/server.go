@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -43,6 +44,7 @@ type Server struct {
 	metrics  *metrics
 	handler  http.Handler
 	http     *http.Server
+	pprof    *http.Server
 	listener net.Listener
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -139,7 +141,32 @@ func (s *Server) Start() error {
 	}()
 	go func() { defer s.wg.Done(); s.engine.Run(ctx) }()
 	go func() { defer s.wg.Done(); s.collectGarbage(ctx) }()
+	if s.cfg.PprofAddr != "" {
+		if err := s.startPprof(); err != nil {
+			s.Close()
+			return err
+		}
+	}
 	s.log.Info("tokengate listening", "addr", ln.Addr().String(), "issuer", s.cfg.Issuer)
+	return nil
+}
+
+// startPprof serves the Go profiler on its own listener, never on the
+// public one.
+func (s *Server) startPprof() error {
+	ln, err := net.Listen("tcp", s.cfg.PprofAddr)
+	if err != nil {
+		return fmt.Errorf("pprof_addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.pprof.Serve(ln) }()
+	s.log.Info("pprof listening", "addr", ln.Addr().String())
 	return nil
 }
 
@@ -154,6 +181,9 @@ func (s *Server) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		errs = append(errs, s.http.Shutdown(ctx))
 		cancel()
+	}
+	if s.pprof != nil {
+		s.pprof.Close()
 	}
 	if s.cancel != nil {
 		s.cancel()

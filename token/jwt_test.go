@@ -323,7 +323,7 @@ func TestVerifyRejects(t *testing.T) {
 		{"JSON serialization", jsonSerialized, testIssuer, now, ErrMalformed},
 		{"two parts", parts[0] + "." + parts[1], testIssuer, now, ErrMalformed},
 		{"empty", "", testIssuer, now, ErrMalformed},
-		{"opaque token", "tga_" + strings.Repeat("A", 64), testIssuer, now, ErrMalformed},
+		{"opaque token", "tga_" + strings.Repeat("A", 72), testIssuer, now, ErrMalformed},
 		{"huge", strings.Repeat("a", maxJWTLen+1), testIssuer, now, ErrMalformed},
 	}
 	for _, tc := range cases {

@@ -8,10 +8,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"hash"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tokengate/tokengate/oauth"
 )
@@ -23,16 +25,23 @@ const (
 )
 
 const (
+	// opaqueTimeLen bytes of issue time (UNIX milliseconds, big-endian)
+	// lead the token body, so storage IDs sort by issue time: a store's
+	// B-tree then appends new tokens instead of rewriting a random page per
+	// token on every commit. The randomness is the opaqueRandLen bytes after.
+	opaqueTimeLen = 6
 	opaqueRandLen = 32
 	opaqueTagLen  = 16
 	prefixLen     = 4
-	// 48 bytes is a multiple of 3, so the unpadded base64url body has no
+	opaqueRawLen  = opaqueTimeLen + opaqueRandLen + opaqueTagLen
+	// 54 bytes is a multiple of 3, so the unpadded base64url body has no
 	// spare bits: each token has exactly one valid spelling.
-	opaqueBodyLen = (opaqueRandLen + opaqueTagLen) / 3 * 4
-	idLen         = (sha256.Size*8 + 5) / 6
+	opaqueBodyLen = opaqueRawLen / 3 * 4
+	hashIDLen     = (sha256.Size*8 + 5) / 6
+	timeIDLen     = 2 * opaqueTimeLen
 )
 
-// OpaqueLen is the length of every opaque token value (68).
+// OpaqueLen is the length of every opaque token value (76).
 const OpaqueLen = prefixLen + opaqueBodyLen
 
 // MinOpaqueKeyLen is the shortest key NewOpaque accepts.
@@ -41,9 +50,10 @@ const MinOpaqueKeyLen = 16
 // ErrUnknownKind is returned by Mint for a kind other than access or refresh.
 var ErrUnknownKind = errors.New("token: unknown token kind")
 
-// Opaque mints and checks opaque tokens: prefix + base64url(32 random bytes
-// || first 16 bytes of HMAC-SHA256(key, prefix || random bytes)), no padding.
-// Prefixes: "tga_" access tokens, "tgr_" refresh tokens.
+// Opaque mints and checks opaque tokens: prefix + base64url(6-byte issue
+// time || 32 random bytes || first 16 bytes of HMAC-SHA256(key, prefix ||
+// time || random bytes)), no padding. Prefixes: "tga_" access tokens,
+// "tgr_" refresh tokens.
 //
 // The tag lets Check reject forged or garbage tokens without a store read;
 // it is not what makes a token valid (the stored record is). Opaque is safe
@@ -56,7 +66,7 @@ type Opaque struct {
 // hash.Hash.Write would move it to the heap on every call.
 type opaqueMAC struct {
 	h   hash.Hash
-	in  [prefixLen + opaqueRandLen]byte
+	in  [prefixLen + opaqueTimeLen + opaqueRandLen]byte
 	sum [sha256.Size]byte
 }
 
@@ -93,11 +103,12 @@ func kindOf(value string) (oauth.TokenKind, bool) {
 	return "", false
 }
 
-// tag appends the truncated HMAC of prefix || random to dst.
-func (o *Opaque) tag(dst []byte, prefix string, random []byte) []byte {
+// tag appends the truncated HMAC of prefix || body to dst, where body is
+// the token's time and random bytes.
+func (o *Opaque) tag(dst []byte, prefix string, body []byte) []byte {
 	m := o.pool.Get().(*opaqueMAC)
 	copy(m.in[:], prefix)
-	copy(m.in[prefixLen:], random)
+	copy(m.in[prefixLen:], body)
 	m.h.Reset()
 	m.h.Write(m.in[:])
 	dst = append(dst, m.h.Sum(m.sum[:0])[:opaqueTagLen]...)
@@ -106,28 +117,33 @@ func (o *Opaque) tag(dst []byte, prefix string, random []byte) []byte {
 }
 
 // Mint returns a new token value of the given kind and its storage ID. The
-// ID is base64url(SHA-256(value)): the only thing ever stored.
+// ID is the issue time in hex followed by base64url(SHA-256(value)): the
+// only thing ever stored.
 func (o *Opaque) Mint(kind oauth.TokenKind) (value, id string, err error) {
 	var random [opaqueRandLen]byte
 	if _, err := rand.Read(random[:]); err != nil {
 		return "", "", err
 	}
-	return o.mint(kind, &random)
+	return o.mint(kind, uint64(time.Now().UnixMilli()), &random)
 }
 
-// mint builds the token for the given random part (fixed in fuzz tests).
-func (o *Opaque) mint(kind oauth.TokenKind, random *[opaqueRandLen]byte) (value, id string, err error) {
+// mint builds the token for the given time and random part (fixed in fuzz
+// tests).
+func (o *Opaque) mint(kind oauth.TokenKind, ms uint64, random *[opaqueRandLen]byte) (value, id string, err error) {
 	prefix := prefixOf(kind)
 	if prefix == "" {
 		return "", "", ErrUnknownKind
 	}
-	var raw [opaqueRandLen + opaqueTagLen]byte
-	copy(raw[:], random[:])
-	o.tag(raw[:opaqueRandLen], prefix, raw[:opaqueRandLen])
+	var raw [opaqueRawLen]byte
+	for i := range opaqueTimeLen {
+		raw[i] = byte(ms >> (8 * (opaqueTimeLen - 1 - i)))
+	}
+	copy(raw[opaqueTimeLen:], random[:])
+	o.tag(raw[:opaqueTimeLen+opaqueRandLen], prefix, raw[:opaqueTimeLen+opaqueRandLen])
 	var buf [OpaqueLen]byte
 	copy(buf[:], prefix)
 	base64.RawURLEncoding.Encode(buf[prefixLen:], raw[:])
-	return string(buf[:]), idOf(buf[:]), nil
+	return string(buf[:]), idOf(raw[:opaqueTimeLen], buf[:]), nil
 }
 
 // Check reports whether value is a token this Opaque minted, without any
@@ -142,7 +158,7 @@ func (o *Opaque) Check(value string) (id string, kind oauth.TokenKind, ok bool) 
 	if !ok {
 		return "", "", false
 	}
-	var raw [opaqueRandLen + opaqueTagLen]byte
+	var raw [opaqueRawLen]byte
 	var body [opaqueBodyLen]byte
 	copy(body[:], value[prefixLen:])
 	// The base64 decoder skips '\r' and '\n'; with the length fixed above,
@@ -152,32 +168,43 @@ func (o *Opaque) Check(value string) (id string, kind oauth.TokenKind, ok bool) 
 		return "", "", false
 	}
 	var want [opaqueTagLen]byte
-	o.tag(want[:0], value[:prefixLen], raw[:opaqueRandLen])
-	if !hmac.Equal(want[:], raw[opaqueRandLen:]) {
+	o.tag(want[:0], value[:prefixLen], raw[:opaqueTimeLen+opaqueRandLen])
+	if !hmac.Equal(want[:], raw[opaqueTimeLen+opaqueRandLen:]) {
 		return "", "", false
 	}
 	var v [OpaqueLen]byte
 	copy(v[:], value)
-	return idOf(v[:]), kind, true
+	return idOf(raw[:opaqueTimeLen], v[:]), kind, true
 }
 
-// ID computes the storage ID of a token value: base64url(SHA-256(value)),
-// unpadded. It does not check that value is well-formed.
+// ID computes the storage ID of a token value: for a value shaped like an
+// opaque token, the issue time in hex followed by base64url(SHA-256(value));
+// for anything else the hash alone. It does not check the tag.
 func ID(value string) string {
+	var ts []byte
+	var raw [opaqueTimeLen]byte
+	if len(value) == OpaqueLen && LooksOpaque(value) {
+		// The first 8 characters of the body are exactly the time bytes.
+		if n, err := base64.RawURLEncoding.Decode(raw[:], []byte(value[prefixLen:prefixLen+8])); err == nil && n == opaqueTimeLen {
+			ts = raw[:]
+		}
+	}
 	// Copying a token-sized value to the stack saves the heap copy a
 	// string-to-slice conversion would make.
 	if len(value) <= 2*OpaqueLen {
 		var b [2 * OpaqueLen]byte
-		return idOf(b[:copy(b[:], value)])
+		return idOf(ts, b[:copy(b[:], value)])
 	}
-	return idOf([]byte(value))
+	return idOf(ts, []byte(value))
 }
 
-func idOf(value []byte) string {
+// idOf is hex(ts) followed by base64url(SHA-256(value)).
+func idOf(ts, value []byte) string {
 	sum := sha256.Sum256(value)
-	var out [idLen]byte
-	base64.RawURLEncoding.Encode(out[:], sum[:])
-	return string(out[:])
+	var out [timeIDLen + hashIDLen]byte
+	n := hex.Encode(out[:], ts)
+	base64.RawURLEncoding.Encode(out[n:], sum[:])
+	return string(out[:n+hashIDLen])
 }
 
 // LooksOpaque reports whether value has an opaque token prefix. It is a

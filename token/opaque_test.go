@@ -22,14 +22,14 @@ func TestOpaqueMintCheck(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Mint(%s): %v", tc.kind, err)
 		}
-		if !strings.HasPrefix(value, tc.prefix) || len(value) != OpaqueLen || OpaqueLen != 68 {
-			t.Errorf("Mint(%s) = %q (len %d), want prefix %q and length 68", tc.kind, value, len(value), tc.prefix)
+		if !strings.HasPrefix(value, tc.prefix) || len(value) != OpaqueLen || OpaqueLen != 76 {
+			t.Errorf("Mint(%s) = %q (len %d), want prefix %q and length 76", tc.kind, value, len(value), tc.prefix)
 		}
 		body, err := base64.RawURLEncoding.DecodeString(value[4:])
-		if err != nil || len(body) != 48 {
-			t.Errorf("body is not base64url of 48 bytes: %v, %d", err, len(body))
+		if err != nil || len(body) != 54 {
+			t.Errorf("body is not base64url of 54 bytes: %v, %d", err, len(body))
 		}
-		if id != ID(value) || id != ID(value) || len(id) != 43 {
+		if id != ID(value) || id != ID(value) || len(id) != 55 {
 			t.Errorf("id %q is not the stable ID(value) %q", id, ID(value))
 		}
 		if strings.Contains(id, value[4:20]) {
@@ -42,6 +42,21 @@ func TestOpaqueMintCheck(t *testing.T) {
 		if !LooksOpaque(value) {
 			t.Errorf("LooksOpaque(%q) = false", value)
 		}
+	}
+}
+
+func TestIDsSortByIssueTime(t *testing.T) {
+	o := NewOpaque(testOpaqueKey)
+	var random [opaqueRandLen]byte
+	_, early, _ := o.mint(oauth.KindAccess, 1_700_000_000_000, &random)
+	random[0] = 0xff // a later token with "smaller" randomness still sorts after
+	_, late, _ := o.mint(oauth.KindAccess, 1_700_000_000_001, &random)
+	if !(early < late) || early[:12] != "018bcfe56800" {
+		t.Errorf("IDs %q, %q do not sort by issue time", early, late)
+	}
+	_, now, _ := o.Mint(oauth.KindRefresh)
+	if !(late < now) {
+		t.Errorf("a token minted now sorts before one from 2023: %q < %q", now, late)
 	}
 }
 
@@ -138,7 +153,7 @@ func TestOpaqueCheckRejectsForgeries(t *testing.T) {
 		"non-ASCII":             access[:10] + "é" + access[12:],
 		"other key":             other,
 		"JWT-looking":           "eyJhbGciOiJFUzI1NiJ9.e30.sig",
-		"all A of right length": "tga_" + strings.Repeat("A", 64),
+		"all A of right length": "tga_" + strings.Repeat("A", 72),
 	}
 	for name, v := range cases {
 		if id, kind, ok := o.Check(v); ok || id != "" || kind != "" {
@@ -156,7 +171,7 @@ func TestOpaqueCheckRejectsForgeries(t *testing.T) {
 func TestOpaqueCheckRejectsEveryByteFlip(t *testing.T) {
 	o := NewOpaque(testOpaqueKey)
 	v, _, _ := o.Mint(oauth.KindAccess)
-	for i := range 48 {
+	for i := range opaqueRawLen {
 		forged := reencode(t, v, "tga_", func(b []byte) { b[i] ^= 0x10 })
 		if _, _, ok := o.Check(forged); ok {
 			t.Errorf("byte %d flipped: accepted", i)
@@ -213,7 +228,7 @@ func FuzzOpaqueCheck(f *testing.F) {
 	minted := make(map[string]oauth.TokenKind)
 	for i, kind := range []oauth.TokenKind{oauth.KindAccess, oauth.KindRefresh, oauth.KindAccess} {
 		random := [opaqueRandLen]byte(sha256.Sum256([]byte{byte(i)}))
-		v, _, err := o.mint(kind, &random)
+		v, _, err := o.mint(kind, 1_700_000_000_000+uint64(i), &random)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -224,7 +239,7 @@ func FuzzOpaqueCheck(f *testing.F) {
 	}
 	f.Add("")
 	f.Add("tga_")
-	f.Add("tga_" + strings.Repeat("_", 64))
+	f.Add("tga_" + strings.Repeat("_", 72))
 	f.Fuzz(func(t *testing.T, value string) {
 		id, kind, ok := o.Check(value)
 		wantKind, isMinted := minted[value]
