@@ -300,10 +300,19 @@ var errClosed = fmt.Errorf("sqlite: store closed: %w", oauth.ErrUnavailable)
 
 // do runs op through the group-commit batcher.
 func (s *Store) do(ctx context.Context, op batch.Op[*writer]) error {
+	return s.run(ctx, op, s.b.Do)
+}
+
+// doAtomic is do for an op that is one SQL statement (see batch.DoAtomic).
+func (s *Store) doAtomic(ctx context.Context, op batch.Op[*writer]) error {
+	return s.run(ctx, op, s.b.DoAtomic)
+}
+
+func (s *Store) run(ctx context.Context, op batch.Op[*writer], do func(context.Context, batch.Op[*writer]) error) error {
 	if s.closed.Load() {
 		return errClosed
 	}
-	err := s.b.Do(ctx, op)
+	err := do(ctx, op)
 	if errors.Is(err, batch.ErrClosed) {
 		return errClosed
 	}

@@ -21,7 +21,8 @@ func (s *Store) CreateTokens(ctx context.Context, tokens ...*oauth.Token) error 
 	if err != nil {
 		return err
 	}
-	return s.do(ctx, func(ctx context.Context, w *writer) error {
+	// One statement, so all or none without a savepoint.
+	return s.doAtomic(ctx, func(ctx context.Context, w *writer) error {
 		return w.insertTokens(ctx, args)
 	})
 }
@@ -39,13 +40,25 @@ func tokensArgs(tokens []*oauth.Token) ([][]any, error) {
 
 // insertTokens inserts rows; on a conflict the batcher's savepoint
 // undoes those already inserted.
+// insertTokens inserts the rows in one statement: SQLite applies a
+// statement atomically, so a conflict on any row inserts none.
 func (w *writer) insertTokens(ctx context.Context, args [][]any) error {
-	for _, a := range args {
-		if _, err := w.insertToken.ExecContext(ctx, a...); err != nil {
-			return mapErr(err)
+	var err error
+	switch len(args) {
+	case 0:
+		return nil
+	case 1:
+		_, err = w.insertToken.ExecContext(ctx, args[0]...)
+	case 2: // an access token with its refresh token
+		_, err = w.insertToken2.ExecContext(ctx, append(args[0][:len(args[0]):len(args[0])], args[1]...)...)
+	default:
+		flat := make([]any, 0, len(args)*len(args[0]))
+		for _, a := range args {
+			flat = append(flat, a...)
 		}
+		_, err = w.conn.ExecContext(ctx, insertTokensSQL(len(args)), flat...)
 	}
-	return nil
+	return mapErr(err)
 }
 
 // GetToken returns a token record by ID, whatever its state.

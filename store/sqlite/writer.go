@@ -18,7 +18,8 @@ type writer struct {
 
 	begin, commit, rollback          *sql.Stmt
 	savepoint, release, rollbackTo   *sql.Stmt
-	insertToken, tokenState          *sql.Stmt
+	insertToken, insertToken2        *sql.Stmt
+	tokenState                       *sql.Stmt
 	markRotated, revokeID, revokeFam *sql.Stmt
 	upsertRevoked, useNonce, bumpRev *sql.Stmt
 	stmts                            []*sql.Stmt
@@ -28,8 +29,14 @@ const tokenColumns = `id, kind, format, client_id, subject, scopes, family_id, i
 
 const (
 	selectToken = `SELECT ` + tokenColumns + ` FROM tokens`
-	insertToken = `INSERT INTO tokens (` + tokenColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	tokenValues = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertToken = `INSERT INTO tokens (` + tokenColumns + `) VALUES ` + tokenValues
 )
+
+// insertTokensSQL inserts n rows in one statement.
+func insertTokensSQL(n int) string {
+	return insertToken + strings.Repeat(", "+tokenValues, n-1)
+}
 
 func newWriter(ctx context.Context, db *sql.DB, lk *fileLock, busy time.Duration) (*writer, error) {
 	conn, err := db.Conn(ctx)
@@ -48,6 +55,7 @@ func newWriter(ctx context.Context, db *sql.DB, lk *fileLock, busy time.Duration
 		{&w.release, `RELEASE op`},
 		{&w.rollbackTo, `ROLLBACK TO op`},
 		{&w.insertToken, insertToken},
+		{&w.insertToken2, insertTokensSQL(2)},
 		{&w.tokenState, `SELECT kind, family_id, expires_at, revoked_at, rotated_at FROM tokens WHERE id = ?`},
 		{&w.markRotated, `UPDATE tokens SET rotated_at = ? WHERE id = ?`},
 		{&w.revokeID, `UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`},

@@ -100,9 +100,10 @@ type Batcher[T any] struct {
 }
 
 type request[T any] struct {
-	ctx  context.Context
-	op   Op[T]
-	done chan result // buffered 1: the writer never blocks on a departed caller
+	ctx    context.Context
+	op     Op[T]
+	atomic bool        // runs without a savepoint (see DoAtomic)
+	done   chan result // buffered 1: the writer never blocks on a departed caller
 }
 
 type result struct {
@@ -138,10 +139,23 @@ func New[T any](be Backend[T], opts Options) *Batcher[T] {
 // before the writer reaches it is skipped. A panic in op is re-raised in
 // Do's goroutine (the op's writes are rolled back).
 func (b *Batcher[T]) Do(ctx context.Context, op Op[T]) error {
+	return b.do(ctx, op, false)
+}
+
+// DoAtomic is Do for an operation that writes all or nothing by itself (a
+// single SQL statement, which the database applies atomically): it runs
+// without the savepoint statements around it, because when it fails there
+// is nothing of its own to undo. That is one statement instead of three per
+// operation on the hot path of token issuance.
+func (b *Batcher[T]) DoAtomic(ctx context.Context, op Op[T]) error {
+	return b.do(ctx, op, true)
+}
+
+func (b *Batcher[T]) do(ctx context.Context, op Op[T], atomic bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &request[T]{ctx: ctx, op: op, done: make(chan result, 1)}
+	r := &request[T]{ctx: ctx, op: op, atomic: atomic, done: make(chan result, 1)}
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
@@ -301,6 +315,13 @@ func (b *Batcher[T]) runBatch(reqs []*request[T]) (results []result, began bool,
 		return nil, true, err
 	}
 	for i, r := range reqs {
+		if r.atomic {
+			res := b.call(ctx, tx, r.op)
+			b.ops.Add(1)
+			_, res.err = outcome(res.err)
+			results[i] = res
+			continue
+		}
 		if err := b.be.Savepoint(ctx, tx); err != nil {
 			return fail(err)
 		}

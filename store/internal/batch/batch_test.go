@@ -371,3 +371,60 @@ func TestBatchCloseDrainsQueue(t *testing.T) {
 		t.Errorf("second Close = %v", err)
 	}
 }
+
+func TestDoAtomicSkipsSavepoints(t *testing.T) {
+	db := newFakeDB()
+	b := New[*fakeTx](db, Options{})
+	defer b.Close()
+
+	release := blockWriter(t, b)
+	// An atomic op writes all or nothing itself: the failing one here
+	// writes nothing, as a failed single SQL statement would.
+	atomicPut := func(k string, fail bool) Op[*fakeTx] {
+		return func(_ context.Context, tx *fakeTx) error {
+			if tx.saved != nil {
+				return errors.New("atomic op ran inside a savepoint")
+			}
+			if fail {
+				return errors.New("conflict")
+			}
+			tx.writes[k] = "v"
+			return nil
+		}
+	}
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	for i, c := range []struct {
+		k      string
+		atomic bool
+		fail   bool
+	}{{"a", true, false}, {"b", true, true}, {"c", false, false}, {"d", true, false}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if c.atomic {
+				errs[i] = b.DoAtomic(context.Background(), atomicPut(c.k, c.fail))
+			} else {
+				errs[i] = b.Do(context.Background(), put(c.k, nil))
+			}
+		}()
+		waitQueued(t, b, i+1)
+	}
+	release()
+	wg.Wait()
+	if errs[0] != nil || errs[1] == nil || errs[2] != nil || errs[3] != nil {
+		t.Fatalf("results %v, want only b to fail", errs)
+	}
+	for _, k := range []string{"a", "c", "d"} {
+		if _, ok := db.get(k); !ok {
+			t.Errorf("%s not committed", k)
+		}
+	}
+	// Only the one non-atomic op took a savepoint in the shared transaction.
+	if len(db.sizes) != 1 || db.sizes[0] != 1 {
+		t.Errorf("savepoints per multi-op transaction = %v, want [1]", db.sizes)
+	}
+	if s := b.Stats(); s.Retries != 0 {
+		t.Errorf("Stats = %+v: an atomic op's failure caused a retry", s)
+	}
+}
