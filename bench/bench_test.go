@@ -135,3 +135,23 @@ func TestEqualFold(t *testing.T) {
 		}
 	}
 }
+
+// TestParseResponseIncomplete feeds the event loop's parser every prefix
+// of a response: it must wait for the rest, then parse it whole.
+func TestParseResponseIncomplete(t *testing.T) {
+	for _, c := range []struct{ raw, body string }{
+		{"HTTP/1.1 200 OK\r\nContent-Length: 26\r\n\r\n{\"access_token\":\"tga_abc\"}", `{"access_token":"tga_abc"}`},
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"ref\r\n16\r\nresh_token\":\"tgr_xyz\"}\r\n0\r\n\r\n", `{"refresh_token":"tgr_xyz"}`},
+	} {
+		var scratch []byte
+		for i := range len(c.raw) {
+			if _, ok, err := parseResponse([]byte(c.raw[:i]), &scratch); ok || err != nil {
+				t.Fatalf("prefix %d of %q: ok=%v err=%v", i, c.raw, ok, err)
+			}
+		}
+		r, ok, err := parseResponse([]byte(c.raw), &scratch)
+		if !ok || err != nil || r.status != 200 || string(r.body) != c.body || r.consumed != len(c.raw) {
+			t.Errorf("%q: got %+v ok=%v err=%v", c.raw, r, ok, err)
+		}
+	}
+}

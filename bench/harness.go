@@ -163,7 +163,7 @@ func (h *harness) runCeiling(ctx context.Context) error {
 
 // load runs one measured run with the generator's GOMAXPROCS set to -procs.
 func (h *harness) load(ctx context.Context, addr string, src source, spec runSpec) (result, error) {
-	spec.warm, spec.dur = h.opts.warm, h.opts.dur
+	spec.warm, spec.dur, spec.loops = h.opts.warm, h.opts.dur, h.opts.loops
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(h.opts.procs))
 	return runLoad(ctx, addr, src, spec)
 }
@@ -299,7 +299,7 @@ func (h *harness) runScenario(ctx context.Context, tg *tokengate, name string, f
 	default:
 		return fmt.Errorf("unknown scenario %q", name)
 	}
-	return h.closedThenOpen(ctx, name, p, src, notes)
+	return h.closedThenOpen(ctx, name, p, src, notes, "")
 }
 
 func (h *harness) passwordBody(fx *fixture) string {
@@ -314,8 +314,9 @@ func (h *harness) noteLast(note string) {
 }
 
 // closedThenOpen runs the closed loop, then the open loop at half its rate.
-func (h *harness) closedThenOpen(ctx context.Context, name string, p *proc, src source, notes []string) error {
-	closed, err := h.measure(ctx, name, p, src, runSpec{mode: closedLoop, conns: h.connsFor(name)}, notes)
+// db names the database's processes whose CPU time is measured too.
+func (h *harness) closedThenOpen(ctx context.Context, name string, p *proc, src source, notes []string, db string) error {
+	closed, err := h.measure(ctx, name, p, src, runSpec{mode: closedLoop, conns: h.connsFor(name), db: db}, notes)
 	if err != nil {
 		return err
 	}
@@ -323,7 +324,7 @@ func (h *harness) closedThenOpen(ctx context.Context, name string, p *proc, src 
 		h.noteLast("no successful response in the closed loop: open loop not run")
 		return nil
 	}
-	_, err = h.measure(ctx, name, p, src, runSpec{mode: openLoop, conns: h.openConnsFor(name), rate: closed.rate / 2}, nil)
+	_, err = h.measure(ctx, name, p, src, runSpec{mode: openLoop, conns: h.openConnsFor(name), rate: closed.rate / 2, db: db}, nil)
 	return err
 }
 
@@ -336,6 +337,12 @@ func (h *harness) measure(ctx context.Context, name string, p *proc, src source,
 		}
 		spec.perf = filepath.Join(h.opts.perfDir, name+".perf.data")
 	}
+	if h.opts.dumpDir != "" {
+		if err := os.MkdirAll(h.opts.dumpDir, 0o755); err != nil {
+			return result{}, err
+		}
+		spec.dump = filepath.Join(h.opts.dumpDir, name+"-"+spec.mode.String()+".csv")
+	}
 	h.logf("%s: %s loop, %d connections%s", name, spec.mode, spec.conns, rateText(spec))
 	logBefore := p.logLines()
 	res, err := h.load(ctx, p.addr, src, spec)
@@ -344,6 +351,9 @@ func (h *harness) measure(ctx context.Context, name string, p *proc, src source,
 	}
 	res.scenario = name
 	res.notes = append(notes, res.notes...)
+	if spec.db != "" {
+		res.notes = append(res.notes, fmt.Sprintf("%s processes (the database) used %.0f µs CPU/request (not in other CPU)", spec.db, res.dbCPU))
+	}
 	if n := p.logLines() - logBefore; n > 0 {
 		res.notes = append(res.notes, fmt.Sprintf("server logged %d warning/error lines, e.g.:\n%s", n, p.logTail(3)))
 	}
@@ -418,13 +428,15 @@ func (h *harness) runSnap(ctx context.Context, p *proc, fx *fixture) error {
 	if rate <= 0 {
 		// Calibrate: a short burst of pre-signed requests gives the rate
 		// to size the real pre-signing with.
-		const burst = 2000
+		const burst = 3000
 		h.logf("%s: pre-signing %d requests to calibrate", name, burst)
 		if err := signer.sign(ctx, pool, burst); err != nil {
 			return err
 		}
-		spec := runSpec{mode: closedLoop, conns: h.connsFor(name), pid: p.pid}
-		spec.warm, spec.dur = 0, time.Minute
+		spec := runSpec{mode: closedLoop, conns: h.connsFor(name), pid: p.pid, loops: h.opts.loops}
+		// The window starts after the cold start, and ends when the
+		// requests run out.
+		spec.warm, spec.dur = 150*time.Millisecond, time.Minute
 		func() {
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(h.opts.procs))
 			res, err := runLoad(ctx, p.addr, pool, spec)
@@ -440,7 +452,7 @@ func (h *harness) runSnap(ctx context.Context, p *proc, fx *fixture) error {
 		}
 		notes = append(notes, fmt.Sprintf("calibration burst: %d requests at %.0f/s", burst, rate))
 	}
-	// Margin: the calibration burst starts cold and may underestimate.
+	// Margin: the calibration burst is short and may underestimate.
 	need := int(math.Ceil(rate*1.4*window)) + h.connsFor(name)
 	h.logf("%s: pre-signing %d requests (%.0f/s × %.0fs × 1.4) on %d CPUs", name, need-pool.left(), rate, window, runtime.NumCPU())
 	if err := signer.sign(ctx, pool, need-pool.left()); err != nil {
@@ -528,7 +540,7 @@ func (h *harness) runPostgres(ctx context.Context) error {
 	defer p.stop()
 	src := &staticSource{req: formRequest(p.addr, "/oauth/token", basicAuth(cl.ID, cl.Secret),
 		"grant_type=client_credentials&scope=payments"), marker: []byte(`"access_token"`)}
-	return h.closedThenOpen(ctx, name, p, src, []string{"PostgreSQL: " + schemaNote})
+	return h.closedThenOpen(ctx, name, p, src, []string{"PostgreSQL: " + schemaNote}, "postgres")
 }
 
 // freshSchema creates a schema for this run with psql and returns a

@@ -1,14 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -20,7 +21,8 @@ type source interface {
 }
 
 // requester produces one connection's requests and checks the responses.
-// It is used by one goroutine only.
+// It is used by one goroutine only, and a request it returns stays
+// unchanged until its next call.
 type requester interface {
 	// next returns the next request; false when there are no more (the
 	// pre-signed SNAP requests ran out).
@@ -29,10 +31,12 @@ type requester interface {
 	check(status int, body []byte) bool
 }
 
-// recoverer is a requester that must repair its state after a failed
-// request (a broken refresh-token chain), outside the measurement.
-type recoverer interface {
-	recover(c *conn) error
+// restarter is a requester whose state a failed request may break (a
+// refresh-token chain). restart returns a request that rebuilds it, sent
+// on the same connection and not measured; restarted takes its response.
+type restarter interface {
+	restart() []byte
+	restarted(status int, body []byte) bool
 }
 
 // mode is how a run paces its requests.
@@ -40,7 +44,7 @@ type mode int
 
 const (
 	closedLoop mode = iota // each connection sends the next request when the previous response arrives
-	openLoop               // requests leave on a fixed schedule, whatever the responses do
+	openLoop               // requests are due on a fixed schedule, whatever the responses do
 )
 
 func (m mode) String() string {
@@ -57,8 +61,11 @@ type runSpec struct {
 	rate  float64 // open loop: requests per second over all connections
 	warm  time.Duration
 	dur   time.Duration
+	loops int    // event loops (OS threads) of the generator
 	pid   int    // server process measured (CPU, RSS); 0: none
+	db    string // command name of database processes whose CPU is measured too, or ""
 	perf  string // perf.data path, or ""
+	dump  string // CSV path for every request, or ""
 }
 
 // record is one request: at is its start (closed loop) or intended send
@@ -76,6 +83,7 @@ type result struct {
 	ok, errs       int
 	p50, p99, max  time.Duration
 	serverCPU      float64 // µs of server CPU per request
+	dbCPU          float64 // µs of database CPU per request (PostgreSQL)
 	genCPU         float64 // µs of load-generator CPU per request
 	peakRSS        int64   // bytes
 	otherCPU       float64 // CPU of other processes, % of the machine
@@ -88,41 +96,103 @@ type result struct {
 
 // cpuSnap is the CPU counters at one instant.
 type cpuSnap struct {
-	at                  int64 // since the run's start
-	server, self        int64 // ticks
-	sysBusy, sysTotal   int64
-	serverErr, selfErrs error
+	at                 int64 // since the run's start
+	server, self, db   int64 // ticks
+	sysBusy, sysTotal  int64
+	serverErr, selfErr error
 }
 
-func snapCPU(at int64, pid int) cpuSnap {
+func snapCPU(at int64, pid int, dbComm string) cpuSnap {
 	s := cpuSnap{at: at}
 	if pid > 0 {
 		s.server, s.serverErr = procTicks(strconv.Itoa(pid))
 	}
-	s.self, s.selfErrs = procTicks("self")
+	s.self, s.selfErr = procTicks("self")
+	if dbComm != "" {
+		s.db = commTicks(dbComm)
+	}
 	s.sysBusy, s.sysTotal = systemBusy()
 	return s
+}
+
+// monitor reads the CPU counters at the window's start and at its end,
+// or when sending ends early. It runs on the P that GOMAXPROCS leaves
+// beside the event loops.
+func monitor(rs *runState, dbComm string) <-chan [2]cpuSnap {
+	out := make(chan [2]cpuSnap, 1)
+	go func() {
+		var a cpuSnap
+		t := time.NewTimer(time.Duration(rs.ws - rs.since()))
+		defer t.Stop()
+		select {
+		case <-t.C:
+			a = snapCPU(rs.since(), rs.spec.pid, dbComm)
+		case <-rs.ended:
+			a = snapCPU(rs.since(), rs.spec.pid, dbComm)
+			out <- [2]cpuSnap{a, a}
+			return
+		}
+		t.Reset(time.Duration(rs.we - rs.since()))
+		select {
+		case <-t.C:
+		case <-rs.ended:
+		}
+		out <- [2]cpuSnap{a, snapCPU(rs.since(), rs.spec.pid, dbComm)}
+	}()
+	return out
 }
 
 // runLoad runs one measured run against addr and returns its row (without
 // the scenario name and the ceiling).
 func runLoad(ctx context.Context, addr string, src source, spec runSpec) (result, error) {
 	res := result{mode: spec.mode.String(), conns: spec.conns}
+	if spec.loops < 1 {
+		spec.loops = 1
+	}
+	spec.loops = min(spec.loops, spec.conns)
+	sa, err := sockaddr(addr)
+	if err != nil {
+		return res, err
+	}
 	if err := src.prepare(ctx, addr, spec.conns); err != nil {
 		return res, err
 	}
-	conns := make([]*conn, spec.conns)
-	reqs := make([]requester, spec.conns)
-	for i := range conns {
-		conns[i] = newConn(addr)
-		if err := conns[i].dial(); err != nil {
-			for _, c := range conns[:i] {
-				c.close()
+	rs := &runState{spec: spec, addr: sa, ws: int64(spec.warm), we: int64(spec.warm + spec.dur), ended: make(chan struct{})}
+	rs.deadline = rs.we + int64(15*time.Second)
+
+	loops := make([]*evloop, spec.loops)
+	defer func() {
+		for _, l := range loops {
+			if l != nil {
+				l.close()
 			}
-			return res, fmt.Errorf("connect: %w", err)
 		}
-		reqs[i] = src.requester(i)
+	}()
+	for i := range loops {
+		if loops[i], err = newEvloop(rs, i); err != nil {
+			return res, err
+		}
 	}
+	for i := range spec.conns {
+		if err := loops[i%len(loops)].add(src.requester(i)); err != nil {
+			return res, fmt.Errorf("connect to %s: %w", addr, err)
+		}
+	}
+	expect := 4096
+	if spec.mode == openLoop {
+		// Loop i's requests are due at (i + k*loops)/rate: together, one
+		// every 1/rate seconds.
+		expect = int(spec.rate*(spec.warm+spec.dur).Seconds())/len(loops) + 16
+		for i, l := range loops {
+			l.interval = float64(len(loops)) / spec.rate * 1e9
+			l.phase = float64(i) / spec.rate * 1e9
+			l.total = int(math.Ceil((float64(rs.we) - l.phase) / l.interval))
+		}
+	}
+	for _, l := range loops {
+		l.recs = make([]record, 0, expect)
+	}
+
 	if spec.pid > 0 {
 		if err := resetPeakRSS(spec.pid); err != nil {
 			res.notes = append(res.notes, "peak RSS not reset: "+err.Error())
@@ -130,164 +200,58 @@ func runLoad(ctx context.Context, addr string, src source, spec runSpec) (result
 	}
 	var perf *proc
 	if spec.perf != "" {
-		var err error
-		perf, err = startPerf(spec.pid, spec.perf, spec.warm+spec.dur)
-		if err != nil {
+		if perf, err = startPerf(spec.pid, spec.perf, spec.warm+spec.dur); err != nil {
 			res.notes = append(res.notes, "perf: "+err.Error())
 		}
 	}
+	stopWatch := context.AfterFunc(ctx, func() { rs.halt.Store(true) })
+	defer stopWatch()
 
-	ws, we := int64(spec.warm), int64(spec.warm+spec.dur)
-	var (
-		stop      atomic.Bool  // interrupted, or the requests ran out
-		exhausted atomic.Int64 // when the requests ran out (0: never)
-		wg        sync.WaitGroup
-		recs      = make([][]record, spec.conns)
-		missed    = make([]int, spec.conns) // open loop: scheduled in the window but never sent
-	)
-	perConn := 1024
-	if spec.mode == openLoop {
-		perConn = int(spec.rate*(spec.warm+spec.dur).Seconds())/spec.conns + 16
-	}
-	start := time.Now()
-	since := func() int64 { return int64(time.Since(start)) }
-
-	// The monitor reads the CPU counters at the window's edges: the end is
-	// the window's, or earlier when the requests ran out.
-	earlyEnd := make(chan struct{})
-	var closeEarly sync.Once
-	endEarly := func() { closeEarly.Do(func() { close(earlyEnd) }) }
-	snaps := make(chan [2]cpuSnap, 1)
-	go func() {
-		var a cpuSnap
-		select {
-		case <-time.After(time.Duration(ws)):
-			a = snapCPU(since(), spec.pid)
-		case <-earlyEnd:
-			a = snapCPU(since(), spec.pid)
-			snaps <- [2]cpuSnap{a, a}
-			return
-		}
-		select {
-		case <-time.After(time.Duration(we - since())):
-		case <-earlyEnd:
-		}
-		snaps <- [2]cpuSnap{a, snapCPU(since(), spec.pid)}
-	}()
-	// Interrupt: stop sending, and unblock reads by closing the sockets.
-	// A server that stops answering is treated the same way 15 s after the
-	// window, so a run always ends.
-	watchdog := time.AfterFunc(time.Duration(we)+15*time.Second, func() {
-		stop.Store(true)
-		endEarly()
-		for _, c := range conns {
-			c.kill()
-		}
-	})
-	defer watchdog.Stop()
-	go func() {
-		select {
-		case <-ctx.Done():
-			watchdog.Reset(0)
-		case <-earlyEnd:
-		}
-	}()
-	ranOut := func() {
-		exhausted.CompareAndSwap(0, since())
-		stop.Store(true)
-		endEarly()
-	}
-
-	for i := range spec.conns {
-		recs[i] = make([]record, 0, perConn)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, r := conns[i], reqs[i]
-			rc, _ := r.(recoverer)
-			var out []record
-			defer func() { recs[i] = out }()
-			out = recs[i]
-			if spec.mode == closedLoop {
-				for !stop.Load() {
-					req, ok := r.next()
-					if !ok {
-						ranOut()
-						return
-					}
-					t1 := since()
-					status, body, err := c.do(req)
-					good := err == nil && r.check(status, body)
-					t2 := since()
-					out = append(out, record{at: t1, end: t2, ok: good})
-					if !good {
-						handleFailure(c, rc, err)
-					}
-					if t2 > we {
-						return
-					}
-				}
-				return
-			}
-			// Open loop: connection i owns every conns-th slot of the
-			// schedule, offset by i.
-			interval := float64(spec.conns) / spec.rate * 1e9
-			for k := 0; ; k++ {
-				at := int64((float64(k) + float64(i)/float64(spec.conns)) * interval)
-				if at >= we {
-					return
-				}
-				if stop.Load() {
-					if at >= ws {
-						missed[i] += int(math.Ceil(float64(we-at) / interval))
-					}
-					return
-				}
-				if d := at - since(); d > 0 {
-					time.Sleep(time.Duration(d))
-				}
-				req, ok := r.next()
-				if !ok {
-					ranOut()
-					return
-				}
-				status, body, err := c.do(req)
-				good := err == nil && r.check(status, body)
-				out = append(out, record{at: at, end: since(), ok: good})
-				if !good {
-					handleFailure(c, rc, err)
-				}
-			}
-		}()
+	rs.start = time.Now()
+	snaps := monitor(rs, spec.db)
+	var wg sync.WaitGroup
+	for _, l := range loops {
+		wg.Go(l.run)
 	}
 	wg.Wait()
-	endEarly()
+	elapsedEnd := rs.since()
+	rs.end()
 	cpu := <-snaps
-	elapsedEnd := since()
-	for _, c := range conns {
-		c.close()
-	}
 	if perf != nil {
 		perf.stop()
 	}
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}
+	for _, l := range loops {
+		if l.err != nil {
+			return res, l.err
+		}
+	}
 
+	if spec.dump != "" {
+		if err := dumpRecords(spec.dump, loops); err != nil {
+			res.notes = append(res.notes, "dump: "+err.Error())
+		}
+	}
 	// The window ends early if the requests ran out.
-	wEnd := we
-	if t := exhausted.Load(); t > 0 && t < we {
+	wEnd := rs.we
+	if t := rs.exhausted.Load(); t > 0 && t < rs.we {
 		wEnd = t
 		res.exhausted = true
 	}
 	var lats []int64
-	for i, rs := range recs {
-		for _, r := range rs {
+	for _, l := range loops {
+		for _, r := range l.recs {
+			// Closed loop: what completed in the window (a long request
+			// started in the warm-up counts; one still running at the
+			// end does not). Open loop: what was due in the window, late
+			// or not.
 			var in bool
 			if spec.mode == closedLoop {
-				in = r.at >= ws && r.end <= wEnd
+				in = r.end >= rs.ws && r.end <= wEnd
 			} else {
-				in = r.at >= ws && r.at < wEnd
+				in = r.at >= rs.ws && r.at < wEnd
 			}
 			if !in {
 				continue
@@ -299,15 +263,14 @@ func runLoad(ctx context.Context, addr string, src source, spec runSpec) (result
 				res.errs++
 			}
 		}
-		res.errs += missed[i]
-	}
-	window := time.Duration(wEnd - ws)
-	if spec.mode == openLoop {
-		// Late responses to requests scheduled in the window stretch it.
-		window = max(window, time.Duration(elapsedEnd-ws))
-		if res.exhausted {
-			window = time.Duration(wEnd - ws)
+		if spec.mode == openLoop && !res.exhausted {
+			res.errs += l.unsent(rs.ws, wEnd) // abandoned when the run was cut short
 		}
+	}
+	window := time.Duration(wEnd - rs.ws)
+	if spec.mode == openLoop && !res.exhausted {
+		// Late responses to requests due in the window stretch it.
+		window = max(window, time.Duration(elapsedEnd-rs.ws))
 	}
 	res.window = window
 	if window > 0 {
@@ -325,43 +288,53 @@ func runLoad(ctx context.Context, addr string, src source, spec runSpec) (result
 		if a.serverErr == nil && b.serverErr == nil && spec.pid > 0 {
 			res.serverCPU = float64(b.server-a.server) * 1e6 / clkTck / n
 		}
-		if a.selfErrs == nil && b.selfErrs == nil {
+		if a.selfErr == nil && b.selfErr == nil {
 			res.genCPU = float64(b.self-a.self) * 1e6 / clkTck / n
 		}
+		if spec.db != "" {
+			res.dbCPU = float64(b.db-a.db) * 1e6 / clkTck / n
+		}
 		if total := b.sysTotal - a.sysTotal; total > 0 {
-			other := (b.sysBusy - a.sysBusy) - (b.self - a.self) - (b.server - a.server)
+			other := (b.sysBusy - a.sysBusy) - (b.self - a.self) - (b.server - a.server) - (b.db - a.db)
 			res.otherCPU = max(0, 100*float64(other)/float64(total))
 		}
 	}
 	if spec.pid > 0 {
 		res.peakRSS = peakRSS(spec.pid)
 	}
+	if noPwait2.Load() && spec.mode == openLoop {
+		res.notes = append(res.notes, "kernel without epoll_pwait2: open-loop pacing only millisecond-precise")
+	}
 	return res, nil
-}
-
-// handleFailure resets a connection after an I/O error (the next request
-// dials again) and lets a stateful requester repair itself.
-func handleFailure(c *conn, rc recoverer, err error) {
-	if err != nil {
-		c.close()
-		// Do not spin against a server that refuses connections.
-		if c.dial() != nil {
-			time.Sleep(10 * time.Millisecond)
-			return
-		}
-	}
-	if rc != nil {
-		if rc.recover(c) != nil {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
 }
 
 // startPerf records the server's stacks for d with perf, if it is installed.
 func startPerf(pid int, out string, d time.Duration) (*proc, error) {
 	if pid <= 0 {
-		return nil, fmt.Errorf("no server process")
+		return nil, errors.New("no server process")
 	}
 	argv := []string{"perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(pid), "-o", out, "--", "sleep", fmt.Sprint(d.Seconds())}
 	return startProc("perf", argv, os.Environ(), "", out+".log")
+}
+
+// dumpRecords writes every request as CSV: its start (closed loop) or
+// intended send time (open loop) and its latency, in µs since the run's
+// start, and whether it succeeded.
+func dumpRecords(path string, loops []*evloop) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	fmt.Fprintln(w, "at_us,latency_us,ok")
+	for _, l := range loops {
+		for _, r := range l.recs {
+			fmt.Fprintf(w, "%d,%d,%t\n", r.at/1e3, (r.end-r.at)/1e3, r.ok)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

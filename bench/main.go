@@ -50,10 +50,12 @@ type options struct {
 	only        []string
 	skipCeiling bool
 	procs       int
+	loops       int
 	snapClients int
 	snapRate    int
 	introTokens int
 	perfDir     string
+	dumpDir     string
 	verbose     bool
 }
 
@@ -94,11 +96,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.pg, "pg", "", "PostgreSQL DSN for the pg-cc-opaque scenario; \"off\" skips it (default: $TOKENGATE_TEST_POSTGRES)")
 	only := fs.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ","))
 	fs.BoolVar(&o.skipCeiling, "skip-ceiling", false, "do not measure the net/http hello-world ceiling")
-	fs.IntVar(&o.procs, "procs", 1, "GOMAXPROCS of the load generator during runs (the server keeps its default)")
+	fs.IntVar(&o.loops, "loops", 1, "event loops (OS threads) of the load generator")
+	fs.IntVar(&o.procs, "procs", 0, "GOMAXPROCS of the load generator during runs (0: -loops + 1; the server keeps its default)")
 	fs.IntVar(&o.snapClients, "snap-clients", 4, "SNAP clients (RSA-2048 keys) the pre-signed requests are spread over")
 	fs.IntVar(&o.snapRate, "snap-rate", 0, "expected SNAP closed-loop rate for sizing the pre-signing (0: calibrate with a short burst)")
 	fs.IntVar(&o.introTokens, "introspect-tokens", 4096, "opaque tokens pre-issued for the introspection scenario")
 	fs.StringVar(&o.perfDir, "perf", "", "record `perf record -g` of the server during each closed-loop run into this directory (slows the server)")
+	fs.StringVar(&o.dumpDir, "dump", "", "write every request of every run (start or intended time, latency, ok) as CSV into this directory")
 	fs.BoolVar(&o.verbose, "v", false, "print progress details")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -123,9 +127,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.pg == "off" {
 		o.pg = ""
 	}
-	if o.dur <= 0 || o.warm < 0 || o.conns < 1 || o.openConns < 0 || o.procs < 1 || o.snapClients < 1 || o.introTokens < 1 {
+	if o.dur <= 0 || o.warm < 0 || o.conns < 1 || o.openConns < 0 || o.procs < 0 || o.loops < 1 || o.snapClients < 1 || o.introTokens < 1 {
 		fmt.Fprintln(stderr, "bench: -d, -c, -procs, -snap-clients and -introspect-tokens must be positive")
 		return o, errors.New("usage")
+	}
+	if o.procs == 0 {
+		o.procs = o.loops + 1
 	}
 	if o.openConns == 0 {
 		o.openConns = 2 * o.conns

@@ -15,8 +15,8 @@ func (h *harness) report() {
 	o := h.opts
 	fmt.Fprintf(h.out, "\ntokengate bench — %s\n", h.started.UTC().Format(time.RFC3339))
 	fmt.Fprintf(h.out, "machine: %s\n", h.machine)
-	fmt.Fprintf(h.out, "runs: %s measured after %s warm-up; closed loop: -c %d (password %d); open loop: half the closed-loop rate on -oc %d connections (password %d), latency from the intended send time; generator GOMAXPROCS %d\n\n",
-		o.dur, o.warm, o.conns, passwordConns, o.openConns, passwordConns, o.procs)
+	fmt.Fprintf(h.out, "runs: %s measured after %s warm-up; closed loop: -c %d (password %d); open loop: half the closed-loop rate on -oc %d connections (password %d), latency from the intended send time; generator: %d event loop(s), GOMAXPROCS %d\n\n",
+		o.dur, o.warm, o.conns, passwordConns, o.openConns, passwordConns, o.loops, o.procs)
 	w := tabwriter.NewWriter(h.out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "scenario\tmode\tconns\ttok/s\tp50\tp99\tmax\terrors\tsrv µs/req\tgen µs/req\tsrv peak RSS\tother CPU\tof ceiling\t")
 	var notes []string
@@ -34,9 +34,13 @@ func (h *harness) report() {
 		if r.exhausted {
 			rate += "*"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%.0f\t%.1f\t%.0f MB\t%.0f%%\t%s\t\n",
+		other := fmt.Sprintf("%.0f%%", r.otherCPU)
+		if r.otherCPU >= noisy {
+			other += "!"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%.0f\t%.1f\t%.0f MB\t%s\t%s\t\n",
 			r.scenario, r.mode, r.conns, rate, fmtDur(r.p50), fmtDur(r.p99), fmtDur(r.max), r.errs,
-			r.serverCPU, r.genCPU, float64(r.peakRSS)/(1<<20), r.otherCPU, ceil)
+			r.serverCPU, r.genCPU, float64(r.peakRSS)/(1<<20), other, ceil)
 		for _, n := range r.notes {
 			notes = append(notes, fmt.Sprintf("%s/%s: %s", r.scenario, r.mode, n))
 		}
@@ -44,7 +48,8 @@ func (h *harness) report() {
 	w.Flush()
 	fmt.Fprintln(h.out, "\ntok/s: successful responses per second (* the pre-signed requests ran out: rate over the shortened window).")
 	fmt.Fprintln(h.out, "srv/gen µs/req: CPU time of the server / load generator per request (/proc utime+stime, 10 ms ticks).")
-	fmt.Fprintln(h.out, "srv peak RSS: VmHWM, reset before each run. other CPU: busy time of other processes, % of the machine.")
+	fmt.Fprintln(h.out, "srv peak RSS: VmHWM, reset before each run. other CPU: busy time of other processes, % of the machine")
+	fmt.Fprintf(h.out, "(! at %.0f%% or more: the machine was not quiet, the row is disturbed).\n", noisy)
 	if h.snapNote != "" {
 		notes = append(notes, h.snapNote)
 	}
@@ -61,6 +66,10 @@ func (h *harness) report() {
 		}
 	}
 }
+
+// noisy is the share of the machine other processes may use before a
+// row is marked disturbed.
+const noisy = 10.0
 
 // row returns the row of a scenario's run, if it ran.
 func (h *harness) row(scenario, mode string) (result, bool) {

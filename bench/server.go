@@ -311,6 +311,27 @@ func procTicks(pid string) (int64, error) {
 	return u + s, nil
 }
 
+// commTicks sums the CPU ticks of every process whose command name is
+// comm (the PostgreSQL server's processes), as far as they can be read.
+func commTicks(comm string) int64 {
+	ents, _ := os.ReadDir("/proc")
+	var sum int64
+	for _, e := range ents {
+		pid := e.Name()
+		if pid[0] < '0' || pid[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + pid + "/comm")
+		if err != nil || strings.TrimSpace(string(b)) != comm {
+			continue
+		}
+		if t, err := procTicks(pid); err == nil {
+			sum += t
+		}
+	}
+	return sum
+}
+
 // clkTck is USER_HZ, the unit of /proc CPU times (100 on Linux).
 const clkTck = 100
 

@@ -190,14 +190,18 @@ func (r *refreshReq) check(status int, body []byte) bool {
 	return true
 }
 
-// recover starts a new chain after a failed refresh: the old one may have
+// restart starts a new chain after a failed refresh: the old one may have
 // been revoked as a replay.
-func (r *refreshReq) recover(c *conn) error {
+func (r *refreshReq) restart() []byte {
 	r.s.restarts.Add(1)
-	tok, err := r.s.newChain(c)
-	if err != nil {
-		return err
+	return r.s.pwReq
+}
+
+func (r *refreshReq) restarted(status int, body []byte) bool {
+	tok, ok := jsonField(body, refreshKey)
+	if status != 200 || !ok {
+		return false
 	}
-	r.s.chains[r.i] = tok
-	return nil
+	r.s.chains[r.i] = append(r.s.chains[r.i][:0], tok...)
+	return true
 }

@@ -117,16 +117,16 @@ func (e *Engine) refresh(ctx context.Context, cl *oauth.Client, req *oauth.Token
 	if !old.Active(now) {
 		return nil, badRefresh()
 	}
-	scopes, changed := old.Scopes, false
+	// RFC 6749 §6: no scope means the original scope; a refresh may narrow
+	// the scope, never widen it.
+	scopes, changed := old.Scopes, len(old.Scopes) > 0
 	if req.Scopes != nil {
-		// RFC 6749 §6: a refresh may narrow the scope, never widen it.
 		for _, s := range req.Scopes {
 			if !slices.Contains(old.Scopes, s) {
 				return nil, oauth.InvalidScope("the requested scope exceeds the scope originally granted")
 			}
 		}
-		scopes = req.Scopes
-		changed = false
+		scopes, changed = req.Scopes, false
 	}
 	if old.Subject != old.ClientID {
 		u, err := e.store.GetUser(ctx, old.Subject)
