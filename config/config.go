@@ -33,6 +33,7 @@ type Config struct {
 	Pepper                  string        `yaml:"pepper"`
 	PasswordHashConcurrency int           `yaml:"password_hash_concurrency"`
 	RequestTimeout          time.Duration `yaml:"request_timeout"`
+	RateLimit               RateLimit     `yaml:"rate_limit"`
 	GC                      GC            `yaml:"gc"`
 	Log                     Log           `yaml:"log"`
 	// PprofAddr, when set, serves net/http/pprof on its own listener (keep
@@ -57,6 +58,12 @@ type Tokens struct {
 	Format       string        `yaml:"format"`
 	SigningAlg   string        `yaml:"signing_alg"`
 	Audience     []string      `yaml:"audience"`
+}
+
+// RateLimit bounds each client's token requests on each node.
+type RateLimit struct {
+	PerClient float64 `yaml:"per_client"` // requests a second; 0: unlimited
+	Burst     int     `yaml:"burst"`      // 0: one second's worth
 }
 
 // GC is the background deletion of expired tokens and nonces.
@@ -256,6 +263,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout < 100*time.Millisecond {
 		bad("request_timeout: must be at least 100ms")
+	}
+	if c.RateLimit.PerClient < 0 || c.RateLimit.Burst < 0 {
+		bad("rate_limit: per_client and burst must not be negative")
 	}
 	if c.GC.Interval < time.Second {
 		bad("gc.interval: must be at least 1s")

@@ -261,3 +261,51 @@ func TestNeoXThroughTheServer(t *testing.T) {
 		}
 	}
 }
+
+// TestRateLimitInEveryDialect: a client over its limit gets each dialect's
+// own 429, and a forged request naming it does not spend its budget.
+func TestRateLimitInEveryDialect(t *testing.T) {
+	e := start(t, func(c *config.Config) {
+		snapEndpoints(c)
+		c.RateLimit = config.RateLimit{PerClient: 0.01, Burst: 2}
+	})
+	key := testSnapKey(t)
+	_, pub := writeKeys(t, key)
+	mk := func() (string, string) {
+		return e.createClient("--name", "m", "--grant", "client_credentials", "--scope", "disbursement", "--snap-public-key", pub)
+	}
+	cc := url.Values{"grant_type": {"client_credentials"}}
+
+	id, secret := mk()
+	for range 5 { // forged: wrong secret, must not count
+		e.postForm("/oauth/token", cc, id, "wrong")
+	}
+	e.token(cc, id, secret)
+	e.token(cc, id, secret)
+	r := e.postForm("/oauth/token", cc, id, secret)
+	if r.status != 429 || r.str("error") != "temporarily_unavailable" || r.header.Get("Retry-After") != "1" {
+		t.Errorf("oauth2 over the limit: %d %s %v", r.status, r.body, r.header)
+	}
+
+	id, _ = mk()
+	var last *response
+	for range 3 {
+		ts := uniqueTimestamp()
+		sig, _ := snap.Sign(key, id, ts)
+		last = e.snapRequest("/v1.0/access-token/b2b", id, ts, sig, `{"grantType":"client_credentials"}`)
+	}
+	if last.status != 429 || last.str("responseCode") != "4297300" || last.str("responseMessage") != "Too Many Requests" {
+		t.Errorf("SNAP over the limit: %d %s", last.status, last.body)
+	}
+
+	id, secret = mk()
+	body, _ := json.Marshal(map[string]string{"grant_type": "client_credentials", "client_id": id, "client_secret": secret})
+	for range 3 {
+		req, _ := http.NewRequest(http.MethodPost, e.base+"/v2/auth/oauth2/token", strings.NewReader(string(body)))
+		req.Header.Set("Content-Type", "application/json")
+		last = e.do(req)
+	}
+	if last.status != 429 || last.json["code"] != float64(429) {
+		t.Errorf("NeoX over the limit: %d %s", last.status, last.body)
+	}
+}

@@ -33,6 +33,10 @@ type Config struct {
 	DefaultAlg    string
 	// PasswordHashConcurrency bounds concurrent argon2id computations.
 	PasswordHashConcurrency int
+	// RateLimit is how many token requests a second each client may make on
+	// this node (0: unlimited), in bursts of up to RateBurst.
+	RateLimit float64
+	RateBurst int
 	// Pepper, when set, keys client-secret hashes instead of the pepper the
 	// store generates on first start.
 	Pepper []byte
@@ -83,6 +87,7 @@ type Engine struct {
 	opaque    *token.Opaque
 	keys      atomic.Pointer[token.KeySet]
 	revision  atomic.Int64
+	limiter   *rateLimiter
 }
 
 // New builds an engine on store: it loads (creating on first start) the
@@ -111,6 +116,7 @@ func New(ctx context.Context, store oauth.Store, cfg Config) (*Engine, error) {
 		secrets:   secret.NewHasher(pepper),
 		passwords: secret.NewPasswords(cfg.PasswordHashConcurrency),
 		opaque:    token.NewOpaque(opaqueKey),
+		limiter:   newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.Now),
 	}
 	rev, err := store.Revision(ctx)
 	if err != nil {

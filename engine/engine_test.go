@@ -331,3 +331,36 @@ func BenchmarkClientCredentialsOpaque(b *testing.B) {
 		}
 	})
 }
+
+func TestRateLimiter(t *testing.T) {
+	clk := &clock{now: time.Unix(1_700_000_000, 0)}
+	l := newRateLimiter(10, 3, clk.Now)
+	for i := range 3 {
+		if !l.allow("a") {
+			t.Fatalf("request %d of the burst refused", i+1)
+		}
+	}
+	if l.allow("a") {
+		t.Fatal("request beyond the burst allowed")
+	}
+	if !l.allow("b") {
+		t.Fatal("another client was limited by a's requests")
+	}
+	clk.Advance(100 * time.Millisecond) // one token at 10/s
+	if !l.allow("a") || l.allow("a") {
+		t.Fatal("refill is not 10 a second")
+	}
+	clk.Advance(time.Hour)
+	for range 3 {
+		if !l.allow("a") {
+			t.Fatal("bucket not refilled to the burst")
+		}
+	}
+	if l.allow("a") {
+		t.Fatal("bucket refilled beyond the burst")
+	}
+	var unlimited *rateLimiter = newRateLimiter(0, 0, clk.Now)
+	if unlimited != nil || !unlimited.allow("a") {
+		t.Fatal("a zero rate must mean unlimited")
+	}
+}

@@ -25,6 +25,9 @@ func (e *Engine) Token(ctx context.Context, req *oauth.TokenRequest) (*oauth.Tok
 	if ae != nil {
 		return nil, ae
 	}
+	if !e.limiter.allow(cl.ID) {
+		return nil, oauth.RateLimited()
+	}
 	if !cl.AllowsGrant(req.GrantType) {
 		return nil, oauth.UnauthorizedClient("the client is not allowed to use this grant type")
 	}

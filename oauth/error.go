@@ -17,7 +17,6 @@ const (
 	CodeUnsupportedTokenType = "unsupported_token_type" // RFC 7009 §2.2.1
 	CodeServerError          = "server_error"
 	CodeTemporarilyUnavail   = "temporarily_unavailable"
-	CodeSlowDown             = "slow_down"
 )
 
 // Cause refines an error for dialects that distinguish more cases than
@@ -120,8 +119,11 @@ func Timeout() *Error {
 		Description: "the token store did not answer in time, try again shortly"}
 }
 
+// RateLimited has no RFC 6749 error code of its own; temporarily_unavailable
+// with HTTP 429 tells a client to retry later.
 func RateLimited() *Error {
-	return &Error{Code: CodeSlowDown, Status: http.StatusTooManyRequests, Cause: CauseRateLimited, Description: "too many requests"}
+	return &Error{Code: CodeTemporarilyUnavail, Status: http.StatusTooManyRequests, Cause: CauseRateLimited,
+		Description: "too many token requests for this client, retry later"}
 }
 
 // AsError returns err as an *Error if it is one.

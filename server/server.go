@@ -102,6 +102,8 @@ func NewEngine(ctx context.Context, cfg config.Config, st oauth.Store, log *slog
 		DefaultFormat:           oauth.TokenFormat(cfg.Tokens.Format),
 		DefaultAlg:              cfg.Tokens.SigningAlg,
 		PasswordHashConcurrency: cfg.PasswordHashConcurrency,
+		RateLimit:               cfg.RateLimit.PerClient,
+		RateBurst:               cfg.RateLimit.Burst,
 		Pepper:                  pepper,
 		Logger:                  log,
 	})

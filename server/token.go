@@ -31,6 +31,9 @@ func (s *Server) tokenHandler(path string, d dialect.Dialect, policy oauth.Endpo
 		}
 		if e != nil {
 			s.metrics.tokenRequests.WithLabelValues(path, e.Code).Inc()
+			if e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable {
+				w.Header().Set("Retry-After", "1")
+			}
 			d.WriteError(w, r, e)
 		} else {
 			ok.Inc()

@@ -298,8 +298,6 @@ func mapError(e *oauth.Error) (int, string) {
 		return http.StatusForbidden, msgScopeNotAllow
 	case oauth.CodeInvalidGrant:
 		return http.StatusBadRequest, msgInvalidGrant
-	case oauth.CodeSlowDown:
-		return http.StatusTooManyRequests, msgRateLimited
 	case oauth.CodeTemporarilyUnavail:
 		return http.StatusServiceUnavailable, msgUnavailable
 	case oauth.CodeServerError:

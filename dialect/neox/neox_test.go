@@ -302,7 +302,7 @@ func TestNeoXMapError(t *testing.T) {
 		{&oauth.Error{Code: oauth.CodeUnauthorizedClient}, 403},
 		{&oauth.Error{Code: oauth.CodeInvalidScope}, 403},
 		{&oauth.Error{Code: oauth.CodeInvalidGrant}, 400},
-		{&oauth.Error{Code: oauth.CodeSlowDown}, 429},
+		{oauth.RateLimited(), 429},
 		{&oauth.Error{Code: oauth.CodeTemporarilyUnavail}, 503},
 		{&oauth.Error{Code: oauth.CodeServerError}, 500},
 		{&oauth.Error{Code: "x", Status: 401}, 401},

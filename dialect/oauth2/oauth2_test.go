@@ -607,7 +607,7 @@ func TestWriteError(t *testing.T) {
 		{"no description", &oauth.Error{Code: "invalid_scope", Status: 400}, 400, `{"error":"invalid_scope"}`},
 		{"unavailable", oauth.Unavailable(), 503,
 			`{"error":"temporarily_unavailable","error_description":"the token store is unavailable, try again shortly"}`},
-		{"slow down", oauth.RateLimited(), 429, `{"error":"slow_down","error_description":"too many requests"}`},
+		{"rate limited", oauth.RateLimited(), 429, `{"error":"temporarily_unavailable","error_description":"too many token requests for this client, retry later"}`},
 		{"nil", nil, 500, `{"error":"server_error","error_description":"internal error"}`},
 		{"no status", &oauth.Error{Code: "invalid_client"}, 401, `{"error":"invalid_client"}`},
 		{"no code", &oauth.Error{Status: 400}, 400, `{"error":"invalid_request"}`},

@@ -88,8 +88,6 @@ func defaultStatus(code string) int {
 		return http.StatusInternalServerError
 	case oauth.CodeTemporarilyUnavail:
 		return http.StatusServiceUnavailable
-	case oauth.CodeSlowDown:
-		return http.StatusTooManyRequests
 	}
 	return http.StatusBadRequest
 }

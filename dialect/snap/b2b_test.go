@@ -409,7 +409,7 @@ func TestMapErrorFallbacks(t *testing.T) {
 		{&oauth.Error{Code: oauth.CodeInvalidScope, Status: 400}, "4017300", "Unauthorized. [Scope not allowed]"},
 		{&oauth.Error{Code: oauth.CodeInvalidGrant, Status: 400}, "4017300", "Unauthorized. [Invalid grant]"},
 		{&oauth.Error{Code: oauth.CodeUnsupportedGrantType, Status: 400}, "4007301", "Invalid Field Format {grantType}"},
-		{&oauth.Error{Code: oauth.CodeSlowDown, Status: 429}, "4297300", "Too Many Requests"},
+		{oauth.RateLimited(), "4297300", "Too Many Requests"},
 		{&oauth.Error{Code: oauth.CodeServerError, Status: 500}, "5007300", "General Error"},
 		{&oauth.Error{Code: oauth.CodeTemporarilyUnavail, Status: 503}, "5047300", "Timeout"},
 		{&oauth.Error{Code: "weird", Status: 400}, "4007300", "Bad Request"},

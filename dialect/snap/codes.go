@@ -101,8 +101,6 @@ func mapError(s serviceCode, e *oauth.Error) snapError {
 		return build(s, caseBadRequest, "")
 	case oauth.CodeUnsupportedGrantType:
 		return build(s, caseInvalidFormat, fieldDetail("grantType"))
-	case oauth.CodeSlowDown:
-		return build(s, caseTooManyRequests, "")
 	case oauth.CodeServerError:
 		return build(s, caseGeneralError, "")
 	case oauth.CodeTemporarilyUnavail:
