@@ -86,7 +86,7 @@ func Run(args []string, stdio IO, env []string) (code int) {
 	}
 	kctx, err := parser.Parse(args)
 	if err != nil {
-		fmt.Fprintf(stdio.Err, "tokengate: %v (see tokengate --help)\n", err)
+		fmt.Fprintf(stdio.Err, "tokengate: %s (see tokengate --help)\n", redactArgs(err.Error(), args))
 		return 2
 	}
 	if a.Config == "" {
@@ -98,6 +98,21 @@ func Run(args []string, stdio IO, env []string) (code int) {
 		return 1
 	}
 	return 0
+}
+
+// redactArgs removes the command line's positional words from a parse
+// error: a password or token typed where it does not belong must not be
+// echoed to the terminal or a log.
+func redactArgs(msg string, args []string) string {
+	if !strings.HasPrefix(msg, "unexpected argument") {
+		return msg
+	}
+	for _, a := range args {
+		if !strings.HasPrefix(a, "-") && len(a) > 0 {
+			msg = strings.ReplaceAll(msg, a, "…")
+		}
+	}
+	return msg
 }
 
 func lookupEnv(env []string, name string) string {

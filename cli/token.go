@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -75,13 +76,16 @@ func (c *tokenRevokeCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	if err := s.engine.Revoke(r.ctx, nil, value); err != nil {
+	found, err := s.engine.Revoke(r.ctx, nil, value)
+	if err != nil {
 		return err
+	}
+	if !found {
+		return errors.New("not a token of this server (unknown, forged or expired): nothing revoked")
 	}
 	if c.JSON {
 		return r.printJSON(map[string]string{"result": "revoked"})
 	}
-	// RFC 7009 semantics: an unknown or invalid token is not an error.
-	fmt.Fprintln(r.io.Out, "revoked (if it was a token of this server)")
+	fmt.Fprintln(r.io.Out, "revoked")
 	return nil
 }

@@ -138,6 +138,8 @@ func Load(path string, env []string, o Overrides) (Config, error) {
 	if c.Issuer == "" {
 		c.Issuer = "http://" + c.Listen
 	}
+	// One spelling everywhere: metadata, JWT iss and aud, introspection.
+	c.Issuer = strings.TrimRight(c.Issuer, "/")
 	return c, c.Validate()
 }
 
@@ -293,6 +295,8 @@ func (c *Config) Validate() error {
 	for i, e := range c.Endpoints {
 		if !strings.HasPrefix(e.Path, "/") {
 			bad("endpoints[%d].path: %q must start with /", i, e.Path)
+		} else if strings.ContainsAny(e.Path, "{} \t?#") {
+			bad("endpoints[%d].path: %q may not contain braces, spaces, '?' or '#'", i, e.Path)
 		}
 		if seen[e.Path] {
 			bad("endpoints[%d].path: %q is mounted twice", i, e.Path)

@@ -98,6 +98,7 @@ func TestValidation(t *testing.T) {
 		"endpoints:\n  - path: /oauth/revoke\n    dialect: oauth2\n": "reserved",
 		"endpoints:\n  - path: /t\n    dialect: oauth2\n  - path: /t\n    dialect: oauth2\n": "twice",
 		"log:\n  level: loud\n": "log.level",
+		"endpoints:\n  - path: /partner/{id/token\n    dialect: oauth2\n": "braces",
 	} {
 		_, err := Load(writeFile(t, body), nil, Overrides{})
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -125,5 +126,12 @@ func TestExampleFileInREADMEIsValid(t *testing.T) {
 	}
 	if len(c.Endpoints) < 2 {
 		t.Errorf("example shows %d endpoints", len(c.Endpoints))
+	}
+}
+
+func TestIssuerHasOneSpelling(t *testing.T) {
+	c, err := Load(writeFile(t, "issuer: https://auth.example.com/\n"), nil, Overrides{})
+	if err != nil || c.Issuer != "https://auth.example.com" {
+		t.Errorf("issuer %q, %v", c.Issuer, err)
 	}
 }

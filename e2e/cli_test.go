@@ -81,3 +81,11 @@ func TestCLI(t *testing.T) {
 		}
 	})
 }
+
+func TestCLIDoesNotEchoStrayArguments(t *testing.T) {
+	e := start(t, nil)
+	_, errOut, code := e.run("", "user", "create", "alice", "Hunter2Secret!")
+	if code == 0 || strings.Contains(errOut, "Hunter2Secret!") || !strings.Contains(errOut, "unexpected argument") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}

@@ -185,6 +185,16 @@ func TestRevocation(t *testing.T) {
 		if out := e.mustRun("", "token", "introspect", "--json", tok); !strings.Contains(out, `"active": false`) {
 			t.Errorf("token introspect after revoke: %s", out)
 		}
+		// A JWT, revoked by the CLI, whose default issuer differs from the
+		// server's (the server was configured with its own).
+		jwt := e.token(url.Values{"grant_type": {"client_credentials"}}, jid, jsecret).str("access_token")
+		e.mustRun(jwt+"\n", "token", "revoke", "-")
+		if e.active(jwt, jid, jsecret) {
+			t.Error("a JWT revoked through the CLI is still active on the server")
+		}
+		if _, errOut, code := e.run("tga_nonsense\n", "token", "revoke", "-"); code == 0 || !strings.Contains(errOut, "not a token of this server") {
+			t.Errorf("revoking garbage: exit %d, %q", code, errOut)
+		}
 	})
 }
 

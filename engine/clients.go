@@ -9,55 +9,70 @@ import (
 )
 
 // clientCache keeps clients in memory between revision changes, so a token
-// request authenticates without a store read. Unknown IDs are cached too
-// (as nil), so a flood of made-up client IDs costs one read each per
-// revision, not one per request.
+// request authenticates without a store read. Unknown IDs are remembered
+// too, in a set of their own, so a flood of made-up client IDs costs one
+// read each per revision and cannot push the real clients out.
+//
+// Ordering: Refresh reads the store's revision before it invalidates, and
+// a load records the generation before it reads the store; a load that
+// overlaps an invalidation is therefore not cached.
 type clientCache struct {
-	store oauth.Store
-	mu    sync.RWMutex
-	gen   uint64
-	m     map[string]*oauth.Client
+	store   oauth.Store
+	mu      sync.RWMutex
+	gen     uint64
+	known   map[string]*oauth.Client
+	unknown map[string]struct{}
 }
 
-// maxCachedClients bounds the cache; past it the cache is cleared rather
-// than grown, which only costs store reads.
-const maxCachedClients = 100_000
+// Bounds on the cache; past one, that map is cleared rather than grown,
+// which only costs store reads.
+const (
+	maxCachedClients = 100_000
+	maxUnknownIDs    = 10_000
+)
 
 func newClientCache(s oauth.Store) *clientCache {
-	return &clientCache{store: s, m: make(map[string]*oauth.Client)}
+	return &clientCache{store: s, known: make(map[string]*oauth.Client), unknown: make(map[string]struct{})}
 }
 
 func (c *clientCache) invalidate() {
 	c.mu.Lock()
 	c.gen++
-	c.m = make(map[string]*oauth.Client)
+	c.known = make(map[string]*oauth.Client)
+	c.unknown = make(map[string]struct{})
 	c.mu.Unlock()
 }
 
 // get returns the client, or oauth.ErrNotFound.
 func (c *clientCache) get(ctx context.Context, id string) (*oauth.Client, error) {
 	c.mu.RLock()
-	cl, ok := c.m[id]
+	cl, ok := c.known[id]
+	_, isUnknown := c.unknown[id]
 	gen := c.gen
 	c.mu.RUnlock()
 	if ok {
-		if cl == nil {
-			return nil, oauth.ErrNotFound
-		}
 		return cl, nil
+	}
+	if isUnknown {
+		return nil, oauth.ErrNotFound
 	}
 	cl, err := c.store.GetClient(ctx, id)
 	if err != nil && !errors.Is(err, oauth.ErrNotFound) {
 		return nil, err
 	}
 	c.mu.Lock()
-	// A load that raced with an invalidation must not repopulate the new map
-	// with what may be the old state.
 	if c.gen == gen {
-		if len(c.m) >= maxCachedClients {
-			c.m = make(map[string]*oauth.Client)
+		if cl != nil {
+			if len(c.known) >= maxCachedClients {
+				c.known = make(map[string]*oauth.Client)
+			}
+			c.known[id] = cl
+		} else {
+			if len(c.unknown) >= maxUnknownIDs {
+				c.unknown = make(map[string]struct{})
+			}
+			c.unknown[id] = struct{}{}
 		}
-		c.m[id] = cl
 	}
 	c.mu.Unlock()
 	if cl == nil {

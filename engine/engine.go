@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -86,6 +87,7 @@ type Engine struct {
 	passwords *secret.Passwords
 	opaque    *token.Opaque
 	keys      atomic.Pointer[token.KeySet]
+	keyMu     sync.Mutex // serializes making a first key for an algorithm
 	revision  atomic.Int64
 	limiter   *rateLimiter
 }

@@ -3,7 +3,9 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -362,5 +364,109 @@ func TestRateLimiter(t *testing.T) {
 	var unlimited *rateLimiter = newRateLimiter(0, 0, clk.Now)
 	if unlimited != nil || !unlimited.allow("a") {
 		t.Fatal("a zero rate must mean unlimited")
+	}
+}
+
+func TestUnknownClientFloodKeepsRealClientsCached(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials}})
+	if _, e := f.eng.AuthenticateClient(ctx, basic(c.ID, sec)); e != nil {
+		t.Fatal(e)
+	}
+	for i := range maxUnknownIDs + 10 {
+		f.eng.AuthenticateClient(ctx, basic(fmt.Sprintf("made-up-%d", i), "x"))
+	}
+	f.eng.clients.mu.RLock()
+	_, cached := f.eng.clients.known[c.ID]
+	f.eng.clients.mu.RUnlock()
+	if !cached {
+		t.Error("a flood of unknown client IDs evicted a real client")
+	}
+}
+
+func TestRefreshScopeRules(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantPassword, oauth.GrantRefreshToken}, Scopes: []string{"pay", "refund"}})
+	if err := f.admin.CreateUser(ctx, "u", "password1"); err != nil {
+		t.Fatal(err)
+	}
+	login := func() *oauth.TokenResponse {
+		r, e := f.eng.Token(ctx, &oauth.TokenRequest{GrantType: oauth.GrantPassword, Username: "u", Password: "password1",
+			Scopes: []string{"pay", "refund"}, Credentials: basic(c.ID, sec)})
+		if e != nil {
+			t.Fatal(e)
+		}
+		return r
+	}
+	refresh := func(rt string, scopes ...string) (*oauth.TokenResponse, *oauth.Error) {
+		return f.eng.Token(ctx, &oauth.TokenRequest{GrantType: oauth.GrantRefreshToken, RefreshToken: rt, Scopes: scopes, Credentials: basic(c.ID, sec)})
+	}
+
+	// A narrowed refresh narrows the access token, not the refresh token
+	// (RFC 6749 §6: the new refresh token's scope is identical).
+	r1 := login()
+	r2, e := refresh(r1.RefreshToken, "pay")
+	if e != nil || strings.Join(r2.Scopes, " ") != "pay" {
+		t.Fatalf("narrowed refresh: %v %v", r2, e)
+	}
+	r3, e := refresh(r2.RefreshToken, "pay", "refund")
+	if e != nil || strings.Join(r3.Scopes, " ") != "pay refund" {
+		t.Fatalf("the refresh token lost scope when an access token was narrowed: %v %v", r3, e)
+	}
+
+	// Reuse is detected before any other check: a replay asking for a scope
+	// it never had still revokes the family (RFC 9700 §4.14).
+	if _, e := refresh(r2.RefreshToken, "admin"); e == nil || e.Code != oauth.CodeInvalidGrant {
+		t.Fatalf("replayed token with a foreign scope: %v", e)
+	}
+	if in, _ := f.eng.Introspect(ctx, r3.RefreshToken); in.Active {
+		t.Error("the family survived a replay that asked for another scope")
+	}
+
+	// Scope the operator has since removed from the client is not granted
+	// again by a refresh.
+	r4 := login()
+	if err := f.admin.UpdateClient(ctx, c.ID, func(cl *oauth.Client) error { cl.Scopes = []string{"pay"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	f.eng.Refresh(ctx)
+	r5, e := refresh(r4.RefreshToken)
+	if e != nil || strings.Join(r5.Scopes, " ") != "pay" {
+		t.Fatalf("refresh after the client lost a scope: %v %v", r5, e)
+	}
+	if _, e := refresh(r5.RefreshToken, "refund"); e == nil || e.Code != oauth.CodeInvalidScope {
+		t.Errorf("asking for a removed scope: %v", e)
+	}
+}
+
+func TestFirstKeyForAnAlgorithmIsMadeOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials}, TokenFormat: oauth.FormatJWT, SigningAlg: oauth.AlgEdDSA})
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, e := f.eng.Token(ctx, &oauth.TokenRequest{GrantType: oauth.GrantClientCredentials, Credentials: basic(c.ID, sec)}); e != nil {
+				t.Error(e)
+			}
+		}()
+	}
+	wg.Wait()
+	keys, err := f.store.ListSigningKeys(ctx, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, k := range keys {
+		if k.Alg == oauth.AlgEdDSA {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d EdDSA keys after 10 concurrent first requests, want 1", n)
 	}
 }

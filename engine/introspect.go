@@ -29,7 +29,10 @@ func (e *Engine) lookup(ctx context.Context, value string) (*oauth.Token, error)
 		}
 		return t, err
 	}
-	claims, err := e.keys.Load().Verify(value, e.cfg.Issuer, now)
+	// Signed by one of our keys is what makes a JWT ours; its iss is what
+	// the issuer setting was when it was signed (and an admin command may
+	// derive a different default issuer than the server it runs beside).
+	claims, err := e.keys.Load().Verify(value, "", now)
 	if err != nil {
 		return nil, nil
 	}
@@ -93,24 +96,25 @@ var ErrNotOwner = errors.New("token was issued to another client")
 
 // Revoke revokes a token (RFC 7009). Revoking a refresh token revokes its
 // whole family, including the access tokens issued with it. Unknown,
-// invalid and already revoked tokens are not an error (RFC 7009 §2.2).
+// invalid and already revoked tokens are not an error (RFC 7009 §2.2);
+// found reports whether value was a token of this server at all.
 // client is the authenticated caller, or nil for an operator.
-func (e *Engine) Revoke(ctx context.Context, client *oauth.Client, value string) error {
+func (e *Engine) Revoke(ctx context.Context, client *oauth.Client, value string) (found bool, err error) {
 	t, err := e.lookup(ctx, value)
 	if err != nil || t == nil {
-		return err
+		return false, err
 	}
 	if client != nil && client.ID != t.ClientID {
-		return ErrNotOwner
+		return true, ErrNotOwner
 	}
 	now := e.cfg.Now()
 	if t.Kind == oauth.KindRefresh && t.FamilyID != "" {
-		return e.store.RevokeFamily(ctx, t.FamilyID, now)
+		return true, e.store.RevokeFamily(ctx, t.FamilyID, now)
 	}
 	if !t.RevokedAt.IsZero() || !now.Before(t.ExpiresAt) {
-		return nil
+		return true, nil
 	}
-	return e.store.RevokeToken(ctx, t, now)
+	return true, e.store.RevokeToken(ctx, t, now)
 }
 
 func splitScope(s string) []string {

@@ -67,7 +67,9 @@ func (e *Engine) password(ctx context.Context, cl *oauth.Client, req *oauth.Toke
 	if errors.Is(err, oauth.ErrNotFound) {
 		// Spend the same time as a real check so timing does not reveal
 		// which usernames exist.
-		e.passwords.DummyVerify(ctx, req.Password)
+		if err := e.passwords.DummyVerify(ctx, req.Password); err != nil {
+			return nil, oauth.Timeout() // as a known user's Verify answers
+		}
 		return nil, badCredentials
 	}
 	if err != nil {
@@ -117,19 +119,40 @@ func (e *Engine) refresh(ctx context.Context, cl *oauth.Client, req *oauth.Token
 		return nil, badRefresh()
 	}
 	now := e.cfg.Now()
+	if !old.RotatedAt.IsZero() {
+		// Reuse of a rotated token (RFC 9700 §4.14): the store revokes the
+		// whole family. Checked before anything else in the request, so no
+		// other error can let a replayed token off without that.
+		if ae := e.persist(ctx, issuance{client: cl, rotateFrom: old.ID}, nil); ae != nil {
+			return nil, ae
+		}
+		return nil, badRefresh()
+	}
 	if !old.Active(now) {
 		return nil, badRefresh()
 	}
 	// RFC 6749 §6: no scope means the original scope; a refresh may narrow
-	// the scope, never widen it.
-	scopes, changed := old.Scopes, len(old.Scopes) > 0
+	// the scope, never widen it. What the client is no longer allowed (an
+	// operator narrowed its scopes since) is not granted again.
+	var scopes []string
+	changed := false
 	if req.Scopes != nil {
 		for _, s := range req.Scopes {
 			if !slices.Contains(old.Scopes, s) {
 				return nil, oauth.InvalidScope("the requested scope exceeds the scope originally granted")
 			}
+			if !slices.Contains(cl.Scopes, s) {
+				return nil, oauth.InvalidScope("the requested scope is no longer allowed for this client")
+			}
 		}
-		scopes, changed = req.Scopes, false
+		scopes = req.Scopes
+	} else {
+		for _, s := range old.Scopes {
+			if slices.Contains(cl.Scopes, s) {
+				scopes = append(scopes, s)
+			}
+		}
+		changed = len(scopes) > 0 || len(old.Scopes) > 0
 	}
 	if old.Subject != old.ClientID {
 		u, err := e.store.GetUser(ctx, old.Subject)
@@ -140,8 +163,10 @@ func (e *Engine) refresh(ctx context.Context, cl *oauth.Client, req *oauth.Token
 			return nil, e.storeError(ctx, "get user", err)
 		}
 	}
+	// The new refresh token keeps the old one's scope (RFC 6749 §6: it
+	// must be identical), whatever this access token was narrowed to.
 	return e.issue(ctx, issuance{client: cl, subject: old.Subject, scopes: scopes, scopeChanged: changed,
-		policy: req.Policy, withRefresh: true, familyID: old.FamilyID, rotateFrom: old.ID})
+		refreshScopes: old.Scopes, policy: req.Policy, withRefresh: true, familyID: old.FamilyID, rotateFrom: old.ID})
 }
 
 // grantScopes decides the granted scope: the request's if it names one,
@@ -173,6 +198,9 @@ type issuance struct {
 	withRefresh  bool
 	familyID     string // continue this family; "" starts a new one when withRefresh
 	rotateFrom   string // the refresh token ID being exchanged, if any
+	// refreshScopes is the new refresh token's scope when it differs from
+	// the access token's (a narrowed refresh); nil means scopes.
+	refreshScopes []string
 }
 
 func (e *Engine) accessTTL(cl *oauth.Client, p oauth.EndpointPolicy) time.Duration {
@@ -238,11 +266,23 @@ func (e *Engine) issue(ctx context.Context, is issuance) (*oauth.TokenResponse, 
 			return nil, oauth.ServerError()
 		}
 		resp.RefreshToken = value
+		refreshScopes := is.scopes
+		if is.refreshScopes != nil {
+			refreshScopes = is.refreshScopes
+		}
 		records = append(records, &oauth.Token{ID: id, Kind: oauth.KindRefresh, Format: oauth.FormatOpaque,
-			ClientID: is.client.ID, Subject: is.subject, Scopes: is.scopes, FamilyID: familyID,
+			ClientID: is.client.ID, Subject: is.subject, Scopes: refreshScopes, FamilyID: familyID,
 			IssuedAt: now, ExpiresAt: now.Add(e.cfg.RefreshTTL)})
 	}
+	if ae := e.persist(ctx, is, records); ae != nil {
+		return nil, ae
+	}
+	return resp, nil
+}
 
+// persist durably stores the records of an issuance, rotating the refresh
+// token it exchanges, if any.
+func (e *Engine) persist(ctx context.Context, is issuance, records []*oauth.Token) *oauth.Error {
 	var err error
 	switch {
 	case is.rotateFrom != "":
@@ -252,14 +292,14 @@ func (e *Engine) issue(ctx context.Context, is issuance) (*oauth.TokenResponse, 
 	}
 	switch {
 	case err == nil:
-		return resp, nil
+		return nil
 	case errors.Is(err, oauth.ErrRefreshReused):
-		e.cfg.Logger.Warn("refresh token reuse detected; family revoked", "client_id", is.client.ID, "family", familyID)
-		return nil, badRefresh()
+		e.cfg.Logger.Warn("refresh token reuse detected; family revoked", "client_id", is.client.ID)
+		return badRefresh()
 	case errors.Is(err, oauth.ErrTokenInactive), errors.Is(err, oauth.ErrNotFound):
-		return nil, badRefresh()
+		return badRefresh()
 	default:
-		return nil, e.storeError(ctx, "persist tokens", err)
+		return e.storeError(ctx, "persist tokens", err)
 	}
 }
 
@@ -270,12 +310,10 @@ func (e *Engine) signJWT(ctx context.Context, cl *oauth.Client, t *oauth.Token) 
 	}
 	ks := e.keys.Load()
 	if !ks.Has(alg) {
-		// First token with this algorithm: make its key. Several nodes may
-		// race here; the loser's key is retired at once and stays published.
-		if _, err := e.RotateKey(ctx, alg); err != nil {
+		var err error
+		if ks, err = e.firstKey(ctx, alg); err != nil {
 			return "", e.storeError(ctx, "create signing key", err)
 		}
-		ks = e.keys.Load()
 	}
 	t.ID = secret.NewID(16)
 	value, err := ks.Sign(alg, &token.Claims{
@@ -293,4 +331,19 @@ func (e *Engine) signJWT(ctx context.Context, cl *oauth.Client, t *oauth.Token) 
 		return "", oauth.ServerError()
 	}
 	return value, nil
+}
+
+// firstKey makes the first key for alg, once however many requests need it
+// at the same moment. Several nodes may still race here; a loser's key is
+// retired at once and stays published.
+func (e *Engine) firstKey(ctx context.Context, alg string) (*token.KeySet, error) {
+	e.keyMu.Lock()
+	defer e.keyMu.Unlock()
+	if ks := e.keys.Load(); ks.Has(alg) {
+		return ks, nil
+	}
+	if _, err := e.RotateKey(ctx, alg); err != nil {
+		return nil, err
+	}
+	return e.keys.Load(), nil
 }

@@ -177,6 +177,9 @@ func (p *Passwords) Verify(ctx context.Context, password, encoded string) (bool,
 // DummyVerify costs what a Verify against a hash with the current
 // parameters costs, including waiting for a slot. The engine calls it for
 // unknown usernames so response timing does not reveal which users exist.
-func (p *Passwords) DummyVerify(ctx context.Context, password string) {
-	_, _ = p.derive(ctx, password, dummySalt, defaultParams, ArgonKeyLen)
+// Its error, like Verify's, is only ctx's: the caller must answer it as it
+// answers Verify's, or a busy server would tell unknown users apart.
+func (p *Passwords) DummyVerify(ctx context.Context, password string) error {
+	_, err := p.derive(ctx, password, dummySalt, defaultParams, ArgonKeyLen)
+	return err
 }

@@ -213,7 +213,9 @@ func TestPasswordContextCancelledWhileWaiting(t *testing.T) {
 	if _, err := p.Hash(ctx2, testPassword); !errors.Is(err, context.Canceled) {
 		t.Errorf("Hash while waiting: %v, want Canceled", err)
 	}
-	p.DummyVerify(ctx2, testPassword) // returns at once, without a slot
+	if err := p.DummyVerify(ctx2, testPassword); err == nil { // returns at once, without a slot
+		t.Error("DummyVerify with an ended context returned no error")
+	}
 	if got := pr.calls.Load(); got != 1 {
 		t.Errorf("%d KDF calls, want 1: a cancelled waiter ran the KDF", got)
 	}

@@ -101,7 +101,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	// token_type_hint is only a hint (RFC 7009 §2.1): the token is found
 	// whatever its type, so the hint is not needed and not checked.
-	err := s.engine.Revoke(ctx, cl, params["token"])
+	_, err := s.engine.Revoke(ctx, cl, params["token"])
 	switch {
 	case err == nil:
 		s.metrics.revoke.WithLabelValues("ok").Inc()
@@ -130,7 +130,7 @@ func (s *Server) unavailable(ctx context.Context, op string, err error) *oauth.E
 
 // metadata serves RFC 8414 authorization server metadata.
 func (s *Server) metadata(w http.ResponseWriter, _ *http.Request) {
-	iss := strings.TrimSuffix(s.cfg.Issuer, "/")
+	iss := s.cfg.Issuer
 	tokenPath := s.cfg.Endpoints[0].Path
 	for _, ep := range s.cfg.Endpoints {
 		if ep.Dialect == "oauth2" {
