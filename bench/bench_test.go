@@ -6,6 +6,8 @@ import (
 	"context"
 	"net"
 	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +155,57 @@ func TestParseResponseIncomplete(t *testing.T) {
 		if !ok || err != nil || r.status != 200 || string(r.body) != c.body || r.consumed != len(c.raw) {
 			t.Errorf("%q: got %+v ok=%v err=%v", c.raw, r, ok, err)
 		}
+	}
+}
+
+// TestRunLoad drives the event loop against an in-process hello server:
+// both modes must count what they sent, and a failed check must show as
+// errors with the first failure described.
+func TestRunLoad(t *testing.T) {
+	// The event loop blocks its P in raw system calls; the in-process
+	// server needs another (as the harness's -procs gives it).
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0))))
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go serveHello(ctx, addr)
+	for c := newConn(addr); ; time.Sleep(10 * time.Millisecond) {
+		if _, _, err := c.do(formRequest(addr, "/", "x", "")); err == nil {
+			c.close()
+			break
+		}
+	}
+	good := &staticSource{req: formRequest(addr, "/token", "Basic eDp5", "grant_type=client_credentials"), marker: []byte(`"access_token"`)}
+	warm, dur := 100*time.Millisecond, 400*time.Millisecond
+
+	closed, err := runLoad(ctx, addr, good, runSpec{mode: closedLoop, conns: 4, warm: warm, dur: dur, loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if closed.ok < 100 || closed.errs != 0 || closed.p50 <= 0 || closed.max < closed.p99 {
+		t.Errorf("closed loop: %+v", closed)
+	}
+
+	const rate = 2000
+	open, err := runLoad(ctx, addr, good, runSpec{mode: openLoop, conns: 8, rate: rate, warm: warm, dur: dur, loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every request due in the window is counted, late or not.
+	if want := int(rate * dur.Seconds()); open.ok+open.errs < want-2 || open.ok+open.errs > want+2 || open.errs != 0 {
+		t.Errorf("open loop: %d ok + %d errors, want %d requests: %+v", open.ok, open.errs, want, open)
+	}
+
+	bad := &staticSource{req: good.req, marker: []byte(`"no_such_member"`)}
+	res, err := runLoad(ctx, addr, bad, runSpec{mode: closedLoop, conns: 2, warm: warm, dur: dur, loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ok != 0 || res.errs == 0 || !strings.Contains(strings.Join(res.notes, "\n"), "first failure: HTTP 200") {
+		t.Errorf("failing check: %d ok, %d errors, notes %q", res.ok, res.errs, res.notes)
 	}
 }

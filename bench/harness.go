@@ -55,6 +55,7 @@ type harness struct {
 	started  time.Time
 	machine  string
 	snapNote string
+	partial  bool // interrupted or failed: the report is incomplete
 }
 
 func (h *harness) logf(format string, a ...any) {
@@ -418,7 +419,7 @@ func (h *harness) introspectRequests(ctx context.Context, host string, fx *fixtu
 // runSnap runs the SNAP scenario on pre-signed requests: signing costs the
 // client ~1-2 ms of CPU per request, which would otherwise dominate the
 // shared CPUs, so every request is signed before the run that sends it.
-func (h *harness) runSnap(ctx context.Context, p *proc, fx *fixture) error {
+func (h *harness) runSnap(ctx context.Context, p *proc, fx *fixture) (err error) {
 	const name = "snap-b2b"
 	signer := &snapSigner{host: p.addr, clients: fx.snap}
 	pool := &poolSource{marker: []byte(`"accessToken"`)}
@@ -436,19 +437,22 @@ func (h *harness) runSnap(ctx context.Context, p *proc, fx *fixture) error {
 		spec := runSpec{mode: closedLoop, conns: h.connsFor(name), pid: p.pid, loops: h.opts.loops}
 		// The window starts after the cold start, and ends when the
 		// requests run out.
-		spec.warm, spec.dur = 150*time.Millisecond, time.Minute
+		spec.warm, spec.dur = 100*time.Millisecond, time.Minute
+		var res result
 		func() {
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(h.opts.procs))
-			res, err := runLoad(ctx, p.addr, pool, spec)
-			if err == nil {
-				rate = res.rate
-			}
+			res, err = runLoad(ctx, p.addr, pool, spec)
 		}()
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if err != nil {
+			return fmt.Errorf("calibration burst: %w", err)
 		}
+		if res.errs > 0 {
+			return fmt.Errorf("calibration burst: %d of %d requests failed (%s)", res.errs, res.ok+res.errs, strings.Join(res.notes, "; "))
+		}
+		rate = res.rate
 		if rate <= 0 {
-			rate = 1000
+			// The burst ended within the cold start: a fast server.
+			rate = burst / spec.warm.Seconds()
 		}
 		notes = append(notes, fmt.Sprintf("calibration burst: %d requests at %.0f/s", burst, rate))
 	}

@@ -10,7 +10,9 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
+	"unsafe"
 )
 
 // source gives each connection of a run its requester. prepare is called
@@ -88,8 +90,9 @@ type result struct {
 	peakRSS        int64   // bytes
 	otherCPU       float64 // CPU of other processes, % of the machine
 	window         time.Duration
-	ceiling        float64 // fraction of the hello-world ceiling; 0: unknown
-	exhausted      bool    // the pre-signed requests ran out
+	ceiling        float64       // fraction of the hello-world ceiling; 0: unknown
+	exhausted      bool          // the pre-signed requests ran out
+	genLagP99      time.Duration // open loop: the generator's own lateness, p99
 	skipped        string
 	notes          []string
 }
@@ -208,6 +211,7 @@ func runLoad(ctx context.Context, addr string, src source, spec runSpec) (result
 	defer stopWatch()
 
 	rs.start = time.Now()
+	monoStart := monotonicNow()
 	snaps := monitor(rs, spec.db)
 	var wg sync.WaitGroup
 	for _, l := range loops {
@@ -230,7 +234,7 @@ func runLoad(ctx context.Context, addr string, src source, spec runSpec) (result
 	}
 
 	if spec.dump != "" {
-		if err := dumpRecords(spec.dump, loops); err != nil {
+		if err := dumpRecords(spec.dump, loops, monoStart); err != nil {
 			res.notes = append(res.notes, "dump: "+err.Error())
 		}
 	}
@@ -265,6 +269,14 @@ func runLoad(ctx context.Context, addr string, src source, spec runSpec) (result
 		}
 		if spec.mode == openLoop && !res.exhausted {
 			res.errs += l.unsent(rs.ws, wEnd) // abandoned when the run was cut short
+		}
+	}
+	if res.errs > 0 {
+		for _, l := range loops {
+			if l.firstFail != "" {
+				res.notes = append(res.notes, "first failure: "+l.firstFail)
+				break
+			}
 		}
 	}
 	window := time.Duration(wEnd - rs.ws)
@@ -302,6 +314,21 @@ func runLoad(ctx context.Context, addr string, src source, spec runSpec) (result
 	if spec.pid > 0 {
 		res.peakRSS = peakRSS(spec.pid)
 	}
+	if spec.mode == openLoop {
+		// Lateness with a connection free is the generator's own (it
+		// woke late, or the CPUs were busy); it is part of the latencies,
+		// so a large p99 here means they overstate the server's.
+		var lags []int64
+		for _, l := range loops {
+			lags = append(lags, l.lags...)
+		}
+		if len(lags) > 0 {
+			slices.Sort(lags)
+			res.genLagP99 = time.Duration(lags[len(lags)*99/100])
+			res.notes = append(res.notes, fmt.Sprintf("generator lateness (request due, a connection free): p50 %s, p99 %s, max %s",
+				fmtDur(time.Duration(lags[len(lags)/2])), fmtDur(res.genLagP99), fmtDur(time.Duration(lags[len(lags)-1]))))
+		}
+	}
 	if noPwait2.Load() && spec.mode == openLoop {
 		res.notes = append(res.notes, "kernel without epoll_pwait2: open-loop pacing only millisecond-precise")
 	}
@@ -318,18 +345,19 @@ func startPerf(pid int, out string, d time.Duration) (*proc, error) {
 }
 
 // dumpRecords writes every request as CSV: its start (closed loop) or
-// intended send time (open loop) and its latency, in µs since the run's
-// start, and whether it succeeded.
-func dumpRecords(path string, loops []*evloop) error {
+// intended send time (open loop) in µs since the run's start and on
+// CLOCK_MONOTONIC (to line it up with perf or strace timestamps), its
+// latency in µs, and whether it succeeded.
+func dumpRecords(path string, loops []*evloop, monoStart time.Duration) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	w := bufio.NewWriter(f)
-	fmt.Fprintln(w, "at_us,latency_us,ok")
+	fmt.Fprintln(w, "at_us,monotonic_us,latency_us,ok")
 	for _, l := range loops {
 		for _, r := range l.recs {
-			fmt.Fprintf(w, "%d,%d,%t\n", r.at/1e3, (r.end-r.at)/1e3, r.ok)
+			fmt.Fprintf(w, "%d,%d,%d,%t\n", r.at/1e3, (int64(monoStart)+r.at)/1e3, (r.end-r.at)/1e3, r.ok)
 		}
 	}
 	if err := w.Flush(); err != nil {
@@ -337,4 +365,12 @@ func dumpRecords(path string, loops []*evloop) error {
 		return err
 	}
 	return f.Close()
+}
+
+// monotonicNow reads CLOCK_MONOTONIC, the clock of perf's and strace's
+// timestamps.
+func monotonicNow() time.Duration {
+	var ts syscall.Timespec
+	syscall.Syscall(syscall.SYS_CLOCK_GETTIME, 1 /* CLOCK_MONOTONIC */, uintptr(unsafe.Pointer(&ts)), 0)
+	return time.Duration(ts.Nano())
 }

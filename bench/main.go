@@ -10,9 +10,11 @@
 // coordinated omission). A minimal net/http server, measured the same way,
 // gives the ceiling each scenario is compared with. See BENCHMARKS.md.
 //
-// The load generator is a raw HTTP/1.1 keep-alive client on net.Conn:
-// request bytes are precomputed, responses are parsed just enough to check
-// them, so it leaves as much of the shared CPUs to the server as it can.
+// The load generator shares the machine's CPUs with the server, so it is
+// built to cost little: an epoll event loop on raw non-blocking sockets
+// (evloop.go) sends precomputed HTTP/1.1 requests on keep-alive
+// connections and parses responses just enough to check them. It is
+// Linux-only, like the /proc accounting.
 package main
 
 import (
@@ -73,6 +75,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	h := &harness{opts: o, out: stdout, log: stderr}
 	err = h.run(ctx)
 	// Whatever ran is reported, even after a failure or an interrupt.
+	h.partial = err != nil || ctx.Err() != nil
 	h.report()
 	switch {
 	case ctx.Err() != nil:

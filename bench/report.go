@@ -14,16 +14,18 @@ func (h *harness) report() {
 	}
 	o := h.opts
 	fmt.Fprintf(h.out, "\ntokengate bench — %s\n", h.started.UTC().Format(time.RFC3339))
+	if h.partial {
+		fmt.Fprintln(h.out, "PARTIAL: the run was interrupted or failed; the last row may be cut short.")
+	}
 	fmt.Fprintf(h.out, "machine: %s\n", h.machine)
 	fmt.Fprintf(h.out, "runs: %s measured after %s warm-up; closed loop: -c %d (password %d); open loop: half the closed-loop rate on -oc %d connections (password %d), latency from the intended send time; generator: %d event loop(s), GOMAXPROCS %d\n\n",
 		o.dur, o.warm, o.conns, passwordConns, o.openConns, passwordConns, o.loops, o.procs)
 	w := tabwriter.NewWriter(h.out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "scenario\tmode\tconns\ttok/s\tp50\tp99\tmax\terrors\tsrv µs/req\tgen µs/req\tsrv peak RSS\tother CPU\tof ceiling\t")
-	var notes []string
+	var notes, skipped []string
 	for _, r := range h.rows {
 		if r.skipped != "" {
-			fmt.Fprintf(w, "%s\t%s\t\t\t\t\t\t\t\t\t\t\t\t\n", r.scenario, "skipped")
-			notes = append(notes, fmt.Sprintf("%s: skipped: %s", r.scenario, r.skipped))
+			skipped = append(skipped, fmt.Sprintf("%s: skipped: %s", r.scenario, r.skipped))
 			continue
 		}
 		ceil := "-"
@@ -38,18 +40,26 @@ func (h *harness) report() {
 		if r.otherCPU >= noisy {
 			other += "!"
 		}
+		p99 := fmtDur(r.p99)
+		if r.genLagP99 >= lateGen {
+			p99 += "!"
+		}
 		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%.0f\t%.1f\t%.0f MB\t%s\t%s\t\n",
-			r.scenario, r.mode, r.conns, rate, fmtDur(r.p50), fmtDur(r.p99), fmtDur(r.max), r.errs,
+			r.scenario, r.mode, r.conns, rate, fmtDur(r.p50), p99, fmtDur(r.max), r.errs,
 			r.serverCPU, r.genCPU, float64(r.peakRSS)/(1<<20), other, ceil)
 		for _, n := range r.notes {
 			notes = append(notes, fmt.Sprintf("%s/%s: %s", r.scenario, r.mode, n))
 		}
 	}
 	w.Flush()
+	for _, line := range skipped {
+		fmt.Fprintln(h.out, "  "+line)
+	}
 	fmt.Fprintln(h.out, "\ntok/s: successful responses per second (* the pre-signed requests ran out: rate over the shortened window).")
 	fmt.Fprintln(h.out, "srv/gen µs/req: CPU time of the server / load generator per request (/proc utime+stime, 10 ms ticks).")
 	fmt.Fprintln(h.out, "srv peak RSS: VmHWM, reset before each run. other CPU: busy time of other processes, % of the machine")
 	fmt.Fprintf(h.out, "(! at %.0f%% or more: the machine was not quiet, the row is disturbed).\n", noisy)
+	fmt.Fprintf(h.out, "p99 with !: the generator itself sent 1%% of the requests %s or more late (see notes); the latencies include it.\n", fmtDur(lateGen))
 	if h.snapNote != "" {
 		notes = append(notes, h.snapNote)
 	}
@@ -70,6 +80,10 @@ func (h *harness) report() {
 // noisy is the share of the machine other processes may use before a
 // row is marked disturbed.
 const noisy = 10.0
+
+// lateGen is the generator's p99 lateness from which an open-loop row's
+// p99 is marked as overstated.
+const lateGen = 2 * time.Millisecond
 
 // row returns the row of a scenario's run, if it ran.
 func (h *harness) row(scenario, mode string) (result, bool) {

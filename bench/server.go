@@ -211,7 +211,7 @@ func (t *tokengate) cli(ctx context.Context, stdin string, args ...string) ([]by
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		msg := strings.TrimSpace(stderr.String())
+		msg := strings.TrimPrefix(strings.TrimSpace(stderr.String()), "tokengate: ")
 		if msg == "" {
 			msg = err.Error()
 		}
