@@ -439,3 +439,40 @@ func benchCreateTokens(b *testing.B, newID func(seq int64) string) {
 		b.ReportMetric(float64(st.Ops)/float64(st.Batches), "tokens/commit")
 	}
 }
+
+// TestBackgroundCheckpoint: commits never checkpoint (that stalled
+// issuance); the background checkpointer copies the WAL into the database.
+func TestBackgroundCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	s, err := sqlite.Open(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	size := func() int64 {
+		fi, err := os.Stat(filepath.Join(dir, sqlite.FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	now := time.Now()
+	for i := range 50 {
+		var batch []*oauth.Token
+		for j := range 100 {
+			batch = append(batch, &oauth.Token{ID: fmt.Sprintf("%06d-%03d", i, j), Kind: oauth.KindAccess, Format: oauth.FormatOpaque,
+				ClientID: "c", Subject: "c", Scopes: []string{"a"}, IssuedAt: now, ExpiresAt: now.Add(time.Hour)})
+		}
+		if err := s.CreateTokens(t.Context(), batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for size() < before+256<<10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file still %d bytes (was %d): the WAL is not being checkpointed", size(), before)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
