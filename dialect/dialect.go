@@ -8,7 +8,6 @@ package dialect
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -38,17 +37,8 @@ type PolicyDefaulter interface {
 	PolicyDefaults() oauth.EndpointPolicy
 }
 
-// NonceStore records one-time values across every node sharing the store.
-// It is satisfied by oauth.Store.
-type NonceStore interface {
-	// UseNonce returns oauth.ErrAlreadyExists if key was used before and has
-	// not expired.
-	UseNonce(ctx context.Context, key string, expiresAt time.Time) error
-}
-
 // Deps is what the server lends a dialect.
 type Deps struct {
-	Nonces NonceStore
 	Now    func() time.Time
 	Logger *slog.Logger
 }

@@ -309,3 +309,29 @@ func TestRateLimitInEveryDialect(t *testing.T) {
 		t.Errorf("NeoX over the limit: %d %s", last.status, last.body)
 	}
 }
+
+// TestSNAPFailedRequestSpendsNoNonce: the signature is used up only with
+// the token it buys, so a merchant can resend a request that failed for
+// another reason, and a replay after success is still refused.
+func TestSNAPFailedRequestSpendsNoNonce(t *testing.T) {
+	e := start(t, snapEndpoints)
+	key := testSnapKey(t)
+	_, pub := writeKeys(t, key)
+	id, _ := e.createClient("--name", "m", "--grant", "client_credentials", "--scope", "payments", "--default-scope", "payments",
+		"--snap-public-key", pub)
+	e.mustRun("", "client", "update", id, "--grant", "password")
+	ts := uniqueTimestamp()
+	sig, _ := snap.Sign(key, id, ts)
+	body := `{"grantType":"client_credentials"}`
+	eventually(t, "grant change seen", func() bool {
+		r := e.snapRequest("/v1.0/access-token/b2b", id, ts, sig, body)
+		return r.str("responseCode") == "4017300" && strings.Contains(r.str("responseMessage"), "Grant not allowed")
+	})
+	e.mustRun("", "client", "update", id, "--grant", "client_credentials")
+	eventually(t, "the same signed request succeeds once the client may use the grant", func() bool {
+		return e.snapRequest("/v1.0/access-token/b2b", id, ts, sig, body).status == 200
+	})
+	if r := e.snapRequest("/v1.0/access-token/b2b", id, ts, sig, body); r.str("responseCode") != "4017300" || !strings.Contains(r.str("responseMessage"), "Replay") {
+		t.Errorf("replay after success: %d %s", r.status, r.body)
+	}
+}

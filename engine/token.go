@@ -48,7 +48,7 @@ func (e *Engine) clientCredentials(ctx context.Context, cl *oauth.Client, req *o
 	}
 	withRefresh := cl.RefreshWithClientCredentials && cl.AllowsGrant(oauth.GrantRefreshToken)
 	return e.issue(ctx, issuance{client: cl, subject: cl.ID, scopes: scopes, scopeChanged: changed,
-		policy: req.Policy, withRefresh: withRefresh})
+		policy: req.Policy, withRefresh: withRefresh, nonce: req.Nonce})
 }
 
 func (e *Engine) password(ctx context.Context, cl *oauth.Client, req *oauth.TokenRequest) (*oauth.TokenResponse, *oauth.Error) {
@@ -90,7 +90,7 @@ func (e *Engine) password(ctx context.Context, cl *oauth.Client, req *oauth.Toke
 		return nil, oauth.InvalidGrant(oauth.CauseUserDisabled, "the resource owner is disabled")
 	}
 	return e.issue(ctx, issuance{client: cl, subject: u.Username, scopes: scopes, scopeChanged: changed,
-		policy: req.Policy, withRefresh: cl.AllowsGrant(oauth.GrantRefreshToken)})
+		policy: req.Policy, withRefresh: cl.AllowsGrant(oauth.GrantRefreshToken), nonce: req.Nonce})
 }
 
 // badRefresh is the one answer for every unusable refresh token (RFC 6749
@@ -166,7 +166,8 @@ func (e *Engine) refresh(ctx context.Context, cl *oauth.Client, req *oauth.Token
 	// The new refresh token keeps the old one's scope (RFC 6749 §6: it
 	// must be identical), whatever this access token was narrowed to.
 	return e.issue(ctx, issuance{client: cl, subject: old.Subject, scopes: scopes, scopeChanged: changed,
-		refreshScopes: old.Scopes, policy: req.Policy, withRefresh: true, familyID: old.FamilyID, rotateFrom: old.ID})
+		refreshScopes: old.Scopes, policy: req.Policy, withRefresh: true, familyID: old.FamilyID, rotateFrom: old.ID,
+		nonce: req.Nonce})
 }
 
 // grantScopes decides the granted scope: the request's if it names one,
@@ -201,6 +202,8 @@ type issuance struct {
 	// refreshScopes is the new refresh token's scope when it differs from
 	// the access token's (a narrowed refresh); nil means scopes.
 	refreshScopes []string
+	// nonce, if any, is used up in the transaction that stores the tokens.
+	nonce *oauth.Nonce
 }
 
 func (e *Engine) accessTTL(cl *oauth.Client, p oauth.EndpointPolicy) time.Duration {
@@ -286,7 +289,18 @@ func (e *Engine) persist(ctx context.Context, is issuance, records []*oauth.Toke
 	var err error
 	switch {
 	case is.rotateFrom != "":
+		if is.nonce != nil {
+			// No dialect signs refresh requests today; were one to, the
+			// nonce is spent first rather than atomically.
+			if err := e.store.UseNonce(ctx, is.nonce.Key, is.nonce.ExpiresAt); err != nil {
+				return e.nonceError(ctx, err)
+			}
+		}
 		err = e.store.RotateRefreshToken(ctx, is.rotateFrom, e.cfg.Now(), records...)
+	case is.nonce != nil:
+		if err := e.store.CreateTokensOnce(ctx, *is.nonce, records...); err != nil {
+			return e.nonceError(ctx, err)
+		}
 	case len(records) > 0:
 		err = e.store.CreateTokens(ctx, records...)
 	}
@@ -346,4 +360,13 @@ func (e *Engine) firstKey(ctx context.Context, alg string) (*token.KeySet, error
 		return nil, err
 	}
 	return e.keys.Load(), nil
+}
+
+// nonceError answers a failure to use up a request's nonce: a replay, or
+// the store's trouble.
+func (e *Engine) nonceError(ctx context.Context, err error) *oauth.Error {
+	if errors.Is(err, oauth.ErrAlreadyExists) {
+		return oauth.InvalidClient(oauth.CauseReplay, "request replayed")
+	}
+	return e.storeError(ctx, "use nonce", err)
 }

@@ -40,6 +40,9 @@ type TokenRequest struct {
 	RefreshToken string   // refresh_token grant
 	Credentials  ClientCredentials
 	Policy       EndpointPolicy
+	// Nonce, when set, is used up atomically with the issuance (a signed
+	// request that must not be honoured twice, as SNAP's X-SIGNATURE).
+	Nonce *Nonce
 }
 
 // TokenResponse is a successful token endpoint response in dialect-neutral form.

@@ -59,6 +59,12 @@ type Store interface {
 	// CreateTokens durably stores newly issued tokens, all or none.
 	// Errors: ErrAlreadyExists if an ID is taken.
 	CreateTokens(ctx context.Context, tokens ...*Token) error
+	// CreateTokensOnce is CreateTokens that also uses up a one-time value,
+	// in the same transaction: a request is spent only if its tokens are
+	// issued, and replayed on another node it is refused. tokens may be
+	// empty (a stateless JWT). Errors: ErrAlreadyExists if the nonce was
+	// used before and has not expired (nothing is stored), or an ID is taken.
+	CreateTokensOnce(ctx context.Context, nonce Nonce, tokens ...*Token) error
 	// GetToken returns a token record by ID, whatever its state.
 	// Errors: ErrNotFound.
 	GetToken(ctx context.Context, id string) (*Token, error)
@@ -115,4 +121,10 @@ type Store interface {
 type StoreCounts struct {
 	Tokens int64 `json:"tokens"`
 	Nonces int64 `json:"nonces"`
+}
+
+// Nonce is a one-time value, kept until it expires.
+type Nonce struct {
+	Key       string
+	ExpiresAt time.Time
 }

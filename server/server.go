@@ -232,7 +232,7 @@ func CollectGarbage(ctx context.Context, st oauth.Store, batch int) (int, error)
 
 func (s *Server) routes() (*http.ServeMux, error) {
 	mux := http.NewServeMux()
-	deps := dialect.Deps{Nonces: s.store, Now: time.Now, Logger: s.log}
+	deps := dialect.Deps{Now: time.Now, Logger: s.log}
 	for i, ep := range s.cfg.Endpoints {
 		factory, ok := Dialects[ep.Dialect]
 		if !ok {

@@ -49,7 +49,6 @@ type B2BOptions struct {
 type b2b struct {
 	service serviceCode
 	window  time.Duration
-	nonces  dialect.NonceStore
 	now     func() time.Time
 	log     *slog.Logger
 	keys    keyCache
@@ -62,8 +61,7 @@ var (
 
 // NewB2B is the dialect.Factory of SNAP BI's access token B2B service
 // (service code 73). Options: timestamp_window (see B2BOptions); unknown
-// options are refused. deps.Nonces is required: it is what refuses a
-// replayed signature on every node.
+// options are refused.
 func NewB2B(options map[string]any, deps dialect.Deps) (dialect.Dialect, error) {
 	var o B2BOptions
 	if err := dialect.DecodeOptions(options, &o); err != nil {
@@ -80,10 +78,7 @@ func NewB2B(options map[string]any, deps dialect.Deps) (dialect.Dialect, error) 
 		}
 		window = w
 	}
-	if deps.Nonces == nil {
-		return nil, errors.New("snap-b2b: a nonce store is required for replay protection")
-	}
-	d := &b2b{service: serviceAccessTokenB2B, window: window, nonces: deps.Nonces, now: deps.Now, log: deps.Logger}
+	d := &b2b{service: serviceAccessTokenB2B, window: window, now: deps.Now, log: deps.Logger}
 	if d.now == nil {
 		d.now = time.Now
 	}
@@ -100,8 +95,10 @@ func (d *b2b) PolicyDefaults() oauth.EndpointPolicy {
 
 // DecodeTokenRequest reads a SNAP access token request. It checks
 // everything that needs no client record: method, headers, body and the
-// freshness of X-TIMESTAMP. The signature and replay checks need the
-// client's key and run in Credentials.Verify.
+// freshness of X-TIMESTAMP. The signature check needs the client's key and
+// runs in Credentials.Verify. The signature is also the request's nonce:
+// the engine uses it up in the transaction that stores the token, so a
+// replay is refused on every node and a failed request spends nothing.
 func (d *b2b) DecodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.Error) {
 	if r.Method != http.MethodPost {
 		return nil, oauth.BadRequest("method must be POST")
@@ -140,20 +137,21 @@ func (d *b2b) DecodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.E
 	}
 	return &oauth.TokenRequest{
 		GrantType: oauth.GrantClientCredentials,
+		// A timestamp is acceptable until tsTime+window, so the nonce need
+		// not outlive that.
+		Nonce: &oauth.Nonce{Key: replayKey(sig), ExpiresAt: tsTime.Add(d.window)},
 		Credentials: oauth.ClientCredentials{
 			Method:   oauth.AuthDialect,
 			ClientID: clientID,
 			Verify: func(ctx context.Context, c *oauth.Client) *oauth.Error {
-				return d.verify(ctx, c, clientID, ts, tsTime, sig)
+				return d.verify(ctx, c, clientID, ts, sig)
 			},
 		},
 	}, nil
 }
 
-// verify checks the request signature with the client's registered key,
-// then records it as used. The order matters: recording before verifying
-// would let anyone burn a client's nonces with garbage signatures.
-func (d *b2b) verify(ctx context.Context, c *oauth.Client, clientID, ts string, tsTime time.Time, sig []byte) *oauth.Error {
+// verify checks the request signature with the client's registered key.
+func (d *b2b) verify(ctx context.Context, c *oauth.Client, clientID, ts string, sig []byte) *oauth.Error {
 	if c == nil {
 		return oauth.ServerError()
 	}
@@ -168,20 +166,7 @@ func (d *b2b) verify(ctx context.Context, c *oauth.Client, clientID, ts string, 
 	if !verifyPKCS1(key, accessTokenStringToSign(clientID, ts), sig) {
 		return oauth.InvalidClient(oauth.CauseBadCredentials, "invalid signature")
 	}
-	// A timestamp is acceptable until tsTime+window, so the nonce need not
-	// outlive that.
-	switch err := d.nonces.UseNonce(ctx, replayKey(sig), tsTime.Add(d.window)); {
-	case err == nil:
-		return nil
-	case errors.Is(err, oauth.ErrAlreadyExists):
-		return oauth.InvalidClient(oauth.CauseReplay, "request replayed")
-	case errors.Is(err, context.DeadlineExceeded):
-		d.log.WarnContext(ctx, "snap: nonce store timed out", "err", err)
-		return oauth.Timeout()
-	default:
-		d.log.WarnContext(ctx, "snap: nonce store failed", "err", err)
-		return oauth.Unavailable()
-	}
+	return nil
 }
 
 // decodeBody checks the JSON body: {"grantType":"client_credentials",

@@ -16,7 +16,7 @@ import (
 // decoding headers and body, then Verify with a cached parsed key (the
 // nonce store accepts everything, so the store is not measured).
 func BenchmarkSNAPVerify(b *testing.B) {
-	d, err := NewB2B(nil, dialect.Deps{Nonces: acceptNonces{}, Now: func() time.Time { return t0 }})
+	d, err := NewB2B(nil, dialect.Deps{Now: func() time.Time { return t0 }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func BenchmarkSNAPVerify(b *testing.B) {
 
 // BenchmarkSNAPDecode is the decode half alone, for comparison.
 func BenchmarkSNAPDecode(b *testing.B) {
-	d, err := NewB2B(nil, dialect.Deps{Nonces: acceptNonces{}, Now: func() time.Time { return t0 }})
+	d, err := NewB2B(nil, dialect.Deps{Now: func() time.Time { return t0 }})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func FuzzDecodeSNAP(f *testing.F) {
 
 	pub := spkiPEM(f, &clientKey().PublicKey)
 	f.Fuzz(func(t *testing.T, method, contentType, ts, clientID, signature, body string) {
-		d, err := NewB2B(nil, dialect.Deps{Nonces: acceptNonces{}, Now: func() time.Time { return t0 }})
+		d, err := NewB2B(nil, dialect.Deps{Now: func() time.Time { return t0 }})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -94,7 +95,7 @@ type clock struct {
 func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
-// memNonces is an in-memory dialect.NonceStore honouring expiry.
+// memNonces is an in-memory nonce store honouring expiry.
 type memNonces struct {
 	mu   sync.Mutex
 	now  func() time.Time
@@ -121,17 +122,13 @@ func (s *memNonces) UseNonce(ctx context.Context, key string, expiresAt time.Tim
 	return nil
 }
 
-// acceptNonces accepts every nonce (benchmarks and fuzzing).
-type acceptNonces struct{}
-
-func (acceptNonces) UseNonce(context.Context, string, time.Time) error { return nil }
-
 // fakeEngine does what the engine does around a dialect, in the same order:
 // look the client up, Verify, disabled, grant, then an injected failure
 // (scope, rate limit, store...), then mint.
 type fakeEngine struct {
 	clients map[string]*oauth.Client
 	inject  *oauth.Error
+	nonces  *memNonces // where the real engine's store uses up req.Nonce
 }
 
 func (en *fakeEngine) serve(d dialect.Dialect, r *http.Request) *httptest.ResponseRecorder {
@@ -170,7 +167,21 @@ func (en *fakeEngine) issue(ctx context.Context, req *oauth.TokenRequest) *oauth
 	if !c.AllowsGrant(req.GrantType) {
 		return oauth.UnauthorizedClient("grant not allowed")
 	}
-	return en.inject
+	if en.inject != nil {
+		return en.inject
+	}
+	// The engine uses the nonce up with the token, as the last step.
+	if req.Nonce != nil && en.nonces != nil {
+		switch err := en.nonces.UseNonce(ctx, req.Nonce.Key, req.Nonce.ExpiresAt); {
+		case errors.Is(err, oauth.ErrAlreadyExists):
+			return oauth.InvalidClient(oauth.CauseReplay, "request replayed")
+		case errors.Is(err, context.DeadlineExceeded):
+			return oauth.Timeout()
+		case err != nil:
+			return oauth.Unavailable()
+		}
+	}
+	return nil
 }
 
 // snapRequest builds a signed SNAP access token request; edit adjusts

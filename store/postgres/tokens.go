@@ -154,19 +154,44 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string, now time.Time
 // once the database's clock reaches its expiresAt.
 // Errors: oauth.ErrAlreadyExists if key is recorded and not expired.
 func (s *Store) UseNonce(ctx context.Context, key string, expiresAt time.Time) error {
-	// Never NULL: a zero expiresAt records a key that has already expired.
-	exp := pgtype.Timestamptz{Time: expiresAt, Valid: true}
 	return s.do(ctx, func(ctx context.Context, t *wtx) error {
-		used := false
-		if err := t.query(ctx, func(pgx.Rows) error { used = true; return nil }, useNonceSQL, key, exp); err != nil {
+		return t.consumeNonce(ctx, key, expiresAt)
+	})
+}
+
+// CreateTokensOnce uses up the nonce and stores the tokens in one
+// transaction; a used nonce stores nothing.
+func (s *Store) CreateTokensOnce(ctx context.Context, n oauth.Nonce, tokens ...*oauth.Token) error {
+	var rows *tokenRows
+	if len(tokens) > 0 {
+		var err error
+		if rows, err = newTokenRows(tokens); err != nil {
 			return err
 		}
-		if !used {
-			return fmt.Errorf("postgres: nonce: %w", oauth.ErrAlreadyExists)
+	}
+	return s.do(ctx, func(ctx context.Context, t *wtx) error {
+		if err := t.consumeNonce(ctx, n.Key, n.ExpiresAt); err != nil {
+			return err
 		}
-		t.opWrote = true
+		if rows != nil {
+			t.insert(rows)
+		}
 		return nil
 	})
+}
+
+func (t *wtx) consumeNonce(ctx context.Context, key string, expiresAt time.Time) error {
+	// Never NULL: a zero expiresAt records a key that has already expired.
+	exp := pgtype.Timestamptz{Time: expiresAt, Valid: true}
+	used := false
+	if err := t.query(ctx, func(pgx.Rows) error { used = true; return nil }, useNonceSQL, key, exp); err != nil {
+		return err
+	}
+	if !used {
+		return fmt.Errorf("postgres: nonce: %w", oauth.ErrAlreadyExists)
+	}
+	t.opWrote = true
+	return nil
 }
 
 // DeleteExpired deletes at most limit tokens and nonces (tokens first)

@@ -38,8 +38,6 @@ func tokensArgs(tokens []*oauth.Token) ([][]any, error) {
 	return args, nil
 }
 
-// insertTokens inserts rows; on a conflict the batcher's savepoint
-// undoes those already inserted.
 // insertTokens inserts the rows in one statement: SQLite applies a
 // statement atomically, so a conflict on any row inserts none.
 func (w *writer) insertTokens(ctx context.Context, args [][]any) error {
@@ -166,18 +164,38 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string, now time.Time
 func (s *Store) UseNonce(ctx context.Context, key string, expiresAt time.Time) error {
 	exp, now := expiresAt.UnixMicro(), time.Now().UnixMicro()
 	return s.do(ctx, func(ctx context.Context, w *writer) error {
-		res, err := w.useNonce.ExecContext(ctx, key, exp, now)
-		if err != nil {
-			return mapErr(err)
-		}
-		// The upsert changes no row when the key exists and is unexpired.
-		if n, err := res.RowsAffected(); err != nil {
-			return mapErr(err)
-		} else if n == 0 {
-			return fmt.Errorf("sqlite: nonce: %w", oauth.ErrAlreadyExists)
-		}
-		return nil
+		return w.consumeNonce(ctx, key, exp, now)
 	})
+}
+
+// CreateTokensOnce uses up the nonce and stores the tokens in one
+// transaction; a used nonce stores nothing.
+func (s *Store) CreateTokensOnce(ctx context.Context, n oauth.Nonce, tokens ...*oauth.Token) error {
+	args, err := tokensArgs(tokens)
+	if err != nil {
+		return err
+	}
+	exp, now := n.ExpiresAt.UnixMicro(), time.Now().UnixMicro()
+	return s.do(ctx, func(ctx context.Context, w *writer) error {
+		if err := w.consumeNonce(ctx, n.Key, exp, now); err != nil {
+			return err
+		}
+		return w.insertTokens(ctx, args)
+	})
+}
+
+func (w *writer) consumeNonce(ctx context.Context, key string, exp, now int64) error {
+	res, err := w.useNonce.ExecContext(ctx, key, exp, now)
+	if err != nil {
+		return mapErr(err)
+	}
+	// The upsert changes no row when the key exists and is unexpired.
+	if n, err := res.RowsAffected(); err != nil {
+		return mapErr(err)
+	} else if n == 0 {
+		return fmt.Errorf("sqlite: nonce: %w", oauth.ErrAlreadyExists)
+	}
+	return nil
 }
 
 // DeleteExpired deletes at most limit tokens and nonces (tokens first)

@@ -64,6 +64,8 @@ func RunTests(t *testing.T, newStore func(t *testing.T) oauth.Store) {
 		{"Revision", testRevision},
 		{"DeleteExpired", testDeleteExpired},
 		{"Counts", testCounts},
+		{"CreateTokensOnce", testCreateTokensOnce},
+		{"CreateTokensOnceRace", testCreateTokensOnceRace},
 		{"Ping", testPing},
 		{"ConcurrentTokenTraffic", testConcurrentTokenTraffic},
 		{"ConcurrentRotationRace", testConcurrentRotationRace},
