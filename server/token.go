@@ -23,7 +23,7 @@ func (s *Server) tokenHandler(path string, d dialect.Dialect, policy oauth.Endpo
 		}()
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 		defer cancel()
-		req, e := d.DecodeTokenRequest(r.WithContext(ctx))
+		req, e := d.DecodeTokenRequest(r)
 		var resp *oauth.TokenResponse
 		if e == nil {
 			req.Policy = policy

@@ -139,7 +139,7 @@ func (d *b2b) DecodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.E
 		GrantType: oauth.GrantClientCredentials,
 		// A timestamp is acceptable until tsTime+window, so the nonce need
 		// not outlive that.
-		Nonce: &oauth.Nonce{Key: replayKey(sig), ExpiresAt: tsTime.Add(d.window)},
+		Nonce: &oauth.Nonce{Key: replayKey(tsTime, sig), ExpiresAt: tsTime.Add(d.window)},
 		Credentials: oauth.ClientCredentials{
 			Method:   oauth.AuthDialect,
 			ClientID: clientID,

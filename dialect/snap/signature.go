@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // maxSignatureLen bounds X-SIGNATURE before decoding: Base64 of a
@@ -58,13 +60,16 @@ func verifyPKCS1(pub *rsa.PublicKey, msg, sig []byte) bool {
 	return rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig) == nil
 }
 
-// replayKey is the nonce recorded for a verified signature. PKCS #1 v1.5
+// replayKey is the nonce recorded for a signature. PKCS #1 v1.5
 // signatures are deterministic, so this is also one per client and
 // X-TIMESTAMP text: a client wanting two tokens in the same second must
-// vary the timestamp (fractional seconds).
-func replayKey(sig []byte) string {
+// vary the timestamp (fractional seconds). The key starts with the
+// timestamp (which the signature covers, so it adds no way to collide):
+// keys then sort by time and the store appends them instead of writing a
+// random page per request.
+func replayKey(ts time.Time, sig []byte) string {
 	sum := sha256.Sum256(sig)
-	return "snap:" + base64.StdEncoding.EncodeToString(sum[:])
+	return fmt.Sprintf("snap:%013x:", ts.UnixMilli()) + base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // keyCache caches parsed public keys by their PEM text: parsing an RSA key

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -176,11 +177,19 @@ func (s *Store) CreateTokensOnce(ctx context.Context, n oauth.Nonce, tokens ...*
 		return err
 	}
 	exp, now := n.ExpiresAt.UnixMicro(), time.Now().UnixMicro()
-	return s.do(ctx, func(ctx context.Context, w *writer) error {
+	// No savepoint (this runs for every signed request): the nonce upsert
+	// writes nothing when it fails, and a failed insert is undone by hand.
+	return s.doAtomic(ctx, func(ctx context.Context, w *writer) error {
 		if err := w.consumeNonce(ctx, n.Key, exp, now); err != nil {
 			return err
 		}
-		return w.insertTokens(ctx, args)
+		if err := w.insertTokens(ctx, args); err != nil {
+			if _, derr := w.deleteNonce.ExecContext(ctx, n.Key); derr != nil {
+				return errors.Join(err, mapErr(derr))
+			}
+			return err
+		}
+		return nil
 	})
 }
 

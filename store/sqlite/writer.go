@@ -22,6 +22,7 @@ type writer struct {
 	tokenState                       *sql.Stmt
 	markRotated, revokeID, revokeFam *sql.Stmt
 	upsertRevoked, useNonce, bumpRev *sql.Stmt
+	deleteNonce                      *sql.Stmt
 	stmts                            []*sql.Stmt
 }
 
@@ -64,6 +65,7 @@ func newWriter(ctx context.Context, db *sql.DB, lk *fileLock, busy time.Duration
 		{&w.useNonce, `INSERT INTO nonces (key, expires_at) VALUES (?, ?)
 			ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE nonces.expires_at <= ?`},
 		{&w.bumpRev, `UPDATE revision SET n = n + 1 WHERE id = 1`},
+		{&w.deleteNonce, `DELETE FROM nonces WHERE key = ?`},
 	}
 	for _, p := range prep {
 		st, err := conn.PrepareContext(ctx, p.sql)
