@@ -37,6 +37,7 @@ import (
 
 	"github.com/tokengate/tokengate/oauth"
 	"github.com/tokengate/tokengate/store/internal/batch"
+	"github.com/tokengate/tokengate/store/internal/codec"
 )
 
 // Defaults for Options and the connection.
@@ -232,7 +233,7 @@ func (s *Store) do(ctx context.Context, op batch.Op[*wtx]) error {
 // Error texts never carry token IDs or secrets: PgError's text is its
 // message (no DETAIL, which would quote key values).
 func mapErr(err error) error {
-	if err == nil || isMapped(err) {
+	if err == nil || codec.IsContractError(err) {
 		return err
 	}
 	var pe *pgconn.PgError
@@ -243,15 +244,6 @@ func mapErr(err error) error {
 		return fmt.Errorf("postgres: %w: %w", oauth.ErrUnavailable, err)
 	}
 	return err
-}
-
-func isMapped(err error) bool {
-	for _, e := range []error{oauth.ErrNotFound, oauth.ErrAlreadyExists, oauth.ErrTokenInactive, oauth.ErrRefreshReused, oauth.ErrUnavailable} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }
 
 // unavailable reports whether err means the database could not be reached

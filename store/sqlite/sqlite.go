@@ -46,6 +46,7 @@ import (
 
 	"github.com/tokengate/tokengate/oauth"
 	"github.com/tokengate/tokengate/store/internal/batch"
+	"github.com/tokengate/tokengate/store/internal/codec"
 )
 
 // FileName is the database file Open creates in its directory. Beside it
@@ -383,7 +384,7 @@ func (s *Store) reader() (*sql.DB, error) {
 // timeouts and I/O failures wrap oauth.ErrUnavailable. Other errors, and
 // errors already mapped, pass through.
 func mapErr(err error) error {
-	if err == nil || isMapped(err) {
+	if err == nil || codec.IsContractError(err) {
 		return err
 	}
 	var se *sqlite.Error
@@ -406,13 +407,4 @@ func mapErr(err error) error {
 		return fmt.Errorf("sqlite: %w: %w", oauth.ErrUnavailable, err)
 	}
 	return err
-}
-
-func isMapped(err error) bool {
-	for _, e := range []error{oauth.ErrNotFound, oauth.ErrAlreadyExists, oauth.ErrTokenInactive, oauth.ErrRefreshReused, oauth.ErrUnavailable} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }

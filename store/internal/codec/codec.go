@@ -4,6 +4,7 @@ package codec
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -59,4 +60,15 @@ func SplitScopes(s string) []string {
 		return nil
 	}
 	return strings.Split(s, " ")
+}
+
+// IsContractError reports whether err already is one of the errors the
+// oauth.Store contract names, so a store's error mapping leaves it alone.
+func IsContractError(err error) bool {
+	for _, e := range []error{oauth.ErrNotFound, oauth.ErrAlreadyExists, oauth.ErrTokenInactive, oauth.ErrRefreshReused, oauth.ErrUnavailable} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
