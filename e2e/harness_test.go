@@ -265,4 +265,3 @@ func eventuallyWithin(t *testing.T, limit time.Duration, what string, cond func(
 	return 0
 }
 
-var _ = url.Values{}
