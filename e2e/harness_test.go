@@ -264,4 +264,3 @@ func eventuallyWithin(t *testing.T, limit time.Duration, what string, cond func(
 	t.Fatalf("%s: not within %v", what, limit)
 	return 0
 }
-
