@@ -80,6 +80,8 @@ func (c *keyRotateCmd) Run(r *run) error {
 	if c.JSON {
 		return r.printJSON(keyView{KID: k.ID, Alg: k.Alg, State: "current", CreatedAt: k.CreatedAt})
 	}
-	r.printf("new %s key %s is current; the previous one stays published for %s\n", k.Alg, k.ID, s.engine.Config().MaxAccessTTL)
+	cfg := s.engine.Config()
+	r.printf("new %s key %s is published now and signs from %s; the previous one signs until then and stays published %s longer\n",
+		k.Alg, k.ID, k.CreatedAt.Add(cfg.KeyActivationDelay).UTC().Format(time.RFC3339), cfg.MaxAccessTTL)
 	return nil
 }

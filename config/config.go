@@ -58,6 +58,9 @@ type Tokens struct {
 	Format       string        `yaml:"format"`
 	SigningAlg   string        `yaml:"signing_alg"`
 	Audience     []string      `yaml:"audience"`
+	// KeyActivationDelay is how long a rotated-in signing key is published
+	// before it signs, so resource servers' cached JWKS know it first.
+	KeyActivationDelay time.Duration `yaml:"key_activation_delay"`
 }
 
 // RateLimit bounds each client's token requests on each node.
@@ -98,6 +101,8 @@ func Default() Config {
 			RefreshTTL:   30 * 24 * time.Hour,
 			Format:       "opaque",
 			SigningAlg:   "ES256",
+			// The JWKS is served with max-age=60.
+			KeyActivationDelay: 2 * time.Minute,
 		},
 		PasswordHashConcurrency: 2,
 		RequestTimeout:          5 * time.Second,
@@ -248,6 +253,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Tokens.RefreshTTL < time.Minute {
 		bad("tokens.refresh_ttl: must be at least 1m")
+	}
+	if c.Tokens.KeyActivationDelay < 0 {
+		bad("tokens.key_activation_delay: must not be negative")
 	}
 	if c.Tokens.Format != "opaque" && c.Tokens.Format != "jwt" {
 		bad("tokens.format: %q is not opaque or jwt", c.Tokens.Format)

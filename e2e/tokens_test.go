@@ -10,6 +10,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/tokengate/tokengate/config"
 )
 
 func (e *env) jwks() jose.JSONWebKeySet {
@@ -80,7 +82,7 @@ func TestJWTAccessTokensRFC9068(t *testing.T) {
 }
 
 func TestKeyRotationKeepsOldTokensVerifiable(t *testing.T) {
-	e := start(t, nil)
+	e := start(t, func(c *config.Config) { c.Tokens.KeyActivationDelay = 3 * time.Second })
 	id, secret := e.createClient("--name", "jwt", "--grant", "client_credentials", "--token-format", "jwt")
 	old := e.token(url.Values{"grant_type": {"client_credentials"}}, id, secret).str("access_token")
 	oldHeader, _ := e.verifyJWT(old)
@@ -90,8 +92,18 @@ func TestKeyRotationKeepsOldTokensVerifiable(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rotated); err != nil || rotated.KID == "" || rotated.KID == oldHeader.KeyID {
 		t.Fatalf("key rotate: %q", out)
 	}
+	// Published at once, so resource servers can fetch it before it signs...
+	eventually(t, "rotated key published", func() bool {
+		set := e.jwks()
+		return len(set.Key(rotated.KID)) == 1
+	})
+	// ...while the replaced key goes on signing until the activation delay.
+	during := e.token(url.Values{"grant_type": {"client_credentials"}}, id, secret).str("access_token")
+	if h, _ := e.verifyJWT(during); h.KeyID != oldHeader.KeyID {
+		t.Errorf("signed with %s right after rotation, want the replaced key %s", h.KeyID, oldHeader.KeyID)
+	}
 	var fresh string
-	eventually(t, "server signs with the rotated key", func() bool {
+	eventuallyWithin(t, 6*time.Second, "server signs with the rotated key", func() bool {
 		fresh = e.token(url.Values{"grant_type": {"client_credentials"}}, id, secret).str("access_token")
 		h, _ := e.verifyJWT(fresh)
 		return h.KeyID == rotated.KID

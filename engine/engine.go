@@ -28,10 +28,13 @@ type Config struct {
 	// MaxAccessTTL caps every access token's lifetime; a retired signing
 	// key stays published this long, so every token it signed can still be
 	// verified until it expires.
-	MaxAccessTTL  time.Duration
-	RefreshTTL    time.Duration
-	DefaultFormat oauth.TokenFormat
-	DefaultAlg    string
+	MaxAccessTTL time.Duration
+	// KeyActivationDelay: a rotated-in key signs only after this long (see
+	// token.ActivationDelay); the key it replaces signs until then.
+	KeyActivationDelay time.Duration
+	RefreshTTL         time.Duration
+	DefaultFormat      oauth.TokenFormat
+	DefaultAlg         string
 	// PasswordHashConcurrency bounds concurrent argon2id computations.
 	PasswordHashConcurrency int
 	// RateLimit is how many token requests a second each client may make on
@@ -199,7 +202,7 @@ func (e *Engine) loadKeys(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load signing keys: %w", err)
 	}
-	ks, err := token.NewKeySet(stored)
+	ks, err := token.NewKeySet(stored, token.ActivationDelay(e.cfg.KeyActivationDelay))
 	if err != nil {
 		return fmt.Errorf("load signing keys: %w", err)
 	}
@@ -207,8 +210,9 @@ func (e *Engine) loadKeys(ctx context.Context) error {
 	return nil
 }
 
-// RotateKey makes a new current signing key for alg; the previous one stays
-// published for MaxAccessTTL.
+// RotateKey makes a new current signing key for alg. The previous one goes
+// on signing for KeyActivationDelay and stays published until every token
+// it signed has expired: MaxAccessTTL after that.
 func (e *Engine) RotateKey(ctx context.Context, alg string) (*oauth.SigningKey, error) {
 	if !oauth.KnownAlg(alg) {
 		return nil, fmt.Errorf("unknown signing algorithm %q (want ES256, RS256 or EdDSA)", alg)
@@ -217,7 +221,7 @@ func (e *Engine) RotateKey(ctx context.Context, alg string) (*oauth.SigningKey, 
 	if err != nil {
 		return nil, err
 	}
-	if err := e.store.CreateSigningKey(ctx, k, e.cfg.MaxAccessTTL); err != nil {
+	if err := e.store.CreateSigningKey(ctx, k, e.cfg.KeyActivationDelay+e.cfg.MaxAccessTTL); err != nil {
 		return nil, fmt.Errorf("store signing key: %w", err)
 	}
 	return k, e.loadKeys(ctx)

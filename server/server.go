@@ -98,6 +98,7 @@ func NewEngine(ctx context.Context, cfg config.Config, st oauth.Store, log *slog
 		Audience:                cfg.Tokens.Audience,
 		DefaultAccessTTL:        cfg.Tokens.AccessTTL,
 		MaxAccessTTL:            cfg.Tokens.MaxAccessTTL,
+		KeyActivationDelay:      cfg.Tokens.KeyActivationDelay,
 		RefreshTTL:              cfg.Tokens.RefreshTTL,
 		DefaultFormat:           oauth.TokenFormat(cfg.Tokens.Format),
 		DefaultAlg:              cfg.Tokens.SigningAlg,

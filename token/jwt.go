@@ -57,15 +57,32 @@ type Claims struct {
 // after NewKeySet and is safe for concurrent use. A nil *KeySet has no keys.
 type KeySet struct {
 	byKID   map[string]*parsedKey
-	current map[string]*parsedKey // by alg
+	current map[string]*parsedKey   // by alg
+	byAlg   map[string][]*parsedKey // newest first, current and retired
+	delay   time.Duration
 	jwks    []byte
+}
+
+// KeySetOption adjusts NewKeySet.
+type KeySetOption func(*KeySet)
+
+// ActivationDelay makes a new current key sign only once it has been
+// published for d (until then the key it replaced goes on signing), so that
+// resource servers holding a cached JWKS already know it. The first key of
+// an algorithm signs at once: there is nothing else to sign with.
+func ActivationDelay(d time.Duration) KeySetOption {
+	return func(ks *KeySet) { ks.delay = d }
 }
 
 // NewKeySet parses keys. It fails on a key it cannot parse, a key whose
 // type does not match its Alg, or a duplicate ID. Should several keys of
 // one algorithm be current, the newest signs.
-func NewKeySet(keys []*oauth.SigningKey) (*KeySet, error) {
-	ks := &KeySet{byKID: make(map[string]*parsedKey, len(keys)), current: make(map[string]*parsedKey)}
+func NewKeySet(keys []*oauth.SigningKey, opts ...KeySetOption) (*KeySet, error) {
+	ks := &KeySet{byKID: make(map[string]*parsedKey, len(keys)), current: make(map[string]*parsedKey),
+		byAlg: make(map[string][]*parsedKey)}
+	for _, o := range opts {
+		o(ks)
+	}
 	set := jose.JSONWebKeySet{Keys: make([]jose.JSONWebKey, 0, len(keys))}
 	for _, k := range keys {
 		pk, err := parseKey(k)
@@ -79,6 +96,7 @@ func NewKeySet(keys []*oauth.SigningKey) (*KeySet, error) {
 		if cur := ks.current[pk.alg]; pk.current && (cur == nil || pk.created.After(cur.created)) {
 			ks.current[pk.alg] = pk
 		}
+		ks.byAlg[pk.alg] = append(ks.byAlg[pk.alg], pk)
 		set.Keys = append(set.Keys, jose.JSONWebKey{Key: pk.pub, KeyID: pk.id, Algorithm: pk.alg, Use: "sig"})
 	}
 	jwks, err := json.Marshal(set)
@@ -86,7 +104,26 @@ func NewKeySet(keys []*oauth.SigningKey) (*KeySet, error) {
 		return nil, fmt.Errorf("token: marshal JWKS: %w", err)
 	}
 	ks.jwks = jwks
+	for _, l := range ks.byAlg {
+		slices.SortFunc(l, func(a, b *parsedKey) int { return b.created.Compare(a.created) })
+	}
 	return ks, nil
+}
+
+// signer is the key that signs for alg at now: the current key once it is
+// ActivationDelay old, else the key it replaced (the newest older one, still
+// published), else — for the first key of alg — the current key.
+func (ks *KeySet) signer(alg string, now time.Time) *parsedKey {
+	cur := ks.current[alg]
+	if cur == nil || ks.delay <= 0 || now.Sub(cur.created) >= ks.delay {
+		return cur
+	}
+	for _, k := range ks.byAlg[alg] {
+		if k.created.Before(cur.created) {
+			return k
+		}
+	}
+	return cur
 }
 
 // Has reports whether a current key exists for alg.
@@ -104,7 +141,8 @@ func (ks *KeySet) JWKS() []byte {
 	return slices.Clone(ks.jwks)
 }
 
-// Sign signs c with the current key of alg as a compact JWS with the header
+// Sign signs c with the current key of alg (see ActivationDelay for when a
+// new one takes over) as a compact JWS with the header
 // {"alg", "kid", "typ": "at+jwt"}. It fails with ErrNoKey if alg has no
 // current key, and if c has no ExpiresAt (an access token must expire).
 func (ks *KeySet) Sign(alg string, c *Claims) (string, error) {
@@ -116,7 +154,11 @@ func (ks *KeySet) Sign(alg string, c *Claims) (string, error) {
 	}
 	var k *parsedKey
 	if ks != nil {
-		k = ks.current[alg]
+		now := c.IssuedAt
+		if now.IsZero() {
+			now = time.Now()
+		}
+		k = ks.signer(alg, now)
 	}
 	if k == nil {
 		return "", fmt.Errorf("%w %q", ErrNoKey, alg)

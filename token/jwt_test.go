@@ -671,3 +671,53 @@ func TestVerifyEmptyIssuerSkipsTheIssuerCheck(t *testing.T) {
 		t.Errorf("empty issuer: %v %+v", err, c)
 	}
 }
+
+func TestActivationDelay(t *testing.T) {
+	old := *testKey(t, oauth.AlgES256, 0) // created testT0
+	next := *testKey(t, oauth.AlgES256, 1)
+	next.CreatedAt = testT0.Add(time.Hour)
+	old.RetiredAt, old.PublishUntil = next.CreatedAt, next.CreatedAt.Add(25*time.Hour)
+	ks, err := NewKeySet([]*oauth.SigningKey{&next, &old}, ActivationDelay(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kidAt := func(at time.Time) any {
+		c := testClaims()
+		c.IssuedAt, c.ExpiresAt = at, at.Add(time.Hour)
+		tok, err := ks.Sign(oauth.AlgES256, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return decodeParts(t, tok).header["kid"]
+	}
+	if got := kidAt(next.CreatedAt.Add(time.Minute)); got != old.ID {
+		t.Errorf("a minute after rotation signed with %v, want the replaced key %s (the new one is not in cached JWKS yet)", got, old.ID)
+	}
+	if got := kidAt(next.CreatedAt.Add(2 * time.Minute)); got != next.ID {
+		t.Errorf("after the delay signed with %v, want the new key %s", got, next.ID)
+	}
+	// The replaced key signs during the delay even when it is young itself
+	// (rotated again soon after it was made).
+	young := next
+	young.CreatedAt = testT0.Add(time.Second)
+	old.RetiredAt = young.CreatedAt
+	ks, err = NewKeySet([]*oauth.SigningKey{&young, &old}, ActivationDelay(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := kidAt(young.CreatedAt.Add(time.Second)); got != old.ID {
+		t.Errorf("rotation a second after the first key: signed with %v, want %s", got, old.ID)
+	}
+
+	// The first key of an algorithm signs at once.
+	first, err := NewKeySet([]*oauth.SigningKey{&next}, ActivationDelay(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testClaims()
+	c.IssuedAt, c.ExpiresAt = next.CreatedAt, next.CreatedAt.Add(time.Hour)
+	tok, err := first.Sign(oauth.AlgES256, c)
+	if err != nil || decodeParts(t, tok).header["kid"] != next.ID {
+		t.Errorf("first key: %v", err)
+	}
+}
