@@ -54,7 +54,7 @@ func (l *rateLimiter) allow(clientID string) bool {
 		b = &bucket{tokens: l.burst, last: now}
 		l.buckets[clientID] = b
 	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	b.tokens = min(l.burst, b.tokens+max(0, now.Sub(b.last).Seconds())*l.rate) // a clock stepping back refills nothing
 	b.last = now
 	if b.tokens < 1 {
 		return false

@@ -137,9 +137,10 @@ func (d *b2b) DecodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.E
 	}
 	return &oauth.TokenRequest{
 		GrantType: oauth.GrantClientCredentials,
-		// A timestamp is acceptable until tsTime+window, so the nonce need
-		// not outlive that.
-		Nonce: &oauth.Nonce{Key: replayKey(tsTime, sig), ExpiresAt: tsTime.Add(d.window)},
+		// A timestamp is accepted until tsTime+window by this node's clock,
+		// but the nonce is judged later and by the store's clock: kept for
+		// twice the window, it outlives every way of still accepting it.
+		Nonce: &oauth.Nonce{Key: replayKey(tsTime, sig), ExpiresAt: tsTime.Add(2 * d.window)},
 		Credentials: oauth.ClientCredentials{
 			Method:   oauth.AuthDialect,
 			ClientID: clientID,

@@ -476,3 +476,45 @@ func TestBackgroundCheckpoint(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestWALStaysBoundedUnderSustainedWrites: background PASSIVE checkpoints
+// never catch up with a writer that commits without pause, so the WAL
+// would grow without bound if the writer did not checkpoint too.
+func TestWALStaysBoundedUnderSustainedWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sustained load for seconds")
+	}
+	dir := t.TempDir()
+	s, err := sqlite.Open(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Second)
+	defer cancel()
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				now := time.Now()
+				tok := &oauth.Token{ID: fmt.Sprintf("%016x-%02d-%d", now.UnixNano(), g, i), Kind: oauth.KindAccess, Format: oauth.FormatOpaque,
+					ClientID: "c", Subject: "c", Scopes: []string{"payments"}, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+				if s.CreateTokens(ctx, tok) == nil {
+					n.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	fi, err := os.Stat(filepath.Join(dir, sqlite.FileName+"-wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d tokens in 4s, WAL %d MB", n.Load(), fi.Size()>>20)
+	if fi.Size() > 100<<20 {
+		t.Errorf("WAL grew to %d MB under sustained writes: it is never rewound", fi.Size()>>20)
+	}
+}

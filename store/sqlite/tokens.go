@@ -24,7 +24,7 @@ func (s *Store) CreateTokens(ctx context.Context, tokens ...*oauth.Token) error 
 	}
 	// One statement, so all or none without a savepoint.
 	return s.doAtomic(ctx, func(ctx context.Context, w *writer) error {
-		return w.insertTokens(ctx, args)
+		return cleanConflict(w.insertTokens(ctx, args))
 	})
 }
 
@@ -181,16 +181,29 @@ func (s *Store) CreateTokensOnce(ctx context.Context, n oauth.Nonce, tokens ...*
 	// writes nothing when it fails, and a failed insert is undone by hand.
 	return s.doAtomic(ctx, func(ctx context.Context, w *writer) error {
 		if err := w.consumeNonce(ctx, n.Key, exp, now); err != nil {
-			return err
+			return cleanConflict(err)
 		}
 		if err := w.insertTokens(ctx, args); err != nil {
-			if _, derr := w.deleteNonce.ExecContext(ctx, n.Key); derr != nil {
-				return errors.Join(err, mapErr(derr))
+			if !errors.Is(err, oauth.ErrAlreadyExists) {
+				return err // the batch fails and is retried op by op
 			}
-			return err
+			if _, derr := w.deleteNonce.ExecContext(ctx, n.Key); derr != nil {
+				return mapErr(derr) // not clean: the batch is retried op by op
+			}
+			return batch.Clean(err)
 		}
 		return nil
 	})
+}
+
+// cleanConflict marks a unique conflict as a clean refusal (nothing
+// written, the transaction intact); anything else may have ended the
+// transaction and must fail the batch.
+func cleanConflict(err error) error {
+	if errors.Is(err, oauth.ErrAlreadyExists) {
+		return batch.Clean(err)
+	}
+	return err
 }
 
 func (w *writer) consumeNonce(ctx context.Context, key string, exp, now int64) error {

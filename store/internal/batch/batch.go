@@ -146,7 +146,8 @@ func (b *Batcher[T]) Do(ctx context.Context, op Op[T]) error {
 // single SQL statement, which the database applies atomically): it runs
 // without the savepoint statements around it, because when it fails there
 // is nothing of its own to undo. That is one statement instead of three per
-// operation on the hot path of token issuance.
+// operation on the hot path of token issuance. A failure the operation does
+// not mark Clean fails the whole batch (see Clean).
 func (b *Batcher[T]) DoAtomic(ctx context.Context, op Op[T]) error {
 	return b.do(ctx, op, true)
 }
@@ -215,6 +216,36 @@ func (e *keepError) Unwrap() error { return e.err }
 
 // outcome classifies an op's return: keep reports whether its writes stay,
 // and err is what the caller gets.
+// Clean marks the error of an operation run with DoAtomic as a clean
+// refusal: it wrote nothing and left the transaction as it was (a unique
+// conflict, a used nonce), so the batch goes on. Any other error of an
+// atomic operation fails the batch and every operation is retried alone.
+// The caller gets err itself.
+func Clean(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &cleanError{err}
+}
+
+type cleanError struct{ err error }
+
+func (e *cleanError) Error() string { return e.err.Error() }
+func (e *cleanError) Unwrap() error { return e.err }
+
+func isClean(err error) bool {
+	var c *cleanError
+	return errors.As(err, &c)
+}
+
+func unwrapClean(err error) error {
+	var c *cleanError
+	if errors.As(err, &c) {
+		return c.err
+	}
+	return err
+}
+
 func outcome(err error) (keep bool, callerErr error) {
 	if err == nil {
 		return true, nil
@@ -318,7 +349,13 @@ func (b *Batcher[T]) runBatch(reqs []*request[T]) (results []result, began bool,
 		if r.atomic {
 			res := b.call(ctx, tx, r.op)
 			b.ops.Add(1)
-			_, res.err = outcome(res.err)
+			if res.err != nil && !isClean(res.err) && res.panic == nil {
+				// It may have ended the transaction (SQLite rolls back
+				// on I/O errors): later operations must not run in what
+				// would be autocommit mode. Every operation is retried alone.
+				return fail(res.err)
+			}
+			res.err = unwrapClean(res.err)
 			results[i] = res
 			continue
 		}
@@ -358,7 +395,7 @@ func (b *Batcher[T]) runAlone(r *request[T]) result {
 	keep, callerErr := outcome(res.err)
 	if !keep {
 		_ = b.be.Rollback(ctx, tx)
-		res.err = callerErr
+		res.err = unwrapClean(callerErr)
 		return res
 	}
 	if err := b.be.Commit(ctx, tx); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -386,7 +387,7 @@ func TestDoAtomicSkipsSavepoints(t *testing.T) {
 				return errors.New("atomic op ran inside a savepoint")
 			}
 			if fail {
-				return errors.New("conflict")
+				return Clean(errConflict)
 			}
 			tx.writes[k] = "v"
 			return nil
@@ -412,8 +413,8 @@ func TestDoAtomicSkipsSavepoints(t *testing.T) {
 	}
 	release()
 	wg.Wait()
-	if errs[0] != nil || errs[1] == nil || errs[2] != nil || errs[3] != nil {
-		t.Fatalf("results %v, want only b to fail", errs)
+	if errs[0] != nil || !errors.Is(errs[1], errConflict) || isClean(errs[1]) || errs[2] != nil || errs[3] != nil {
+		t.Fatalf("results %v, want only b to fail, with its own error", errs)
 	}
 	for _, k := range []string{"a", "c", "d"} {
 		if _, ok := db.get(k); !ok {
@@ -426,5 +427,61 @@ func TestDoAtomicSkipsSavepoints(t *testing.T) {
 	}
 	if s := b.Stats(); s.Retries != 0 {
 		t.Errorf("Stats = %+v: an atomic op's failure caused a retry", s)
+	}
+}
+
+var errConflict = errors.New("conflict")
+
+// TestDoAtomicUncleanFailureFailsTheBatch: an atomic operation failing for
+// a reason it does not mark Clean may have ended the transaction (SQLite
+// rolls back on I/O errors), so nothing after it may run in that batch:
+// the batch is rolled back and every operation retried alone.
+func TestDoAtomicUncleanFailureFailsTheBatch(t *testing.T) {
+	db := newFakeDB()
+	b := New[*fakeTx](db, Options{})
+	defer b.Close()
+
+	release := blockWriter(t, b)
+	var attempts atomic.Int32
+	ioError := func(_ context.Context, tx *fakeTx) error {
+		if attempts.Add(1) == 1 {
+			tx.aborted = true // what SQLite does on SQLITE_IOERR
+			return errors.New("disk I/O error")
+		}
+		tx.writes["io"] = "v"
+		return nil
+	}
+	ran := map[string]int{}
+	var mu sync.Mutex
+	after := func(_ context.Context, tx *fakeTx) error {
+		mu.Lock()
+		ran["after"]++
+		mu.Unlock()
+		if tx.aborted {
+			return errors.New("ran in an aborted transaction")
+		}
+		tx.writes["after"] = "v"
+		return nil
+	}
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, op := range []Op[*fakeTx]{ioError, after} {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = b.DoAtomic(context.Background(), op) }()
+		waitQueued(t, b, i+1)
+	}
+	release()
+	wg.Wait()
+	if ran["after"] != 1 || errs[1] != nil {
+		t.Errorf("the op after the failure ran %d times, err %v: want once, alone, successfully", ran["after"], errs[1])
+	}
+	if errs[0] != nil {
+		t.Errorf("the failed op retried alone: %v", errs[0])
+	}
+	if _, ok := db.get("after"); !ok {
+		t.Error("the later op's write was lost")
+	}
+	if s := b.Stats(); s.Retries != 1 {
+		t.Errorf("Stats = %+v, want one batch retried", s)
 	}
 }
