@@ -94,6 +94,7 @@ type Batcher[T any] struct {
 	mu      sync.RWMutex // guards closed against sends on queue
 	closed  bool
 	queue   chan *request[T]
+	between chan func() // run by the writer between transactions
 	stopped chan struct{}
 
 	batches, ops, retries atomic.Int64
@@ -124,6 +125,7 @@ func New[T any](be Backend[T], opts Options) *Batcher[T] {
 		be:      be,
 		opts:    opts,
 		queue:   make(chan *request[T], opts.QueueSize),
+		between: make(chan func()),
 		stopped: make(chan struct{}),
 	}
 	go b.writer()
@@ -179,6 +181,22 @@ func (b *Batcher[T]) do(ctx context.Context, op Op[T], atomic bool) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Between runs fn on the writer goroutine between two transactions (the
+// backend is then in none) and waits for it. It is for maintenance that
+// must not overlap a write transaction, such as finishing a checkpoint.
+func (b *Batcher[T]) Between(ctx context.Context, fn func()) error {
+	done := make(chan struct{})
+	select {
+	case b.between <- func() { fn(); close(done) }:
+	case <-b.stopped:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	<-done // fn is running: wait for it rather than leave it behind
+	return nil
 }
 
 // Close stops accepting operations, runs those already queued and waits for
@@ -261,9 +279,16 @@ func (b *Batcher[T]) writer() {
 	defer close(b.stopped)
 	batch := make([]*request[T], 0, b.opts.MaxBatch)
 	for {
-		first, ok := <-b.queue
-		if !ok {
-			return
+		var first *request[T]
+		select {
+		case fn := <-b.between:
+			fn()
+			continue
+		case r, ok := <-b.queue:
+			if !ok {
+				return
+			}
+			first = r
 		}
 		batch = append(batch[:0], first)
 	drain:

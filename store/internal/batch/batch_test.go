@@ -485,3 +485,40 @@ func TestDoAtomicUncleanFailureFailsTheBatch(t *testing.T) {
 		t.Errorf("Stats = %+v, want one batch retried", s)
 	}
 }
+
+// TestBetweenRunsOutsideTransactions: Between's function runs on the writer
+// goroutine when no transaction is open, even under a stream of operations.
+func TestBetweenRunsOutsideTransactions(t *testing.T) {
+	db := newFakeDB()
+	b := New[*fakeTx](db, Options{})
+	var inTx atomic.Bool
+	op := func(_ context.Context, tx *fakeTx) error {
+		inTx.Store(true)
+		time.Sleep(100 * time.Microsecond)
+		inTx.Store(false)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				b.Do(ctx, op)
+			}
+		}()
+	}
+	for range 20 {
+		ran := false
+		if err := b.Between(context.Background(), func() { ran = !inTx.Load() }); err != nil || !ran {
+			t.Fatalf("Between: err %v, ran outside a transaction: %v", err, ran)
+		}
+	}
+	cancel()
+	wg.Wait()
+	b.Close()
+	if err := b.Between(context.Background(), func() {}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Between after Close: %v", err)
+	}
+}
