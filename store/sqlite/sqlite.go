@@ -199,7 +199,7 @@ func (s *Store) checkpoints() {
 
 // walRewindSize is the WAL size past which a checkpoint is finished on the
 // writer's own connection, so that the WAL is rewound.
-const walRewindSize = 16 << 20
+const walRewindSize = 4 << 20
 
 func (s *Store) checkpoint() {
 	// Errors are harmless here (busy readers, a concurrent checkpoint from
