@@ -409,35 +409,7 @@ func BenchmarkCreateTokensParallel(b *testing.B) {
 func benchCreateTokens(b *testing.B, newID func(seq int64) string) {
 	s := open(b, b.TempDir())
 	defer s.Close()
-	ctx := context.Background()
-	now := time.Now()
-	var seq atomic.Int64
-	b.SetParallelism(64) // a busy server's worth of concurrent requests
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			tok := &oauth.Token{
-				ID:        newID(seq.Add(1)),
-				Kind:      oauth.KindAccess,
-				Format:    oauth.FormatOpaque,
-				ClientID:  "merchant-1",
-				Subject:   "merchant-1",
-				Scopes:    []string{"payments:read", "payments:write"},
-				IssuedAt:  now,
-				ExpiresAt: now.Add(15 * time.Minute),
-			}
-			if err := s.CreateTokens(ctx, tok); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.StopTimer()
-	st := s.Stats()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
-	if st.Batches > 0 {
-		b.ReportMetric(float64(st.Ops)/float64(st.Batches), "tokens/commit")
-	}
+	storetest.BenchCreateTokens(b, s, 64, newID) // 64: a busy server's worth of concurrent requests
 }
 
 // TestBackgroundCheckpoint: commits never checkpoint (that stalled
