@@ -1,10 +1,9 @@
 package storetest
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
-
-	"sync/atomic"
 
 	"github.com/tokengate/tokengate/oauth"
 	"github.com/tokengate/tokengate/store/internal/batch"
