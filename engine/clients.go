@@ -110,7 +110,7 @@ func (e *Engine) AuthenticateClient(ctx context.Context, creds oauth.ClientCrede
 		return nil, authFailed(creds, oauth.CauseUnknownClient)
 	}
 	if err != nil {
-		return nil, e.storeError(ctx, "get client", err)
+		return nil, e.StoreError(ctx, "get client", err)
 	}
 	switch creds.Method {
 	case oauth.AuthSecretBasic, oauth.AuthSecretPost:

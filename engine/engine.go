@@ -233,10 +233,10 @@ func (e *Engine) JWKS() []byte { return e.keys.Load().JWKS() }
 // Ready reports whether the store is reachable.
 func (e *Engine) Ready(ctx context.Context) error { return e.store.Ping(ctx) }
 
-// storeError turns a store failure into the client-facing error: 503 when
+// StoreError turns a store failure into the client-facing error: 503 when
 // the store is unreachable or slow, 500 otherwise. The cause is logged, never
-// sent.
-func (e *Engine) storeError(ctx context.Context, op string, err error) *oauth.Error {
+// sent. The server uses it for introspection and revocation errors too.
+func (e *Engine) StoreError(ctx context.Context, op string, err error) *oauth.Error {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		e.cfg.Logger.Warn("store timeout", "op", op)

@@ -290,14 +290,14 @@ func TestUnknownUserCostsAPasswordCheck(t *testing.T) {
 func TestStoreFailureIsUnavailableNotServerError(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	e := f.eng.storeError(ctx, "x", errors.Join(errors.New("dial tcp: refused"), oauth.ErrUnavailable))
+	e := f.eng.StoreError(ctx, "x", errors.Join(errors.New("dial tcp: refused"), oauth.ErrUnavailable))
 	if e.Status != 503 || e.Cause != oauth.CauseUnavailable {
 		t.Errorf("unavailable: %+v", e)
 	}
-	if e := f.eng.storeError(ctx, "x", context.DeadlineExceeded); e.Status != 503 || e.Cause != oauth.CauseTimeout {
+	if e := f.eng.StoreError(ctx, "x", context.DeadlineExceeded); e.Status != 503 || e.Cause != oauth.CauseTimeout {
 		t.Errorf("timeout: %+v", e)
 	}
-	if e := f.eng.storeError(ctx, "x", errors.New("constraint")); e.Status != 500 || e.Description != "internal error" {
+	if e := f.eng.StoreError(ctx, "x", errors.New("constraint")); e.Status != 500 || e.Description != "internal error" {
 		t.Errorf("fault: %+v", e)
 	}
 }

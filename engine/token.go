@@ -73,7 +73,7 @@ func (e *Engine) password(ctx context.Context, cl *oauth.Client, req *oauth.Toke
 		return nil, badCredentials
 	}
 	if err != nil {
-		return nil, e.storeError(ctx, "get user", err)
+		return nil, e.StoreError(ctx, "get user", err)
 	}
 	ok, err := e.passwords.Verify(ctx, req.Password, u.PasswordHash)
 	if err != nil {
@@ -112,7 +112,7 @@ func (e *Engine) refresh(ctx context.Context, cl *oauth.Client, req *oauth.Token
 		return nil, badRefresh()
 	}
 	if err != nil {
-		return nil, e.storeError(ctx, "get refresh token", err)
+		return nil, e.StoreError(ctx, "get refresh token", err)
 	}
 	// RFC 6749 §6: the refresh token is bound to the client it was issued to.
 	if old.ClientID != cl.ID || old.Kind != oauth.KindRefresh {
@@ -160,7 +160,7 @@ func (e *Engine) refresh(ctx context.Context, cl *oauth.Client, req *oauth.Token
 			return nil, oauth.InvalidGrant(oauth.CauseUserDisabled, "the resource owner is disabled or removed")
 		}
 		if err != nil {
-			return nil, e.storeError(ctx, "get user", err)
+			return nil, e.StoreError(ctx, "get user", err)
 		}
 	}
 	// The new refresh token keeps the old one's scope (RFC 6749 §6: it
@@ -313,7 +313,7 @@ func (e *Engine) persist(ctx context.Context, is issuance, records []*oauth.Toke
 	case errors.Is(err, oauth.ErrTokenInactive), errors.Is(err, oauth.ErrNotFound):
 		return badRefresh()
 	default:
-		return e.storeError(ctx, "persist tokens", err)
+		return e.StoreError(ctx, "persist tokens", err)
 	}
 }
 
@@ -326,7 +326,7 @@ func (e *Engine) signJWT(ctx context.Context, cl *oauth.Client, t *oauth.Token) 
 	if !ks.Has(alg) {
 		var err error
 		if ks, err = e.firstKey(ctx, alg); err != nil {
-			return "", e.storeError(ctx, "create signing key", err)
+			return "", e.StoreError(ctx, "create signing key", err)
 		}
 	}
 	t.ID = secret.NewID(16)
@@ -368,5 +368,5 @@ func (e *Engine) nonceError(ctx context.Context, err error) *oauth.Error {
 	if errors.Is(err, oauth.ErrAlreadyExists) {
 		return oauth.InvalidClient(oauth.CauseReplay, "request replayed")
 	}
-	return e.storeError(ctx, "use nonce", err)
+	return e.StoreError(ctx, "use nonce", err)
 }

@@ -72,7 +72,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	}
 	in, err := s.engine.Introspect(ctx, params["token"])
 	if err != nil {
-		e := s.unavailable(ctx, "introspect", err)
+		e := s.engine.StoreError(ctx, "introspect", err)
 		s.metrics.introspect.WithLabelValues(e.Code).Inc()
 		oauth2.WriteError(w, e)
 		return
@@ -111,21 +111,10 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		oauth2.WriteError(w, &oauth.Error{Code: oauth.CodeUnauthorizedClient, Status: http.StatusBadRequest,
 			Cause: oauth.CauseGrantNotAllowed, Description: "the token was not issued to this client"})
 	default:
-		e := s.unavailable(ctx, "revoke", err)
+		e := s.engine.StoreError(ctx, "revoke", err)
 		s.metrics.revoke.WithLabelValues(e.Code).Inc()
 		oauth2.WriteError(w, e)
 	}
-}
-
-// unavailable maps a store failure to 503 (or 500 for a fault that is not
-// about reaching the store), logging the cause and sending none of it.
-func (s *Server) unavailable(ctx context.Context, op string, err error) *oauth.Error {
-	if errors.Is(err, oauth.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
-		s.log.Warn("store unavailable", "op", op, "err", err)
-		return oauth.Unavailable()
-	}
-	s.log.Error("store failure", "op", op, "err", err)
-	return oauth.ServerError()
 }
 
 // metadata serves RFC 8414 authorization server metadata.
