@@ -2,7 +2,7 @@ package oauth
 
 import (
 	"errors"
-	"net/http"
+	"time"
 )
 
 // RFC 6749 §5.2 error codes, plus RFC 6749 §4.1.2.1's server_error and
@@ -29,7 +29,10 @@ const (
 	CauseMalformedField        // a parameter or header has a bad format; Field names it
 	CauseBadRequest            // the request as a whole is unacceptable (method, content type, size, duplicates)
 	CauseUnknownClient         // no such client
-	CauseBadCredentials        // wrong secret, wrong signature, or no credentials
+	CauseBadCredentials        // wrong secret or wrong signature
+	CauseNoCredentials         // the request carries no client authentication at all
+	CauseMethodNotAllowed      // the client may not authenticate with the method it used
+	CauseEndpointNotAllowed    // the client may not use this token endpoint
 	CauseNoClientKey           // the dialect needs a registered key and the client has none
 	CauseClientDisabled        // the client exists but is disabled
 	CauseStaleRequest          // a request timestamp outside the allowed window
@@ -38,24 +41,29 @@ const (
 	CauseScopeNotAllowed       // a requested scope is not allowed for the client
 	CauseBadGrant              // wrong password, unknown/expired/revoked/reused refresh token
 	CauseUserDisabled          // the resource owner is disabled
+	CauseUserLocked            // too many wrong passwords for the username: locked for a while
 	CauseRateLimited           // too many requests
+	CauseOverloaded            // the server is at capacity for this kind of work (a full queue)
 	CauseUnavailable           // the store or another dependency is unreachable
 	CauseTimeout               // a dependency did not answer in time
 	CauseInternal              // a server fault
 )
 
-// Error is an OAuth error as a value: written to the wire in one place per
-// dialect. Description is shown to the client, so it never holds a secret.
+// Error is an OAuth error as a value: what went wrong (Code, Cause, Field),
+// never how a wire format says it. Each dialect alone maps it to an HTTP
+// status, headers and body. Description is shown to the client, so it never
+// holds a secret.
 type Error struct {
 	Code        string // RFC 6749 §5.2 error code
 	Description string // human-readable, safe to show to the client
-	Status      int    // HTTP status in the RFC 6749 dialect
 	Cause       Cause
 	Field       string // the parameter or header concerned, if any
-	// BasicAuthFailed asks the RFC 6749 dialect for 401 with a Basic
-	// WWW-Authenticate challenge (§5.2): the client tried the Authorization
-	// header, or sent no credentials at all.
-	BasicAuthFailed bool
+	// RetryAfter, when positive, is how long the client should wait before
+	// trying again (rate limits, a full queue, an unreachable store).
+	RetryAfter time.Duration
+	// Status is set only by a dialect for an error of its own wire format
+	// (the RFC 6749 dialect's 405 and 413); the engine never sets it.
+	Status int
 }
 
 func (e *Error) Error() string {
@@ -69,7 +77,7 @@ func (e *Error) Error() string {
 // fields, never values, so no secret can reach a client through them.
 
 func Missing(field string) *Error {
-	return &Error{Code: CodeInvalidRequest, Status: http.StatusBadRequest, Cause: CauseMissingField, Field: field,
+	return &Error{Code: CodeInvalidRequest, Cause: CauseMissingField, Field: field,
 		Description: "missing required parameter: " + field}
 }
 
@@ -78,52 +86,57 @@ func Malformed(field, why string) *Error {
 	if why != "" {
 		d += " (" + why + ")"
 	}
-	return &Error{Code: CodeInvalidRequest, Status: http.StatusBadRequest, Cause: CauseMalformedField, Field: field, Description: d}
+	return &Error{Code: CodeInvalidRequest, Cause: CauseMalformedField, Field: field, Description: d}
 }
 
 func BadRequest(desc string) *Error {
-	return &Error{Code: CodeInvalidRequest, Status: http.StatusBadRequest, Cause: CauseBadRequest, Description: desc}
+	return &Error{Code: CodeInvalidRequest, Cause: CauseBadRequest, Description: desc}
 }
 
 func InvalidClient(cause Cause, desc string) *Error {
-	return &Error{Code: CodeInvalidClient, Status: http.StatusUnauthorized, Cause: cause, Description: desc}
+	return &Error{Code: CodeInvalidClient, Cause: cause, Description: desc}
 }
 
 func InvalidGrant(cause Cause, desc string) *Error {
-	return &Error{Code: CodeInvalidGrant, Status: http.StatusBadRequest, Cause: cause, Description: desc}
+	return &Error{Code: CodeInvalidGrant, Cause: cause, Description: desc}
 }
 
 func InvalidScope(desc string) *Error {
-	return &Error{Code: CodeInvalidScope, Status: http.StatusBadRequest, Cause: CauseScopeNotAllowed, Description: desc}
+	return &Error{Code: CodeInvalidScope, Cause: CauseScopeNotAllowed, Description: desc}
 }
 
 func UnauthorizedClient(desc string) *Error {
-	return &Error{Code: CodeUnauthorizedClient, Status: http.StatusBadRequest, Cause: CauseGrantNotAllowed, Description: desc}
+	return &Error{Code: CodeUnauthorizedClient, Cause: CauseGrantNotAllowed, Description: desc}
 }
 
 func UnsupportedGrant(desc string) *Error {
-	return &Error{Code: CodeUnsupportedGrantType, Status: http.StatusBadRequest, Cause: CauseMalformedField, Field: "grant_type", Description: desc}
+	return &Error{Code: CodeUnsupportedGrantType, Cause: CauseMalformedField, Field: "grant_type", Description: desc}
 }
 
 func ServerError() *Error {
-	return &Error{Code: CodeServerError, Status: http.StatusInternalServerError, Cause: CauseInternal, Description: "internal error"}
+	return &Error{Code: CodeServerError, Cause: CauseInternal, Description: "internal error"}
 }
 
+// Unavailable: the store cannot be reached; a retry after a second may work.
 func Unavailable() *Error {
-	return &Error{Code: CodeTemporarilyUnavail, Status: http.StatusServiceUnavailable, Cause: CauseUnavailable,
+	return &Error{Code: CodeTemporarilyUnavail, Cause: CauseUnavailable, RetryAfter: time.Second,
 		Description: "the token store is unavailable, try again shortly"}
 }
 
 func Timeout() *Error {
-	return &Error{Code: CodeTemporarilyUnavail, Status: http.StatusServiceUnavailable, Cause: CauseTimeout,
+	return &Error{Code: CodeTemporarilyUnavail, Cause: CauseTimeout, RetryAfter: time.Second,
 		Description: "the token store did not answer in time, try again shortly"}
 }
 
 // RateLimited has no RFC 6749 error code of its own; temporarily_unavailable
-// with HTTP 429 tells a client to retry later.
-func RateLimited() *Error {
-	return &Error{Code: CodeTemporarilyUnavail, Status: http.StatusTooManyRequests, Cause: CauseRateLimited,
-		Description: "too many token requests for this client, retry later"}
+// (HTTP 429 in the RFC 6749 dialect) tells a client to retry after wait.
+func RateLimited(desc string, wait time.Duration) *Error {
+	return &Error{Code: CodeTemporarilyUnavail, Cause: CauseRateLimited, RetryAfter: wait, Description: desc}
+}
+
+// Overloaded: a bounded queue is full; the client may retry after wait.
+func Overloaded(desc string, wait time.Duration) *Error {
+	return &Error{Code: CodeTemporarilyUnavail, Cause: CauseOverloaded, RetryAfter: wait, Description: desc}
 }
 
 // AsError returns err as an *Error if it is one.

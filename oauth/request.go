@@ -5,24 +5,40 @@ import (
 	"time"
 )
 
-// Client authentication methods (RFC 7591 §2 names).
+// Client authentication methods. The first two are RFC 7591 §2 names.
 const (
 	AuthSecretBasic = "client_secret_basic"
 	AuthSecretPost  = "client_secret_post"
-	// AuthDialect means the dialect proves the client's identity itself, for
-	// example by a request signature (SNAP BI); see ClientCredentials.Verify.
-	AuthDialect = "dialect"
+	// AuthSNAPSignature is SNAP BI's X-SIGNATURE: SHA256withRSA over
+	// client_id|X-TIMESTAMP with the client's registered public key.
+	AuthSNAPSignature = "snap_signature"
 )
 
 // ClientCredentials is the evidence of a client's identity a dialect found
 // in a request.
 type ClientCredentials struct {
-	Method   string // one of the Auth* constants; "" when none was presented
+	Method   string // an authentication method name; "" when none was presented
 	ClientID string
 	Secret   string // client_secret_basic and client_secret_post
-	// Verify checks dialect-specific evidence against the registered client,
-	// for AuthDialect. It returns nil or an *Error whose Cause says why.
-	Verify func(ctx context.Context, c *Client) *Error
+	// Evidence is method-specific proof for the method's
+	// ClientAuthenticator (for example a SNAP signature and its timestamp).
+	Evidence any
+}
+
+// ClientAuthenticator checks one client authentication method, as
+// ory/fosite's ClientAuthenticationStrategy does. The engine keeps them in a
+// registry by Method; a client lists the methods it may use. Implementations
+// are safe for concurrent use.
+type ClientAuthenticator interface {
+	// Method is the name clients are registered with (Client.AuthMethods).
+	Method() string
+	// Authenticate checks creds against the registered client c at now. It
+	// returns nil, or an invalid_client *Error whose Cause says why
+	// (CauseBadCredentials, CauseNoClientKey).
+	Authenticate(ctx context.Context, creds ClientCredentials, c *Client, now time.Time) *Error
+	// Dummy costs what a failed Authenticate costs, so an unknown client
+	// ID is answered in the same time as a known one with bad credentials.
+	Dummy(creds ClientCredentials)
 }
 
 // EndpointPolicy is what an endpoint's configuration contributes to a grant.
@@ -43,6 +59,14 @@ type TokenRequest struct {
 	// Nonce, when set, is used up atomically with the issuance (a signed
 	// request that must not be honoured twice, as SNAP's X-SIGNATURE).
 	Nonce *Nonce
+	// Endpoint is the path of the token endpoint the request came to; a
+	// client may be restricted to some (Client.Endpoints).
+	Endpoint string
+	// NoRefreshToken: the dialect's response cannot carry a refresh token
+	// (SNAP, NeoX), so none is issued or stored.
+	NoRefreshToken bool
+	// Remote is the caller's address, for security events only.
+	Remote string
 }
 
 // TokenResponse is a successful token endpoint response in dialect-neutral form.

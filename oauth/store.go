@@ -70,11 +70,15 @@ type Store interface {
 	GetToken(ctx context.Context, id string) (*Token, error)
 	// RotateRefreshToken atomically marks the refresh token oldID rotated at
 	// now and stores the tokens that replace it. Exactly one of any number of
-	// concurrent calls for the same oldID succeeds.
+	// concurrent calls for the same oldID rotates it. A call that finds it
+	// already rotated less than grace ago (and neither revoked nor expired)
+	// stores its replacements too, beside the winner's, and succeeds: a
+	// retry after a lost reply, or a concurrent duplicate, gets a valid pair
+	// of the same family (RFC 9700 §4.14's grace period); grace 0 disables it.
 	// Errors: ErrNotFound; ErrTokenInactive (expired or revoked — nothing is
-	// written); ErrRefreshReused (already rotated — the store has durably
-	// revoked every token of the family before returning).
-	RotateRefreshToken(ctx context.Context, oldID string, now time.Time, replacements ...*Token) error
+	// written); ErrRefreshReused (rotated at least grace ago — the store has
+	// durably revoked every token of the family before returning).
+	RotateRefreshToken(ctx context.Context, oldID string, now time.Time, grace time.Duration, replacements ...*Token) error
 	// RevokeToken durably marks t.ID revoked at now, inserting t as a
 	// revoked record if it was never stored (a stateless JWT). Revoking an
 	// already revoked token is not an error.
@@ -103,8 +107,10 @@ type Store interface {
 	// signing key changes; servers poll it to invalidate their caches.
 	Revision(ctx context.Context) (int64, error)
 
-	// DeleteExpired deletes at most limit token records and nonces that
-	// expired before the given time, returning how many it deleted.
+	// DeleteExpired deletes at most limit token records, nonces and retired
+	// signing keys that expired (for keys: stopped being published) before
+	// the given time, returning how many it deleted. A key no longer
+	// published can verify no token still valid, so it is erased.
 	DeleteExpired(ctx context.Context, before time.Time, limit int) (int, error)
 
 	// Counts returns how many token records and nonces are stored, expired

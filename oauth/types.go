@@ -46,6 +46,10 @@ type SecretHash struct {
 	ExpiresAt time.Time `json:"expires_at,omitzero"` // zero: never expires
 }
 
+// MaxClientIDLen bounds a client ID: a longer one is refused by every
+// dialect before any lookup.
+const MaxClientIDLen = 256
+
 // Client is a registered OAuth client (a merchant or partner integration).
 type Client struct {
 	ID            string
@@ -63,21 +67,72 @@ type Client struct {
 	// PublicKeyPEM is a public key the client signs requests with (for
 	// example SNAP BI's X-SIGNATURE). Empty when none is registered.
 	PublicKeyPEM string
-	Disabled     bool
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// AuthMethods are the client authentication methods the client may use
+	// (AuthSecretBasic, AuthSecretPost, AuthSNAPSignature). Empty means the
+	// defaults: see EffectiveAuthMethods.
+	AuthMethods []string
+	// Endpoints are the token endpoint paths the client may use; empty
+	// means every configured endpoint where one of its methods works.
+	Endpoints []string
+	// CanIntrospect lets the client introspect tokens issued to other
+	// clients (a resource server). Without it, introspecting a foreign
+	// token answers inactive.
+	CanIntrospect bool
+	// TokensNotBefore: every token of this client issued before it is
+	// revoked (an incident's "revoke everything", and a disable). Zero: none.
+	TokensNotBefore time.Time
+	Disabled        bool
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }
 
 // AllowsGrant reports whether the client is registered for grant type g.
 func (c *Client) AllowsGrant(g string) bool { return slices.Contains(c.Grants, g) }
+
+// EffectiveAuthMethods is AuthMethods, or when that is empty the default:
+// a client with a SNAP public key signs (snap_signature only), any other
+// uses its secret (client_secret_basic and client_secret_post).
+func (c *Client) EffectiveAuthMethods() []string {
+	switch {
+	case len(c.AuthMethods) > 0:
+		return c.AuthMethods
+	case c.PublicKeyPEM != "":
+		return []string{AuthSNAPSignature}
+	default:
+		return []string{AuthSecretBasic, AuthSecretPost}
+	}
+}
+
+// AllowsAuthMethod reports whether the client may authenticate with m.
+func (c *Client) AllowsAuthMethod(m string) bool { return slices.Contains(c.EffectiveAuthMethods(), m) }
+
+// AllowsEndpoint reports whether the client may use the token endpoint at path.
+func (c *Client) AllowsEndpoint(path string) bool {
+	return len(c.Endpoints) == 0 || slices.Contains(c.Endpoints, path)
+}
+
+// RevokedBefore reports whether a token of this client issued at issuedAt
+// is revoked by TokensNotBefore.
+func (c *Client) RevokedBefore(issuedAt time.Time) bool {
+	return !c.TokensNotBefore.IsZero() && issuedAt.Before(c.TokensNotBefore)
+}
 
 // User is a resource owner for the password grant.
 type User struct {
 	Username     string
 	PasswordHash string // argon2id, PHC string format
 	Disabled     bool
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// TokensNotBefore: every token of this user issued before it is revoked
+	// (revoke-all, a disable, a password change). Zero: none.
+	TokensNotBefore time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// RevokedBefore reports whether a token of this user issued at issuedAt is
+// revoked by TokensNotBefore.
+func (u *User) RevokedBefore(issuedAt time.Time) bool {
+	return !u.TokensNotBefore.IsZero() && issuedAt.Before(u.TokensNotBefore)
 }
 
 // TokenKind tells access tokens from refresh tokens.
