@@ -44,6 +44,15 @@ type ClientSpec struct {
 	SigningAlg                   string
 	RefreshWithClientCredentials bool
 	PublicKeyPEM                 string
+	// AuthMethods are the client authentication methods the client may
+	// use; empty: snap_signature for a client with a public key, else
+	// client_secret_basic and client_secret_post.
+	AuthMethods []string
+	// Endpoints restricts the client to these token endpoint paths; empty:
+	// every endpoint.
+	Endpoints []string
+	// CanIntrospect lets the client introspect other clients' tokens.
+	CanIntrospect bool
 }
 
 // NewClientID returns a fresh client ID: 128 random bits in hex (no
@@ -91,8 +100,25 @@ func Validate(c *oauth.Client) error {
 	if c.SigningAlg != "" && !oauth.KnownAlg(c.SigningAlg) {
 		return fmt.Errorf("unknown signing algorithm %q (want ES256, RS256 or EdDSA)", c.SigningAlg)
 	}
+	for _, m := range c.AuthMethods {
+		if !slices.Contains(AuthMethods, m) {
+			return fmt.Errorf("unknown client authentication method %q (want %s)", m, strings.Join(AuthMethods, ", "))
+		}
+	}
+	if c.AllowsAuthMethod(oauth.AuthSNAPSignature) && c.PublicKeyPEM == "" {
+		return errors.New("auth method snap_signature needs a SNAP public key")
+	}
+	for _, p := range c.Endpoints {
+		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, " \t?#") {
+			return fmt.Errorf("endpoint %q is not a path (it starts with / and has no spaces, '?' or '#')", p)
+		}
+	}
 	return nil
 }
+
+// AuthMethods are the client authentication methods a client can be
+// registered for.
+var AuthMethods = []string{oauth.AuthSecretBasic, oauth.AuthSecretPost, oauth.AuthSNAPSignature}
 
 func validScopeToken(s string) bool {
 	if s == "" {
@@ -127,9 +153,15 @@ func (a *Admin) CreateClient(ctx context.Context, spec ClientSpec) (*oauth.Clien
 		SigningAlg:                   spec.SigningAlg,
 		RefreshWithClientCredentials: spec.RefreshWithClientCredentials,
 		PublicKeyPEM:                 spec.PublicKeyPEM,
+		AuthMethods:                  dedupe(spec.AuthMethods),
+		Endpoints:                    dedupe(spec.Endpoints),
+		CanIntrospect:                spec.CanIntrospect,
 		CreatedAt:                    now,
 		UpdatedAt:                    now,
 	}
+	// Stored explicitly, so a later change (a SNAP key added) does not
+	// silently change how the client authenticates.
+	c.AuthMethods = slices.Clone(c.EffectiveAuthMethods())
 	if err := Validate(c); err != nil {
 		return nil, "", err
 	}
@@ -147,6 +179,7 @@ func (a *Admin) UpdateClient(ctx context.Context, id string, change func(*oauth.
 			return err
 		}
 		c.Grants, c.Scopes, c.DefaultScopes = dedupe(c.Grants), dedupe(c.Scopes), dedupe(c.DefaultScopes)
+		c.AuthMethods, c.Endpoints = dedupe(c.AuthMethods), dedupe(c.Endpoints)
 		if err := Validate(c); err != nil {
 			return err
 		}
@@ -155,9 +188,44 @@ func (a *Admin) UpdateClient(ctx context.Context, id string, change func(*oauth.
 	})
 }
 
-// SetClientDisabled disables or re-enables a client.
+// SetClientDisabled disables or re-enables a client. Disabling also
+// revokes every token the client holds (TokensNotBefore), so enabling it
+// again, even after a secret rotation, brings none of them back.
 func (a *Admin) SetClientDisabled(ctx context.Context, id string, disabled bool) error {
-	return a.UpdateClient(ctx, id, func(c *oauth.Client) error { c.Disabled = disabled; return nil })
+	return a.UpdateClient(ctx, id, func(c *oauth.Client) error {
+		if disabled && !c.Disabled {
+			c.TokensNotBefore = a.now()
+		}
+		c.Disabled = disabled
+		return nil
+	})
+}
+
+// RevokeClientTokens revokes every token, access and refresh, opaque and
+// JWT, issued to the client until now, in one write: tokens issued before
+// the client's TokensNotBefore are inactive on every node once it has seen
+// the change. It returns that instant. Errors: oauth.ErrNotFound.
+func (a *Admin) RevokeClientTokens(ctx context.Context, id string) (time.Time, error) {
+	var at time.Time
+	err := a.UpdateClient(ctx, id, func(c *oauth.Client) error {
+		at = a.now()
+		c.TokensNotBefore = at
+		return nil
+	})
+	return at, err
+}
+
+// SetSNAPKey registers the public key that verifies the client's SNAP
+// signatures (pemText as snap.NormalizePublicKey returns it) and lets the
+// client authenticate with snap_signature. Errors: oauth.ErrNotFound.
+func (a *Admin) SetSNAPKey(ctx context.Context, id, pemText string) error {
+	return a.UpdateClient(ctx, id, func(c *oauth.Client) error {
+		c.PublicKeyPEM = pemText
+		if len(c.AuthMethods) > 0 && !slices.Contains(c.AuthMethods, oauth.AuthSNAPSignature) {
+			c.AuthMethods = append(c.AuthMethods, oauth.AuthSNAPSignature)
+		}
+		return nil
+	})
 }
 
 // RotateSecret gives a client a new secret. For grace, the previous secret
@@ -233,7 +301,8 @@ func (a *Admin) CreateUser(ctx context.Context, username, password string) error
 	return a.store.CreateUser(ctx, &oauth.User{Username: username, PasswordHash: h, CreatedAt: now, UpdatedAt: now})
 }
 
-// SetPassword replaces a user's password.
+// SetPassword replaces a user's password and revokes every token the user
+// holds (TokensNotBefore): whoever knew the old password loses access.
 func (a *Admin) SetPassword(ctx context.Context, username, password string) error {
 	if err := checkPassword(password); err != nil {
 		return err
@@ -243,17 +312,35 @@ func (a *Admin) SetPassword(ctx context.Context, username, password string) erro
 		return err
 	}
 	return a.store.UpdateUser(ctx, username, func(u *oauth.User) error {
-		u.PasswordHash, u.UpdatedAt = h, a.now()
+		now := a.now()
+		u.PasswordHash, u.UpdatedAt, u.TokensNotBefore = h, now, now
 		return nil
 	})
 }
 
-// SetUserDisabled disables or re-enables a user.
+// SetUserDisabled disables or re-enables a user. Disabling also revokes
+// every token the user holds, so enabling the user again brings none back.
 func (a *Admin) SetUserDisabled(ctx context.Context, username string, disabled bool) error {
 	return a.store.UpdateUser(ctx, username, func(u *oauth.User) error {
-		u.Disabled, u.UpdatedAt = disabled, a.now()
+		now := a.now()
+		if disabled && !u.Disabled {
+			u.TokensNotBefore = now
+		}
+		u.Disabled, u.UpdatedAt = disabled, now
 		return nil
 	})
+}
+
+// RevokeUserTokens revokes every token issued for the user until now, in
+// one write (see RevokeClientTokens). Errors: oauth.ErrNotFound.
+func (a *Admin) RevokeUserTokens(ctx context.Context, username string) (time.Time, error) {
+	var at time.Time
+	err := a.store.UpdateUser(ctx, username, func(u *oauth.User) error {
+		at = a.now()
+		u.TokensNotBefore, u.UpdatedAt = at, at
+		return nil
+	})
+	return at, err
 }
 
 func dedupe(in []string) []string {

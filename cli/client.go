@@ -24,20 +24,25 @@ type clientCmd struct {
 
 // clientView is a client as the CLI shows it: never a secret hash.
 type clientView struct {
-	ClientID      string    `json:"client_id"`
-	Name          string    `json:"name"`
-	Grants        []string  `json:"grants"`
-	Scopes        []string  `json:"scopes"`
-	DefaultScopes []string  `json:"default_scopes"`
-	AccessTTL     string    `json:"access_ttl,omitempty"`
-	TokenFormat   string    `json:"token_format,omitempty"`
-	SigningAlg    string    `json:"signing_alg,omitempty"`
-	RefreshWithCC bool      `json:"refresh_with_client_credentials"`
-	HasPublicKey  bool      `json:"snap_public_key"`
-	Disabled      bool      `json:"disabled"`
-	Secrets       []string  `json:"secrets"` // "current" or "expires <time>"
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	ClientID      string   `json:"client_id"`
+	Name          string   `json:"name"`
+	Grants        []string `json:"grants"`
+	Scopes        []string `json:"scopes"`
+	DefaultScopes []string `json:"default_scopes"`
+	AccessTTL     string   `json:"access_ttl,omitempty"`
+	TokenFormat   string   `json:"token_format,omitempty"`
+	SigningAlg    string   `json:"signing_alg,omitempty"`
+	RefreshWithCC bool     `json:"refresh_with_client_credentials"`
+	HasPublicKey  bool     `json:"snap_public_key"`
+	AuthMethods   []string `json:"auth_methods"`
+	Endpoints     []string `json:"endpoints"` // empty: every endpoint
+	CanIntrospect bool     `json:"can_introspect"`
+	// TokensNotBefore: tokens issued before it are revoked.
+	TokensNotBefore *time.Time `json:"tokens_not_before,omitempty"`
+	Disabled        bool       `json:"disabled"`
+	Secrets         []string   `json:"secrets"` // "current" or "expires <time>"
+	CreatedAt       time.Time  `json:"created_at"`
+	UpdatedAt       time.Time  `json:"updated_at"`
 }
 
 func viewClient(c *oauth.Client) clientView {
@@ -45,7 +50,12 @@ func viewClient(c *oauth.Client) clientView {
 		ClientID: c.ID, Name: c.Name, Grants: nonNil(c.Grants), Scopes: nonNil(c.Scopes),
 		DefaultScopes: nonNil(c.DefaultScopes), TokenFormat: string(c.TokenFormat), SigningAlg: c.SigningAlg,
 		RefreshWithCC: c.RefreshWithClientCredentials, HasPublicKey: c.PublicKeyPEM != "",
+		AuthMethods: nonNil(c.EffectiveAuthMethods()), Endpoints: nonNil(c.Endpoints), CanIntrospect: c.CanIntrospect,
 		Disabled: c.Disabled, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Secrets: []string{},
+	}
+	if !c.TokensNotBefore.IsZero() {
+		t := c.TokensNotBefore.UTC()
+		v.TokensNotBefore = &t
 	}
 	if c.AccessTTL > 0 {
 		v.AccessTTL = c.AccessTTL.String()
@@ -91,8 +101,18 @@ func (r *run) showClient(c *oauth.Client, asJSON bool) error {
 	if v.SigningAlg != "" {
 		fmt.Fprintf(w, "signing alg:\t%s\n", v.SigningAlg)
 	}
-	fmt.Fprintf(w, "refresh with client_credentials:\t%t\nsnap public key:\t%t\nsecrets:\t%s\ncreated:\t%s\n",
-		v.RefreshWithCC, v.HasPublicKey, strings.Join(v.Secrets, ", "), v.CreatedAt.UTC().Format(time.RFC3339))
+	endpoints := strings.Join(v.Endpoints, " ")
+	if endpoints == "" {
+		endpoints = "(every endpoint)"
+	}
+	fmt.Fprintf(w, "auth methods:\t%s\nendpoints:\t%s\ncan introspect:\t%t\n",
+		strings.Join(v.AuthMethods, " "), endpoints, v.CanIntrospect)
+	fmt.Fprintf(w, "refresh with client_credentials:\t%t\nsnap public key:\t%t\nsecrets:\t%s\n",
+		v.RefreshWithCC, v.HasPublicKey, strings.Join(v.Secrets, ", "))
+	if v.TokensNotBefore != nil {
+		fmt.Fprintf(w, "tokens revoked before:\t%s\n", v.TokensNotBefore.Format(time.RFC3339Nano))
+	}
+	fmt.Fprintf(w, "created:\t%s\n", v.CreatedAt.UTC().Format(time.RFC3339))
 	return w.Flush()
 }
 
@@ -106,6 +126,9 @@ type clientCreateCmd struct {
 	SigningAlg    string        `name:"signing-alg" enum:",ES256,RS256,EdDSA" default:"" help:"JWT algorithm: ES256, RS256 or EdDSA; default: server default."`
 	RefreshWithCC bool          `name:"refresh-with-client-credentials" help:"Also issue refresh tokens for client_credentials (needs --grant refresh_token)."`
 	SnapPublicKey string        `name:"snap-public-key" placeholder:"FILE" help:"PEM RSA public key (SPKI, PKCS#1 or X.509 certificate, >= 2048 bits) verifying the client's SNAP BI signatures."`
+	AuthMethod    []string      `name:"auth-method" help:"Client authentication method the client may use; repeat for several (client_secret_basic, client_secret_post, snap_signature). Default: snap_signature with --snap-public-key, else the two secret methods."`
+	Endpoint      []string      `name:"endpoint" placeholder:"PATH" help:"Token endpoint path the client may use; repeat for several. Default: every endpoint."`
+	CanIntrospect bool          `name:"can-introspect" help:"Let the client introspect tokens issued to other clients (a resource server)."`
 	JSON          bool          `name:"json" help:"Print {\"client_id\",\"client_secret\"} as JSON."`
 }
 
@@ -127,6 +150,7 @@ func (c *clientCreateCmd) Run(r *run) error {
 		Name:         c.Name, Grants: splitAll(c.Grant), Scopes: splitAll(c.Scope), DefaultScopes: splitAll(c.DefaultScope),
 		AccessTTL: c.AccessTTL, TokenFormat: oauth.TokenFormat(c.TokenFormat), SigningAlg: c.SigningAlg,
 		RefreshWithClientCredentials: c.RefreshWithCC,
+		AuthMethods:                  splitAll(c.AuthMethod), Endpoints: splitAll(c.Endpoint), CanIntrospect: c.CanIntrospect,
 	}
 	cl, sec, err := s.admin.CreateClient(r.ctx, spec)
 	if err != nil {
@@ -210,6 +234,10 @@ type clientUpdateCmd struct {
 	TokenFormat    string   `name:"token-format" enum:",opaque,jwt,default" default:"" help:"opaque, jwt, or default (the server's)."`
 	SigningAlg     string   `name:"signing-alg" enum:",ES256,RS256,EdDSA,default" default:"" help:"ES256, RS256, EdDSA, or default (the server's)."`
 	RefreshWithCC  string   `name:"refresh-with-client-credentials" enum:",true,false" default:"" help:"true or false."`
+	AuthMethod     []string `name:"auth-method" help:"Replace the allowed client authentication methods; repeat for several."`
+	Endpoint       []string `name:"endpoint" placeholder:"PATH" help:"Replace the allowed token endpoint paths; repeat for several."`
+	AnyEndpoint    bool     `name:"any-endpoint" help:"Remove the endpoint restriction."`
+	CanIntrospect  string   `name:"can-introspect" enum:",true,false" default:"" help:"true or false: may introspect other clients' tokens."`
 	JSON           bool     `name:"json" help:"Print the updated client as JSON."`
 }
 
@@ -261,6 +289,18 @@ func (c *clientUpdateCmd) Run(r *run) error {
 		}
 		if c.RefreshWithCC != "" {
 			cl.RefreshWithClientCredentials = c.RefreshWithCC == "true"
+		}
+		if c.AuthMethod != nil {
+			cl.AuthMethods = splitAll(c.AuthMethod)
+		}
+		if c.Endpoint != nil {
+			cl.Endpoints = splitAll(c.Endpoint)
+		}
+		if c.AnyEndpoint {
+			cl.Endpoints = nil
+		}
+		if c.CanIntrospect != "" {
+			cl.CanIntrospect = c.CanIntrospect == "true"
 		}
 		return nil
 	})

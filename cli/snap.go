@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/dialect/snap"
-	"github.com/tokengate/tokengate/oauth"
 )
 
 // readSnapKey reads and checks a client's SNAP public key file, returning
@@ -39,7 +38,7 @@ func (c *clientSetSnapKeyCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	err = s.admin.UpdateClient(r.ctx, c.ID, func(cl *oauth.Client) error { cl.PublicKeyPEM = pemText; return nil })
+	err = s.admin.SetSNAPKey(r.ctx, c.ID, pemText)
 	if err != nil {
 		return fmt.Errorf("client %s: %w", c.ID, err)
 	}

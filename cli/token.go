@@ -9,7 +9,7 @@ import (
 
 type tokenCmd struct {
 	Introspect tokenIntrospectCmd `cmd:"" help:"Show whether a token is active and what it grants (RFC 7662 view)."`
-	Revoke     tokenRevokeCmd     `cmd:"" help:"Revoke a token (a refresh token revokes its whole family)."`
+	Revoke     tokenRevokeCmd     `cmd:"" help:"Revoke a token (a refresh token revokes its whole family), or with --client or --user every token of a client or user."`
 }
 
 type tokenArg struct {
@@ -36,7 +36,7 @@ func (c *tokenIntrospectCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	in, err := s.engine.Introspect(r.ctx, value)
+	in, err := s.engine.Introspect(r.ctx, nil, value)
 	if err != nil {
 		return err
 	}
@@ -64,10 +64,27 @@ func (c *tokenIntrospectCmd) Run(r *run) error {
 	return nil
 }
 
-type tokenRevokeCmd struct{ tokenArg }
+type tokenRevokeCmd struct {
+	Token  string `arg:"" optional:"" help:"The token, or - to read it from stdin (keeps it out of shell history)."`
+	Client string `name:"client" placeholder:"ID" help:"Revoke every token (access and refresh, opaque and JWT) issued to this client until now."`
+	User   string `name:"user" placeholder:"USERNAME" help:"Revoke every token issued for this user until now."`
+	JSON   bool   `name:"json" help:"Machine-readable output."`
+}
 
 func (c *tokenRevokeCmd) Run(r *run) error {
-	value, err := r.tokenValue(c.tokenArg)
+	n := 0
+	for _, set := range []bool{c.Token != "", c.Client != "", c.User != ""} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("give exactly one of: a token, --client ID, --user USERNAME")
+	}
+	if c.Token == "" {
+		return r.revokeAll(c.Client, c.User, c.JSON)
+	}
+	value, err := r.tokenValue(tokenArg{Token: c.Token})
 	if err != nil {
 		return err
 	}
@@ -87,5 +104,37 @@ func (c *tokenRevokeCmd) Run(r *run) error {
 		return r.printJSON(map[string]string{"result": "revoked"})
 	}
 	fmt.Fprintln(r.io.Out, "revoked")
+	return nil
+}
+
+// revokeAll revokes every token of a client or of a user issued until now.
+func (r *run) revokeAll(clientID, username string, asJSON bool) error {
+	s, err := r.open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	var at time.Time
+	what := ""
+	if clientID != "" {
+		what = "client " + clientID
+		at, err = s.admin.RevokeClientTokens(r.ctx, clientID)
+	} else {
+		what = "user " + username
+		at, err = s.admin.RevokeUserTokens(r.ctx, username)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if asJSON {
+		out := map[string]string{"result": "revoked", "not_before": at.UTC().Format(time.RFC3339Nano)}
+		if clientID != "" {
+			out["client_id"] = clientID
+		} else {
+			out["username"] = username
+		}
+		return r.printJSON(out)
+	}
+	r.printf("revoked every token of %s issued before %s\n", what, at.UTC().Format(time.RFC3339Nano))
 	return nil
 }

@@ -32,6 +32,7 @@ type Config struct {
 	// before creating clients; changing it invalidates every client secret.
 	Pepper                  string        `yaml:"pepper"`
 	PasswordHashConcurrency int           `yaml:"password_hash_concurrency"`
+	PasswordHashQueue       int           `yaml:"password_hash_queue"`
 	RequestTimeout          time.Duration `yaml:"request_timeout"`
 	RateLimit               RateLimit     `yaml:"rate_limit"`
 	GC                      GC            `yaml:"gc"`
@@ -61,6 +62,10 @@ type Tokens struct {
 	// KeyActivationDelay is how long a rotated-in signing key is published
 	// before it signs, so resource servers' cached JWKS know it first.
 	KeyActivationDelay time.Duration `yaml:"key_activation_delay"`
+	// RefreshReuseGrace: a rotated refresh token presented again by its
+	// client within this long gets a new pair of its family instead of
+	// revoking the family (0 disables it).
+	RefreshReuseGrace time.Duration `yaml:"refresh_reuse_grace"`
 }
 
 // RateLimit bounds each client's token requests on each node.
@@ -103,8 +108,10 @@ func Default() Config {
 			SigningAlg:   "ES256",
 			// The JWKS is served with max-age=60.
 			KeyActivationDelay: 2 * time.Minute,
+			RefreshReuseGrace:  5 * time.Second,
 		},
 		PasswordHashConcurrency: 2,
+		PasswordHashQueue:       16,
 		RequestTimeout:          5 * time.Second,
 		GC:                      GC{Interval: time.Minute, Batch: 1000},
 		Log:                     Log{Level: "info", Format: "text"},
@@ -270,6 +277,12 @@ func (c *Config) Validate() error {
 	}
 	if c.PasswordHashConcurrency < 1 {
 		bad("password_hash_concurrency: must be at least 1")
+	}
+	if c.PasswordHashQueue < 1 {
+		bad("password_hash_queue: must be at least 1")
+	}
+	if c.Tokens.RefreshReuseGrace < 0 || c.Tokens.RefreshReuseGrace > time.Minute {
+		bad("tokens.refresh_reuse_grace: must be between 0 and 1m")
 	}
 	if c.RequestTimeout < 100*time.Millisecond {
 		bad("request_timeout: must be at least 100ms")

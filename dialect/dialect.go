@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -35,6 +36,22 @@ type Dialect interface {
 // endpoint's own configuration overrides them.
 type PolicyDefaulter interface {
 	PolicyDefaults() oauth.EndpointPolicy
+}
+
+// AuthMethoder is implemented by dialects that say which client
+// authentication methods their requests can carry; the server's metadata
+// lists the registered ones of its RFC 6749 endpoint.
+type AuthMethoder interface {
+	AuthMethods() []string
+}
+
+// SetRetryAfter sets Retry-After (RFC 9110 §10.2.3, whole seconds, rounded
+// up) when e says how long to wait; every dialect's error writer calls it.
+func SetRetryAfter(h http.Header, e *oauth.Error) {
+	if e == nil || e.RetryAfter <= 0 {
+		return
+	}
+	h.Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10))
 }
 
 // Deps is what the server lends a dialect.

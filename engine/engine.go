@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokengate/tokengate/limit"
 	"github.com/tokengate/tokengate/oauth"
 	"github.com/tokengate/tokengate/secret"
 	"github.com/tokengate/tokengate/token"
@@ -35,12 +36,23 @@ type Config struct {
 	RefreshTTL         time.Duration
 	DefaultFormat      oauth.TokenFormat
 	DefaultAlg         string
-	// PasswordHashConcurrency bounds concurrent argon2id computations.
+	// RefreshReuseGrace: a refresh token presented again by its client less
+	// than this long after its rotation gets a new pair of the same family
+	// instead of revoking it (a lost reply, concurrent duplicates); 0
+	// disables the grace (RFC 9700 §4.14).
+	RefreshReuseGrace time.Duration
+	// PasswordHashConcurrency bounds concurrent argon2id computations, and
+	// PasswordHashQueue how many more may wait for one; past that a password
+	// grant is answered 503 at once.
 	PasswordHashConcurrency int
-	// RateLimit is how many token requests a second each client may make on
-	// this node (0: unlimited), in bursts of up to RateBurst.
-	RateLimit float64
-	RateBurst int
+	PasswordHashQueue       int
+	// Authenticators are client authentication methods beyond the client
+	// secret ones, which the engine always registers (e.g. SNAP signatures).
+	Authenticators []oauth.ClientAuthenticator
+	// RateLimiter limits each client's token requests (nil: unlimited);
+	// Lockout throttles wrong passwords per username (nil: none).
+	RateLimiter limit.RateLimiter
+	Lockout     limit.Lockout
 	// Pepper, when set, keys client-secret hashes instead of the pepper the
 	// store generates on first start.
 	Pepper []byte
@@ -73,6 +85,12 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.RateLimiter == nil {
+		c.RateLimiter = unlimited{}
+	}
+	if c.Lockout == nil {
+		c.Lockout = noLockout{}
+	}
 }
 
 // Names of the server settings the engine keeps in the store.
@@ -85,14 +103,17 @@ const (
 type Engine struct {
 	cfg       Config
 	store     oauth.Store
-	clients   *clientCache
+	clients   *recordCache[*oauth.Client]
+	users     *recordCache[*oauth.User]
 	secrets   *secret.Hasher
 	passwords *secret.Passwords
+	signingIn *inFlight // usernames with a password check running on this node
+	auth      map[string]oauth.ClientAuthenticator
+	grants    map[string]grantHandler
 	opaque    *token.Opaque
 	keys      atomic.Pointer[token.KeySet]
 	keyMu     sync.Mutex // serializes making a first key for an algorithm
 	revision  atomic.Int64
-	limiter   *rateLimiter
 }
 
 // New builds an engine on store: it loads (creating on first start) the
@@ -117,12 +138,15 @@ func New(ctx context.Context, store oauth.Store, cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg:       cfg,
 		store:     store,
-		clients:   newClientCache(store),
+		clients:   newRecordCache(clientSize),
+		users:     newRecordCache(userSize),
 		secrets:   secret.NewHasher(pepper),
-		passwords: secret.NewPasswords(cfg.PasswordHashConcurrency),
+		passwords: secret.NewPasswords(cfg.PasswordHashConcurrency, cfg.PasswordHashQueue),
+		signingIn: newInFlight(),
 		opaque:    token.NewOpaque(opaqueKey),
-		limiter:   newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.Now),
 	}
+	e.registerAuthenticators(cfg.Authenticators)
+	e.registerGrants()
 	rev, err := store.Revision(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read revision: %w", err)
@@ -190,6 +214,7 @@ func (e *Engine) Refresh(ctx context.Context) error {
 		return nil
 	}
 	e.clients.invalidate()
+	e.users.invalidate()
 	if err := e.loadKeys(ctx); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/tokengate/tokengate/oauth"
@@ -36,8 +37,12 @@ func (e *Engine) lookup(ctx context.Context, value string) (*oauth.Token, error)
 	if err != nil {
 		return nil, nil
 	}
+	issued := claims.IssuedAt
+	if at, ok := token.JTITime(claims.ID, claims.IssuedAt); ok {
+		issued = at
+	}
 	t := &oauth.Token{ID: claims.ID, Kind: oauth.KindAccess, Format: oauth.FormatJWT, ClientID: claims.ClientID,
-		Subject: claims.Subject, Scopes: splitScope(claims.Scope), IssuedAt: claims.IssuedAt, ExpiresAt: claims.ExpiresAt}
+		Subject: claims.Subject, Scopes: splitScope(claims.Scope), IssuedAt: issued, ExpiresAt: claims.ExpiresAt}
 	stored, err := e.store.GetToken(ctx, claims.ID)
 	switch {
 	case errors.Is(err, oauth.ErrNotFound):
@@ -50,20 +55,25 @@ func (e *Engine) lookup(ctx context.Context, value string) (*oauth.Token, error)
 	return t, nil
 }
 
-// Introspect answers RFC 7662 for a token value. Expired, revoked, rotated,
-// unknown and forged tokens, and tokens of disabled or deleted clients, are
-// inactive. An error means the store failed (answer 503, never "inactive").
-func (e *Engine) Introspect(ctx context.Context, value string) (*oauth.Introspection, error) {
+// Introspect answers RFC 7662 for a token value, asked by caller (nil for
+// an operator). Expired, revoked, rotated, unknown and forged tokens, tokens
+// of disabled or deleted clients and users, tokens issued before their
+// client's or user's TokensNotBefore, and JWTs whose lifetime or scope their
+// client could never have been issued are inactive. So is a token issued to
+// another client unless caller may introspect (RFC 7662 §2.2 lets the
+// server say only "active":false to a caller it does not trust with the
+// token's details). An error means the store failed (answer 503, never
+// "inactive").
+func (e *Engine) Introspect(ctx context.Context, caller *oauth.Client, value string) (*oauth.Introspection, error) {
 	t, err := e.lookup(ctx, value)
 	if err != nil || t == nil {
 		return &oauth.Introspection{}, err
 	}
-	now := e.cfg.Now()
-	if !t.Active(now) || (t.Kind == oauth.KindRefresh && !t.RotatedAt.IsZero()) {
+	if caller != nil && caller.ID != t.ClientID && !caller.CanIntrospect {
 		return &oauth.Introspection{}, nil
 	}
-	usable, err := e.clientUsable(ctx, t.ClientID)
-	if err != nil || !usable {
+	active, err := e.honoured(ctx, t)
+	if err != nil || !active {
 		return &oauth.Introspection{}, err
 	}
 	in := &oauth.Introspection{
@@ -88,6 +98,37 @@ func (e *Engine) Introspect(ctx context.Context, value string) (*oauth.Introspec
 		in.TokenType = "refresh_token"
 	}
 	return in, nil
+}
+
+// honoured reports whether a token found by lookup is still honoured now.
+func (e *Engine) honoured(ctx context.Context, t *oauth.Token) (bool, error) {
+	now := e.cfg.Now()
+	if !t.Active(now) || (t.Kind == oauth.KindRefresh && !t.RotatedAt.IsZero()) {
+		return false, nil
+	}
+	cl, err := e.client(ctx, t.ClientID)
+	if err != nil || cl == nil || cl.Disabled || cl.RevokedBefore(t.IssuedAt) {
+		return false, err
+	}
+	if t.Format == oauth.FormatJWT {
+		// A JWT signed with a stolen key could claim anything; claims the
+		// engine never issues to this client mark it as forged.
+		if t.ExpiresAt.Sub(t.IssuedAt) > e.cfg.MaxAccessTTL {
+			return false, nil
+		}
+		for _, s := range t.Scopes {
+			if !slices.Contains(cl.Scopes, s) {
+				return false, nil
+			}
+		}
+	}
+	if t.Subject != t.ClientID {
+		u, err := e.user(ctx, t.Subject)
+		if err != nil || u == nil || u.Disabled || u.RevokedBefore(t.IssuedAt) {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // ErrNotOwner is returned by Revoke when a client presents another

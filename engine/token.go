@@ -12,162 +12,45 @@ import (
 	"github.com/tokengate/tokengate/token"
 )
 
-// Token runs a token request: authenticate the client, run the grant,
-// mint and durably persist the tokens.
+// grantHandler runs one grant type for an authenticated client that is
+// allowed to use it.
+type grantHandler func(ctx context.Context, cl *oauth.Client, req *oauth.TokenRequest) (*oauth.TokenResponse, *oauth.Error)
+
+// registerGrants builds the grant registry; a new grant is one file with
+// its handler and one line here.
+func (e *Engine) registerGrants() {
+	e.grants = map[string]grantHandler{
+		oauth.GrantClientCredentials: e.clientCredentials,
+		oauth.GrantPassword:          e.password,
+		oauth.GrantRefreshToken:      e.refresh,
+	}
+}
+
+// Token runs a token request: authenticate the client, check its rate
+// limit and grant, run the grant, mint and durably persist the tokens.
 func (e *Engine) Token(ctx context.Context, req *oauth.TokenRequest) (*oauth.TokenResponse, *oauth.Error) {
 	if req.GrantType == "" {
 		return nil, oauth.Missing("grant_type")
 	}
-	if !oauth.KnownGrant(req.GrantType) {
+	handle, ok := e.grants[req.GrantType]
+	if !ok {
 		return nil, oauth.UnsupportedGrant("unsupported grant_type")
 	}
-	cl, ae := e.AuthenticateClient(ctx, req.Credentials)
+	cl, ae := e.AuthenticateClient(ctx, req.Credentials, req.Endpoint)
 	if ae != nil {
 		return nil, ae
 	}
-	if !e.limiter.allow(cl.ID) {
-		return nil, oauth.RateLimited()
+	d, err := e.cfg.RateLimiter.Allow(ctx, cl.ID)
+	if err != nil {
+		// The limiter's own fallback failed too: serving beats refusing.
+		e.cfg.Logger.Warn("rate limiter failed; request allowed", "err", err)
+	} else if !d.Allowed {
+		return nil, oauth.RateLimited("too many token requests for this client, retry later", d.RetryAfter)
 	}
 	if !cl.AllowsGrant(req.GrantType) {
 		return nil, oauth.UnauthorizedClient("the client is not allowed to use this grant type")
 	}
-	switch req.GrantType {
-	case oauth.GrantClientCredentials:
-		return e.clientCredentials(ctx, cl, req)
-	case oauth.GrantPassword:
-		return e.password(ctx, cl, req)
-	default:
-		return e.refresh(ctx, cl, req)
-	}
-}
-
-func (e *Engine) clientCredentials(ctx context.Context, cl *oauth.Client, req *oauth.TokenRequest) (*oauth.TokenResponse, *oauth.Error) {
-	scopes, changed, ae := grantScopes(req.Scopes, req.Policy.DefaultScopes, cl.DefaultScopes, cl.Scopes)
-	if ae != nil {
-		return nil, ae
-	}
-	withRefresh := cl.RefreshWithClientCredentials && cl.AllowsGrant(oauth.GrantRefreshToken)
-	return e.issue(ctx, issuance{client: cl, subject: cl.ID, scopes: scopes, scopeChanged: changed,
-		policy: req.Policy, withRefresh: withRefresh, nonce: req.Nonce})
-}
-
-func (e *Engine) password(ctx context.Context, cl *oauth.Client, req *oauth.TokenRequest) (*oauth.TokenResponse, *oauth.Error) {
-	if req.Username == "" {
-		return nil, oauth.Missing("username")
-	}
-	if req.Password == "" {
-		return nil, oauth.Missing("password")
-	}
-	scopes, changed, ae := grantScopes(req.Scopes, req.Policy.DefaultScopes, cl.DefaultScopes, cl.Scopes)
-	if ae != nil {
-		return nil, ae
-	}
-	badCredentials := oauth.InvalidGrant(oauth.CauseBadGrant, "invalid resource owner credentials")
-	u, err := e.store.GetUser(ctx, req.Username)
-	if errors.Is(err, oauth.ErrNotFound) {
-		// Spend the same time as a real check so timing does not reveal
-		// which usernames exist.
-		if err := e.passwords.DummyVerify(ctx, req.Password); err != nil {
-			return nil, oauth.Timeout() // as a known user's Verify answers
-		}
-		return nil, badCredentials
-	}
-	if err != nil {
-		return nil, e.StoreError(ctx, "get user", err)
-	}
-	ok, err := e.passwords.Verify(ctx, req.Password, u.PasswordHash)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, oauth.Timeout()
-		}
-		e.cfg.Logger.Error("stored password hash unreadable", "user", u.Username, "err", err)
-		return nil, oauth.ServerError()
-	}
-	if !ok {
-		return nil, badCredentials
-	}
-	if u.Disabled {
-		return nil, oauth.InvalidGrant(oauth.CauseUserDisabled, "the resource owner is disabled")
-	}
-	return e.issue(ctx, issuance{client: cl, subject: u.Username, scopes: scopes, scopeChanged: changed,
-		policy: req.Policy, withRefresh: cl.AllowsGrant(oauth.GrantRefreshToken), nonce: req.Nonce})
-}
-
-// badRefresh is the one answer for every unusable refresh token (RFC 6749
-// §5.2 invalid_grant), so the response does not tell which case it was.
-func badRefresh() *oauth.Error {
-	return oauth.InvalidGrant(oauth.CauseBadGrant, "the refresh token is invalid, expired or revoked")
-}
-
-func (e *Engine) refresh(ctx context.Context, cl *oauth.Client, req *oauth.TokenRequest) (*oauth.TokenResponse, *oauth.Error) {
-	if req.RefreshToken == "" {
-		return nil, oauth.Missing("refresh_token")
-	}
-	id, kind, ok := e.opaque.Check(req.RefreshToken)
-	if !ok || kind != oauth.KindRefresh {
-		return nil, badRefresh()
-	}
-	old, err := e.store.GetToken(ctx, id)
-	if errors.Is(err, oauth.ErrNotFound) {
-		return nil, badRefresh()
-	}
-	if err != nil {
-		return nil, e.StoreError(ctx, "get refresh token", err)
-	}
-	// RFC 6749 §6: the refresh token is bound to the client it was issued to.
-	if old.ClientID != cl.ID || old.Kind != oauth.KindRefresh {
-		return nil, badRefresh()
-	}
-	now := e.cfg.Now()
-	if !old.RotatedAt.IsZero() {
-		// Reuse of a rotated token (RFC 9700 §4.14): the store revokes the
-		// whole family. Checked before anything else in the request, so no
-		// other error can let a replayed token off without that.
-		if ae := e.persist(ctx, issuance{client: cl, rotateFrom: old.ID}, nil); ae != nil {
-			return nil, ae
-		}
-		return nil, badRefresh()
-	}
-	if !old.Active(now) {
-		return nil, badRefresh()
-	}
-	// RFC 6749 §6: no scope means the original scope; a refresh may narrow
-	// the scope, never widen it. What the client is no longer allowed (an
-	// operator narrowed its scopes since) is not granted again.
-	var scopes []string
-	changed := false
-	if req.Scopes != nil {
-		for _, s := range req.Scopes {
-			if !slices.Contains(old.Scopes, s) {
-				return nil, oauth.InvalidScope("the requested scope exceeds the scope originally granted")
-			}
-			if !slices.Contains(cl.Scopes, s) {
-				return nil, oauth.InvalidScope("the requested scope is no longer allowed for this client")
-			}
-		}
-		scopes = req.Scopes
-	} else {
-		for _, s := range old.Scopes {
-			if slices.Contains(cl.Scopes, s) {
-				scopes = append(scopes, s)
-			}
-		}
-		changed = len(scopes) > 0 || len(old.Scopes) > 0
-	}
-	if old.Subject != old.ClientID {
-		u, err := e.store.GetUser(ctx, old.Subject)
-		if errors.Is(err, oauth.ErrNotFound) || (err == nil && u.Disabled) {
-			return nil, oauth.InvalidGrant(oauth.CauseUserDisabled, "the resource owner is disabled or removed")
-		}
-		if err != nil {
-			return nil, e.StoreError(ctx, "get user", err)
-		}
-	}
-	// The new refresh token keeps the old one's scope (RFC 6749 §6: it
-	// must be identical), whatever this access token was narrowed to.
-	return e.issue(ctx, issuance{client: cl, subject: old.Subject, scopes: scopes, scopeChanged: changed,
-		refreshScopes: old.Scopes, policy: req.Policy, withRefresh: true, familyID: old.FamilyID, rotateFrom: old.ID,
-		nonce: req.Nonce})
+	return handle(ctx, cl, req)
 }
 
 // grantScopes decides the granted scope: the request's if it names one,
@@ -296,7 +179,7 @@ func (e *Engine) persist(ctx context.Context, is issuance, records []*oauth.Toke
 				return e.nonceError(ctx, err)
 			}
 		}
-		err = e.store.RotateRefreshToken(ctx, is.rotateFrom, e.cfg.Now(), records...)
+		err = e.store.RotateRefreshToken(ctx, is.rotateFrom, e.cfg.Now(), e.cfg.RefreshReuseGrace, records...)
 	case is.nonce != nil:
 		if err := e.store.CreateTokensOnce(ctx, *is.nonce, records...); err != nil {
 			return e.nonceError(ctx, err)
@@ -329,7 +212,7 @@ func (e *Engine) signJWT(ctx context.Context, cl *oauth.Client, t *oauth.Token) 
 			return "", e.StoreError(ctx, "create signing key", err)
 		}
 	}
-	t.ID = secret.NewID(16)
+	t.ID = token.NewJTI(t.IssuedAt)
 	value, err := ks.Sign(alg, &token.Claims{
 		Issuer:    e.cfg.Issuer,
 		Subject:   t.Subject,

@@ -43,7 +43,7 @@ func BenchmarkNewClientSecret(b *testing.B) {
 }
 
 func BenchmarkPasswordVerify(b *testing.B) {
-	p := NewPasswords(1)
+	p := NewPasswords(1, 0)
 	ctx := context.Background()
 	enc, err := p.Hash(ctx, testPassword)
 	if err != nil {
@@ -60,7 +60,7 @@ func BenchmarkPasswordVerify(b *testing.B) {
 // BenchmarkPasswordVerifyParallel shows throughput with the default limit
 // (one hash per CPU).
 func BenchmarkPasswordVerifyParallel(b *testing.B) {
-	p := NewPasswords(0)
+	p := NewPasswords(0, 0)
 	ctx := context.Background()
 	enc, _ := p.Hash(ctx, testPassword)
 	b.ReportAllocs()

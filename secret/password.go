@@ -50,24 +50,42 @@ var defaultParams = argonParams{memory: ArgonMemory, time: ArgonTime, threads: A
 // only the cost matters.
 var dummySalt = make([]byte, ArgonSaltLen)
 
+// ErrBusy is returned when every hashing slot is taken and the queue of
+// waiting callers is full: the caller should answer "retry later" at once
+// rather than hold the request.
+var ErrBusy = errors.New("secret: too many password hashes in progress")
+
 // Passwords hashes and verifies user passwords with argon2id. At most a
-// fixed number of hashes run at once (each takes 19 MiB); further callers
-// wait. It is safe for concurrent use.
+// fixed number of hashes run at once (each takes 19 MiB); a bounded number
+// of further callers wait, and the rest get ErrBusy. It is safe for
+// concurrent use.
 type Passwords struct {
 	sem chan struct{}
+	// queue holds a token per caller waiting or hashing: its capacity is
+	// the slots plus the waiting places.
+	queue chan struct{}
 	// kdf is argon2.IDKey; tests replace it to observe the concurrency limit.
 	kdf func(password, salt []byte, time, memory uint32, threads uint8, keyLen uint32) []byte
 }
 
+// DefaultQueue is how many callers may wait for a hashing slot when
+// NewPasswords is given no queue length: a few hashes' worth of waiting
+// (each takes tens of milliseconds), not seconds.
+const DefaultQueue = 16
+
 // NewPasswords returns a Passwords that runs at most concurrency hashes at
-// once (concurrency <= 0 means runtime.NumCPU()). Callers beyond that wait,
-// respecting their context, so a burst of password grants cannot exhaust
-// memory.
-func NewPasswords(concurrency int) *Passwords {
+// once (concurrency <= 0 means runtime.NumCPU()) and lets at most queue more
+// callers wait (queue <= 0 means DefaultQueue), respecting their context;
+// beyond that calls fail with ErrBusy at once. A burst of password grants
+// can therefore neither exhaust memory nor hold requests for seconds.
+func NewPasswords(concurrency, queue int) *Passwords {
 	if concurrency <= 0 {
 		concurrency = runtime.NumCPU()
 	}
-	return &Passwords{sem: make(chan struct{}, concurrency), kdf: argon2.IDKey}
+	if queue <= 0 {
+		queue = DefaultQueue
+	}
+	return &Passwords{sem: make(chan struct{}, concurrency), queue: make(chan struct{}, concurrency+queue), kdf: argon2.IDKey}
 }
 
 // derive runs the KDF once a slot is free, or returns ctx's error.
@@ -76,6 +94,12 @@ func (p *Passwords) derive(ctx context.Context, password string, salt []byte, ap
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	select {
+	case p.queue <- struct{}{}:
+	default:
+		return nil, ErrBusy
+	}
+	defer func() { <-p.queue }()
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -161,7 +185,8 @@ func paramValue(s, prefix string, max uint64) (uint32, bool) {
 
 // Verify reports whether password matches the PHC string encoded. A wrong
 // password is (false, nil); the error is ErrMalformedHash for a stored hash
-// it cannot read, or ctx's error if ctx ends while waiting for a slot.
+// it cannot read, ErrBusy when the queue is full, or ctx's error if ctx ends
+// while waiting for a slot.
 func (p *Passwords) Verify(ctx context.Context, password, encoded string) (bool, error) {
 	ap, salt, want, err := parsePHC(encoded)
 	if err != nil {

@@ -19,7 +19,7 @@ const testPassword = "correct horse battery staple"
 var phcPattern = regexp.MustCompile(`^\$argon2id\$v=19\$m=19456,t=2,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$`)
 
 func TestPasswordRoundTrip(t *testing.T) {
-	p := NewPasswords(2)
+	p := NewPasswords(2, 0)
 	ctx := context.Background()
 	enc, err := p.Hash(ctx, testPassword)
 	if err != nil {
@@ -49,7 +49,7 @@ func TestPasswordRoundTrip(t *testing.T) {
 // TestPasswordVerifyReadsParams verifies hashes made with other parameters
 // than the current ones, computed directly with argon2.IDKey.
 func TestPasswordVerifyReadsParams(t *testing.T) {
-	p := NewPasswords(1)
+	p := NewPasswords(1, 0)
 	salt := []byte("0123456789abcdef0123")
 	for _, ap := range []argonParams{{memory: 8192, time: 1, threads: 2}, {memory: 19456, time: 3, threads: 1}} {
 		key := argon2.IDKey([]byte(testPassword), salt, ap.time, ap.memory, ap.threads, 24)
@@ -64,7 +64,7 @@ func TestPasswordVerifyReadsParams(t *testing.T) {
 }
 
 func TestPasswordMalformed(t *testing.T) {
-	p := NewPasswords(1)
+	p := NewPasswords(1, 0)
 	const salt, key = "c2FsdHNhbHRzYWx0c2FsdA", "aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
 	for _, enc := range []string{
 		"",
@@ -135,10 +135,10 @@ func instrument(p *Passwords, release chan struct{}) *kdfProbe {
 }
 
 func TestPasswordConcurrencyLimit(t *testing.T) {
-	p := NewPasswords(2)
+	p := NewPasswords(2, 0)
 	release := make(chan struct{})
 	pr := instrument(p, release)
-	enc, _ := NewPasswords(1).Hash(context.Background(), testPassword)
+	enc, _ := NewPasswords(1, 0).Hash(context.Background(), testPassword)
 
 	var wg sync.WaitGroup
 	for i := range 16 {
@@ -178,14 +178,14 @@ func TestPasswordConcurrencyLimit(t *testing.T) {
 
 func TestPasswordDefaultConcurrency(t *testing.T) {
 	for _, n := range []int{0, -3} {
-		if got := cap(NewPasswords(n).sem); got != runtime.NumCPU() {
+		if got := cap(NewPasswords(n, 0).sem); got != runtime.NumCPU() {
 			t.Errorf("NewPasswords(%d) allows %d, want NumCPU %d", n, got, runtime.NumCPU())
 		}
 	}
 }
 
 func TestPasswordContextCancelledWhileWaiting(t *testing.T) {
-	p := NewPasswords(1)
+	p := NewPasswords(1, 0)
 	release := make(chan struct{})
 	pr := instrument(p, release)
 	done := make(chan struct{})
@@ -197,7 +197,7 @@ func TestPasswordContextCancelledWhileWaiting(t *testing.T) {
 	}()
 	<-pr.entered // the only slot is taken
 
-	enc, _ := NewPasswords(1).Hash(context.Background(), testPassword)
+	enc, _ := NewPasswords(1, 0).Hash(context.Background(), testPassword)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -231,11 +231,11 @@ func TestPasswordContextCancelledWhileWaiting(t *testing.T) {
 // TestDummyVerifyCost checks DummyVerify runs the KDF with the parameters a
 // Verify against a current hash uses, so both cost the same.
 func TestDummyVerifyCost(t *testing.T) {
-	enc, err := NewPasswords(1).Hash(context.Background(), testPassword)
+	enc, err := NewPasswords(1, 0).Hash(context.Background(), testPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := NewPasswords(1)
+	p := NewPasswords(1, 0)
 	pr := instrument(p, nil)
 	if _, err := p.Verify(context.Background(), testPassword, enc); err != nil {
 		t.Fatal(err)
@@ -251,7 +251,7 @@ func TestDummyVerifyTiming(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow")
 	}
-	p := NewPasswords(1)
+	p := NewPasswords(1, 0)
 	ctx := context.Background()
 	enc, _ := p.Hash(ctx, testPassword)
 	measure := func(f func()) time.Duration {
@@ -268,4 +268,52 @@ func TestDummyVerifyTiming(t *testing.T) {
 	if ratio := float64(dummy) / float64(real); ratio < 0.5 || ratio > 2 {
 		t.Errorf("DummyVerify %v vs Verify %v", dummy, real)
 	}
+}
+
+// TestPasswordQueueFullFailsFast fills the slots and the queue, then shows a
+// further caller gets ErrBusy at once instead of waiting, and gets a place
+// again once one frees up.
+func TestPasswordQueueFullFailsFast(t *testing.T) {
+	p := NewPasswords(1, 2)
+	release := make(chan struct{})
+	pr := instrument(p, release)
+	enc, _ := NewPasswords(1, 0).Hash(context.Background(), testPassword)
+	var wg sync.WaitGroup
+	for range 3 { // one hashing, two waiting
+		wg.Go(func() {
+			if _, err := p.Verify(context.Background(), testPassword, enc); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	<-pr.entered
+	deadline := time.Now().Add(5 * time.Second)
+	for len(p.queue) < 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // waiting for the goroutines to queue, not for time to pass
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, call := range []func() error{
+		func() error { _, err := p.Verify(ctx, testPassword, enc); return err },
+		func() error { _, err := p.Hash(ctx, testPassword); return err },
+		func() error { return p.DummyVerify(ctx, testPassword) },
+	} {
+		if err := call(); !errors.Is(err, ErrBusy) {
+			t.Errorf("with the queue full: %v, want ErrBusy", err)
+		}
+	}
+	if ctx.Err() != nil {
+		t.Error("a call with the queue full waited instead of failing at once")
+	}
+	release <- struct{}{}
+	<-pr.entered // a waiting caller got the slot: a place in the queue is free
+	go func() {
+		for range 3 { // the two queued callers and this one
+			release <- struct{}{}
+		}
+	}()
+	if _, err := p.Verify(ctx, testPassword, enc); err != nil {
+		t.Errorf("after a place freed up: %v", err)
+	}
+	wg.Wait()
 }

@@ -19,7 +19,7 @@ func (s *Server) recoverJSON(h http.Handler) http.Handler {
 		defer func() {
 			if p := recover(); p != nil {
 				s.log.Error("panic", "path", r.URL.Path, "panic", p)
-				oauth2.WriteError(w, oauth.ServerError())
+				oauth2.WriteError(w, r, oauth.ServerError())
 			}
 		}()
 		h.ServeHTTP(w, r)
@@ -36,7 +36,7 @@ func (s *Server) authenticated(ctx context.Context, r *http.Request) (map[string
 	if e != nil {
 		return nil, nil, e
 	}
-	cl, e := s.engine.AuthenticateClient(ctx, creds)
+	cl, e := s.engine.AuthenticateClient(ctx, creds, "")
 	if e != nil {
 		return nil, nil, e
 	}
@@ -64,17 +64,17 @@ type introspection struct {
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
-	params, _, e := s.authenticated(ctx, r)
+	params, caller, e := s.authenticated(ctx, r)
 	if e != nil {
-		s.metrics.introspect.WithLabelValues(e.Code).Inc()
-		oauth2.WriteError(w, e)
+		s.metrics.introspect.WithLabelValues(resultLabel(e)).Inc()
+		oauth2.WriteError(w, r, e)
 		return
 	}
-	in, err := s.engine.Introspect(ctx, params["token"])
+	in, err := s.engine.Introspect(ctx, caller, params["token"])
 	if err != nil {
 		e := s.engine.StoreError(ctx, "introspect", err)
-		s.metrics.introspect.WithLabelValues(e.Code).Inc()
-		oauth2.WriteError(w, e)
+		s.metrics.introspect.WithLabelValues(resultLabel(e)).Inc()
+		oauth2.WriteError(w, r, e)
 		return
 	}
 	if !in.Active {
@@ -95,8 +95,8 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	params, cl, e := s.authenticated(ctx, r)
 	if e != nil {
-		s.metrics.revoke.WithLabelValues(e.Code).Inc()
-		oauth2.WriteError(w, e)
+		s.metrics.revoke.WithLabelValues(resultLabel(e)).Inc()
+		oauth2.WriteError(w, r, e)
 		return
 	}
 	// token_type_hint is only a hint (RFC 7009 §2.1): the token is found
@@ -108,12 +108,12 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		oauth2.WriteJSON(w, http.StatusOK, struct{}{})
 	case errors.Is(err, engine.ErrNotOwner):
 		s.metrics.revoke.WithLabelValues(oauth.CodeUnauthorizedClient).Inc()
-		oauth2.WriteError(w, &oauth.Error{Code: oauth.CodeUnauthorizedClient, Status: http.StatusBadRequest,
+		oauth2.WriteError(w, r, &oauth.Error{Code: oauth.CodeUnauthorizedClient,
 			Cause: oauth.CauseGrantNotAllowed, Description: "the token was not issued to this client"})
 	default:
 		e := s.engine.StoreError(ctx, "revoke", err)
-		s.metrics.revoke.WithLabelValues(e.Code).Inc()
-		oauth2.WriteError(w, e)
+		s.metrics.revoke.WithLabelValues(resultLabel(e)).Inc()
+		oauth2.WriteError(w, r, e)
 	}
 }
 
@@ -127,7 +127,7 @@ func (s *Server) metadata(w http.ResponseWriter, _ *http.Request) {
 			break
 		}
 	}
-	authMethods := []string{oauth.AuthSecretBasic, oauth.AuthSecretPost}
+	authMethods := s.rfc6749AuthMethods
 	md := map[string]any{
 		"issuer":                                iss,
 		"token_endpoint":                        iss + tokenPath,

@@ -23,6 +23,7 @@ import (
 	"github.com/tokengate/tokengate/dialect/oauth2"
 	"github.com/tokengate/tokengate/dialect/snap"
 	"github.com/tokengate/tokengate/engine"
+	"github.com/tokengate/tokengate/limit"
 	"github.com/tokengate/tokengate/oauth"
 	"github.com/tokengate/tokengate/store"
 )
@@ -48,6 +49,9 @@ type Server struct {
 	listener net.Listener
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+	// rfc6749AuthMethods are the registered client authentication methods
+	// an RFC 6749 request can carry, for the metadata.
+	rfc6749AuthMethods []string
 }
 
 // Open opens the configured store and builds the engine and the routes.
@@ -93,6 +97,7 @@ func NewEngine(ctx context.Context, cfg config.Config, st oauth.Store, log *slog
 			return nil, errors.New("pepper: not valid hex")
 		}
 	}
+	limits := openLimits(cfg, log)
 	return engine.New(ctx, st, engine.Config{
 		Issuer:                  cfg.Issuer,
 		Audience:                cfg.Tokens.Audience,
@@ -102,9 +107,12 @@ func NewEngine(ctx context.Context, cfg config.Config, st oauth.Store, log *slog
 		RefreshTTL:              cfg.Tokens.RefreshTTL,
 		DefaultFormat:           oauth.TokenFormat(cfg.Tokens.Format),
 		DefaultAlg:              cfg.Tokens.SigningAlg,
+		RefreshReuseGrace:       cfg.Tokens.RefreshReuseGrace,
 		PasswordHashConcurrency: cfg.PasswordHashConcurrency,
-		RateLimit:               cfg.RateLimit.PerClient,
-		RateBurst:               cfg.RateLimit.Burst,
+		PasswordHashQueue:       cfg.PasswordHashQueue,
+		Authenticators:          []oauth.ClientAuthenticator{snap.NewAuthenticator(log)},
+		RateLimiter:             limits.rate,
+		Lockout:                 limits.lockout,
 		Pepper:                  pepper,
 		Logger:                  log,
 	})
@@ -255,6 +263,11 @@ func (s *Server) routes() (*http.ServeMux, error) {
 		}
 		mux.Handle(ep.Path, s.tokenHandler(ep.Path, d, policy))
 	}
+	for _, m := range s.engine.AuthMethods() {
+		if m == oauth.AuthSecretBasic || m == oauth.AuthSecretPost {
+			s.rfc6749AuthMethods = append(s.rfc6749AuthMethods, m)
+		}
+	}
 	mux.Handle("/oauth/introspect", s.recoverJSON(http.HandlerFunc(s.introspect)))
 	mux.Handle("/oauth/revoke", s.recoverJSON(http.HandlerFunc(s.revoke)))
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
@@ -290,4 +303,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeText(w, http.StatusOK, "ready\n")
+}
+
+// limitSet is the rate limiter and the lockout a configuration describes.
+type limitSet struct {
+	rate    limit.RateLimiter
+	lockout limit.Lockout
+}
+
+func openLimits(cfg config.Config, log *slog.Logger) limitSet {
+	return limitSet{}
 }

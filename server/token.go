@@ -27,13 +27,12 @@ func (s *Server) tokenHandler(path string, d dialect.Dialect, policy oauth.Endpo
 		var resp *oauth.TokenResponse
 		if e == nil {
 			req.Policy = policy
+			req.Endpoint = path
+			req.Remote = r.RemoteAddr
 			resp, e = s.engine.Token(ctx, req)
 		}
 		if e != nil {
-			s.metrics.tokenRequests.WithLabelValues(path, e.Code).Inc()
-			if e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable {
-				w.Header().Set("Retry-After", "1")
-			}
+			s.metrics.tokenRequests.WithLabelValues(path, resultLabel(e)).Inc()
 			d.WriteError(w, r, e)
 		} else {
 			ok.Inc()
@@ -41,4 +40,21 @@ func (s *Server) tokenHandler(path string, d dialect.Dialect, policy oauth.Endpo
 		}
 		latency.Observe(time.Since(start).Seconds())
 	})
+}
+
+// resultLabel is an error's metrics label: its OAuth code, except that
+// temporarily_unavailable is split by cause, so rate limiting (429), a full
+// queue and an unreachable store (503) are counted apart.
+func resultLabel(e *oauth.Error) string {
+	if e.Code != oauth.CodeTemporarilyUnavail {
+		return e.Code
+	}
+	switch e.Cause {
+	case oauth.CauseRateLimited:
+		return "rate_limited"
+	case oauth.CauseOverloaded:
+		return "overloaded"
+	default:
+		return "unavailable"
+	}
 }

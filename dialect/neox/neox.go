@@ -132,6 +132,7 @@ func (d *neox) DecodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.
 			ClientID: clientID,
 			Secret:   secret,
 		},
+		NoRefreshToken: true, // NeoX's response has no refresh token
 	}, nil
 }
 
@@ -207,12 +208,16 @@ func (d *neox) WriteToken(w http.ResponseWriter, r *http.Request, resp *oauth.To
 	})
 }
 
+// AuthMethods implements dialect.AuthMethoder: the secret in the JSON body.
+func (d *neox) AuthMethods() []string { return []string{oauth.AuthSecretPost} }
+
 // WriteError writes {"code":<status>,"message":...} with that HTTP status.
 func (d *neox) WriteError(w http.ResponseWriter, r *http.Request, e *oauth.Error) {
 	status, msg := mapError(e)
 	if r != nil && r.Method != http.MethodPost && e != nil && e.Cause == oauth.CauseBadRequest {
 		w.Header().Set("Allow", http.MethodPost)
 	}
+	dialect.SetRetryAfter(w.Header(), e)
 	writeJSON(w, status, errorBody{Code: status, Message: msg})
 }
 
@@ -269,8 +274,8 @@ func mapError(e *oauth.Error) (int, string) {
 			return http.StatusBadRequest, e.Description // safe to show, by oauth.Error's contract
 		}
 		return http.StatusBadRequest, msgBadRequest
-	case oauth.CauseUnknownClient, oauth.CauseBadCredentials, oauth.CauseNoClientKey,
-		oauth.CauseStaleRequest, oauth.CauseReplay:
+	case oauth.CauseUnknownClient, oauth.CauseBadCredentials, oauth.CauseNoClientKey, oauth.CauseNoCredentials,
+		oauth.CauseStaleRequest, oauth.CauseReplay, oauth.CauseMethodNotAllowed, oauth.CauseEndpointNotAllowed:
 		return http.StatusUnauthorized, msgBadCredentials
 	case oauth.CauseClientDisabled:
 		return http.StatusForbidden, msgClientDisabled
@@ -278,11 +283,11 @@ func mapError(e *oauth.Error) (int, string) {
 		return http.StatusForbidden, msgGrantNotAllow
 	case oauth.CauseScopeNotAllowed:
 		return http.StatusForbidden, msgScopeNotAllow
-	case oauth.CauseBadGrant, oauth.CauseUserDisabled:
+	case oauth.CauseBadGrant, oauth.CauseUserDisabled, oauth.CauseUserLocked:
 		return http.StatusBadRequest, msgInvalidGrant
 	case oauth.CauseRateLimited:
 		return http.StatusTooManyRequests, msgRateLimited
-	case oauth.CauseUnavailable, oauth.CauseTimeout:
+	case oauth.CauseUnavailable, oauth.CauseTimeout, oauth.CauseOverloaded:
 		return http.StatusServiceUnavailable, msgUnavailable
 	case oauth.CauseInternal:
 		return http.StatusInternalServerError, msgInternal

@@ -21,7 +21,7 @@ import (
 //   - neither: Method "" (the engine answers invalid_client), with the
 //     body's client_id, if any, for the audit trail.
 //
-// Errors: invalid_client with BasicAuthFailed (401, WWW-Authenticate) for a
+// Errors: invalid_client (401 with WWW-Authenticate from WriteError) for a
 // malformed Basic header (bad base64, no colon, empty client ID, bad
 // encoding), and for any other authentication scheme; invalid_request for
 // an Authorization header together with client_secret in the body (RFC 6749
@@ -101,7 +101,9 @@ func parseBasic(h string) (id, secret string, e *oauth.Error) {
 	return id, secret, nil
 }
 
+// basicFailed is an invalid_client for a bad Authorization header;
+// WriteError answers it 401 with the Basic challenge, as it does every
+// invalid_client of a request that carried that header.
 func basicFailed(cause oauth.Cause, desc string) *oauth.Error {
-	return &oauth.Error{Code: oauth.CodeInvalidClient, Status: http.StatusUnauthorized, Cause: cause,
-		Field: "Authorization", Description: desc, BasicAuthFailed: true}
+	return &oauth.Error{Code: oauth.CodeInvalidClient, Cause: cause, Field: "Authorization", Description: desc}
 }

@@ -132,7 +132,7 @@ func decodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.Error) {
 // WriteToken implements dialect.Dialect.
 func (d *rfc6749) WriteToken(w http.ResponseWriter, _ *http.Request, resp *oauth.TokenResponse) {
 	if resp == nil {
-		WriteError(w, oauth.ServerError())
+		WriteError(w, nil, oauth.ServerError())
 		return
 	}
 	bp := getBuf()
@@ -142,8 +142,13 @@ func (d *rfc6749) WriteToken(w http.ResponseWriter, _ *http.Request, resp *oauth
 }
 
 // WriteError implements dialect.Dialect.
-func (d *rfc6749) WriteError(w http.ResponseWriter, _ *http.Request, e *oauth.Error) {
-	WriteError(w, e)
+func (d *rfc6749) WriteError(w http.ResponseWriter, r *http.Request, e *oauth.Error) {
+	WriteError(w, r, e)
+}
+
+// AuthMethods implements dialect.AuthMethoder.
+func (d *rfc6749) AuthMethods() []string {
+	return []string{oauth.AuthSecretBasic, oauth.AuthSecretPost}
 }
 
 // appendToken appends the RFC 6749 §5.1 body for resp.

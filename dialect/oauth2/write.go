@@ -23,34 +23,25 @@ const WWWAuthenticate = `Basic realm="tokengate", charset="UTF-8"`
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		WriteError(w, oauth.ServerError())
+		WriteError(w, nil, oauth.ServerError())
 		return
 	}
 	writeBody(w, status, b)
 }
 
 // WriteError writes e as an RFC 6749 §5.2 error: {"error", "error_description"}
-// (never "error_uri"), status e.Status, the no-store headers, and:
-//
-//   - 401 when e.BasicAuthFailed, whatever e.Status says;
-//   - on any 401, WWW-Authenticate: Basic realm="tokengate", charset="UTF-8";
-//   - on 405, Allow: POST;
-//   - on 413, Connection: close (the rest of the body is left unread).
-//
-// Characters §5.2 does not allow in error and error_description (anything
-// outside %x20-21 / %x23-5B / %x5D-7E) are replaced. A nil e is written as
-// server_error.
-func WriteError(w http.ResponseWriter, e *oauth.Error) {
+// (never "error_uri"), the no-store headers, Retry-After when e says how
+// long to wait, and the status this dialect gives e (see Status). A 401
+// carries WWW-Authenticate: Basic realm="tokengate", charset="UTF-8"; a 405
+// Allow: POST; a 413 Connection: close (the rest of the body is left
+// unread). Characters §5.2 does not allow in error and error_description
+// (anything outside %x20-21 / %x23-5B / %x5D-7E) are replaced. A nil e is
+// written as server_error. r is the request answered (nil is allowed).
+func WriteError(w http.ResponseWriter, r *http.Request, e *oauth.Error) {
 	if e == nil {
 		e = oauth.ServerError()
 	}
-	status := e.Status
-	if e.BasicAuthFailed {
-		status = http.StatusUnauthorized
-	}
-	if status < 400 || status > 599 {
-		status = defaultStatus(e.Code)
-	}
+	status := Status(r, e)
 	h := w.Header()
 	switch status {
 	case http.StatusUnauthorized:
@@ -60,6 +51,7 @@ func WriteError(w http.ResponseWriter, e *oauth.Error) {
 	case http.StatusRequestEntityTooLarge:
 		h.Set("Connection", "close")
 	}
+	dialect.SetRetryAfter(h, e)
 	code := e.Code
 	if code == "" {
 		code = oauth.CodeServerError
@@ -80,14 +72,32 @@ func WriteError(w http.ResponseWriter, e *oauth.Error) {
 	putBuf(bp)
 }
 
-func defaultStatus(code string) int {
-	switch code {
+// Status is the HTTP status of e in RFC 6749's dialect, answering r:
+//
+//   - invalid_client: 401 (with a Basic challenge) when the client tried the
+//     Authorization header or sent no credentials at all; 400 when its body
+//     credentials failed (RFC 6749 §5.2; RFC 7235 allows no 401 without a
+//     challenge, and a Basic challenge would be wrong for body credentials);
+//   - temporarily_unavailable: 429 when rate limited, else 503;
+//   - server_error: 500; every other code: 400;
+//   - a Status this package set for an error of its own (405, 413) wins.
+func Status(r *http.Request, e *oauth.Error) int {
+	if e.Status >= 400 && e.Status <= 599 {
+		return e.Status
+	}
+	switch e.Code {
 	case oauth.CodeInvalidClient:
-		return http.StatusUnauthorized
+		if e.Cause == oauth.CauseNoCredentials || (r != nil && len(r.Header["Authorization"]) > 0) {
+			return http.StatusUnauthorized
+		}
+		return http.StatusBadRequest
+	case oauth.CodeTemporarilyUnavail:
+		if e.Cause == oauth.CauseRateLimited {
+			return http.StatusTooManyRequests
+		}
+		return http.StatusServiceUnavailable
 	case oauth.CodeServerError, "":
 		return http.StatusInternalServerError
-	case oauth.CodeTemporarilyUnavail:
-		return http.StatusServiceUnavailable
 	}
 	return http.StatusBadRequest
 }

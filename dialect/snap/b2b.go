@@ -1,7 +1,6 @@
 package snap
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,7 +50,6 @@ type b2b struct {
 	window  time.Duration
 	now     func() time.Time
 	log     *slog.Logger
-	keys    keyCache
 }
 
 var (
@@ -88,6 +86,9 @@ func NewB2B(options map[string]any, deps dialect.Deps) (dialect.Dialect, error) 
 	return d, nil
 }
 
+// AuthMethods implements dialect.AuthMethoder.
+func (d *b2b) AuthMethods() []string { return []string{oauth.AuthSNAPSignature} }
+
 // PolicyDefaults gives SNAP's customary 900-second token lifetime.
 func (d *b2b) PolicyDefaults() oauth.EndpointPolicy {
 	return oauth.EndpointPolicy{AccessTTL: AccessTTL}
@@ -95,8 +96,9 @@ func (d *b2b) PolicyDefaults() oauth.EndpointPolicy {
 
 // DecodeTokenRequest reads a SNAP access token request. It checks
 // everything that needs no client record: method, headers, body and the
-// freshness of X-TIMESTAMP. The signature check needs the client's key and
-// runs in Credentials.Verify. The signature is also the request's nonce:
+// freshness of X-TIMESTAMP. The signature check needs the client's key: the
+// engine runs it with this package's Authenticator, to which the request
+// hands the signature as Evidence. The signature is also the request's nonce:
 // the engine uses it up in the transaction that stores the token, so a
 // replay is refused on every node and a failed request spends nothing.
 func (d *b2b) DecodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.Error) {
@@ -142,32 +144,12 @@ func (d *b2b) DecodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.E
 		// twice the window, it outlives every way of still accepting it.
 		Nonce: &oauth.Nonce{Key: replayKey(tsTime, sig), ExpiresAt: tsTime.Add(2 * d.window)},
 		Credentials: oauth.ClientCredentials{
-			Method:   oauth.AuthDialect,
+			Method:   oauth.AuthSNAPSignature,
 			ClientID: clientID,
-			Verify: func(ctx context.Context, c *oauth.Client) *oauth.Error {
-				return d.verify(ctx, c, clientID, ts, sig)
-			},
+			Evidence: Evidence{Timestamp: ts, Signature: sig},
 		},
+		NoRefreshToken: true, // SNAP's response has no refresh token
 	}, nil
-}
-
-// verify checks the request signature with the client's registered key.
-func (d *b2b) verify(ctx context.Context, c *oauth.Client, clientID, ts string, sig []byte) *oauth.Error {
-	if c == nil {
-		return oauth.ServerError()
-	}
-	if c.PublicKeyPEM == "" {
-		return oauth.InvalidClient(oauth.CauseNoClientKey, "no public key is registered for the client")
-	}
-	key, err := d.keys.get(c.PublicKeyPEM)
-	if err != nil {
-		d.log.ErrorContext(ctx, "snap: registered public key is unusable", "client_id", c.ID, "err", err)
-		return oauth.InvalidClient(oauth.CauseNoClientKey, "the client's registered public key is unusable")
-	}
-	if !verifyPKCS1(key, accessTokenStringToSign(clientID, ts), sig) {
-		return oauth.InvalidClient(oauth.CauseBadCredentials, "invalid signature")
-	}
-	return nil
 }
 
 // decodeBody checks the JSON body: {"grantType":"client_credentials",
@@ -325,6 +307,7 @@ func (d *b2b) WriteError(w http.ResponseWriter, r *http.Request, e *oauth.Error)
 		// (status = first digits of responseCode); Allow still says why.
 		w.Header().Set("Allow", http.MethodPost)
 	}
+	dialect.SetRetryAfter(w.Header(), e)
 	d.writeJSON(w, m.status, errorBody{ResponseCode: m.code, ResponseMessage: m.message})
 }
 

@@ -36,16 +36,19 @@ var (
 	// The reason shown in "Unauthorized. [reason]": a fixed phrase per
 	// cause, never a value from the request.
 	unauthorizedByCause = map[oauth.Cause]string{
-		oauth.CauseUnknownClient:   "Unknown client",
-		oauth.CauseBadCredentials:  "Invalid signature",
-		oauth.CauseNoClientKey:     "No public key registered",
-		oauth.CauseClientDisabled:  "Client disabled",
-		oauth.CauseStaleRequest:    "Stale timestamp",
-		oauth.CauseReplay:          "Replayed request",
-		oauth.CauseGrantNotAllowed: "Grant not allowed",
-		oauth.CauseScopeNotAllowed: "Scope not allowed",
-		oauth.CauseBadGrant:        "Invalid grant",
-		oauth.CauseUserDisabled:    "User disabled",
+		oauth.CauseUnknownClient:      "Unknown client",
+		oauth.CauseBadCredentials:     "Invalid signature",
+		oauth.CauseNoCredentials:      "Invalid signature",
+		oauth.CauseMethodNotAllowed:   "Client not registered for SNAP signatures",
+		oauth.CauseEndpointNotAllowed: "Client not registered for this endpoint",
+		oauth.CauseNoClientKey:        "No public key registered",
+		oauth.CauseClientDisabled:     "Client disabled",
+		oauth.CauseStaleRequest:       "Stale timestamp",
+		oauth.CauseReplay:             "Replayed request",
+		oauth.CauseGrantNotAllowed:    "Grant not allowed",
+		oauth.CauseScopeNotAllowed:    "Scope not allowed",
+		oauth.CauseBadGrant:           "Invalid grant",
+		oauth.CauseUserDisabled:       "User disabled",
 	}
 	unauthorizedByCode = map[string]string{
 		oauth.CodeInvalidClient:      "Invalid client",
@@ -83,7 +86,7 @@ func mapError(s serviceCode, e *oauth.Error) snapError {
 		return build(s, caseBadRequest, "")
 	case oauth.CauseRateLimited:
 		return build(s, caseTooManyRequests, "")
-	case oauth.CauseTimeout, oauth.CauseUnavailable:
+	case oauth.CauseTimeout, oauth.CauseUnavailable, oauth.CauseOverloaded:
 		// SNAP has no 503 row. 504 "Timeout" tells a merchant "transient,
 		// retry"; 500 "General Error" would suggest a fault in tokengate.
 		return build(s, caseTimeout, "")

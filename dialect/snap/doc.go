@@ -10,12 +10,16 @@
 // The package is laid out so that B2B2C (service code 74) and SNAP
 // transaction signatures can sit beside it:
 //
-//	codes.go      responseCode table, parametrised by service code
-//	timestamp.go  X-TIMESTAMP parsing and formatting
-//	keys.go       PEM key parsing and normalisation (used by the CLI too)
-//	signature.go  string-to-sign, signing, verification, parsed-key cache
-//	json.go       strict JSON object reader (duplicate keys refused)
-//	b2b.go        the B2B dialect itself
+//	codes.go          responseCode table, parametrised by service code
+//	timestamp.go      X-TIMESTAMP parsing and formatting
+//	keys.go           PEM key parsing and normalisation (used by the CLI too)
+//	signature.go      string-to-sign, signing, verification
+//	authenticator.go  the snap_signature client authentication method and
+//	                  its parsed-key cache (registered with the engine)
+//	b2b.go            the B2B dialect itself
+//
+// Request bodies are read with the strict JSON reader every dialect shares
+// (internal/jsonx).
 //
 // Every response, success or error, follows SNAP's rule that the HTTP
 // status is the first three digits of responseCode.

@@ -7,8 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -72,32 +70,3 @@ func replayKey(ts time.Time, sig []byte) string {
 	return fmt.Sprintf("snap:%013x:", ts.UnixMilli()) + base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// keyCache caches parsed public keys by their PEM text: parsing an RSA key
-// costs more than verifying a signature with it. The PEM text comes from
-// the store (an administrator registered it), so the cache is bounded only
-// to survive years of key rotations: past maxKeys it starts over.
-type keyCache struct {
-	m sync.Map // PEM string -> cachedKey
-	n atomic.Int64
-}
-
-const maxKeys = 4096
-
-type cachedKey struct {
-	key *rsa.PublicKey
-	err error
-}
-
-func (c *keyCache) get(pemText string) (*rsa.PublicKey, error) {
-	if v, ok := c.m.Load(pemText); ok {
-		ck := v.(cachedKey)
-		return ck.key, ck.err
-	}
-	k, err := ParsePublicKey([]byte(pemText))
-	if c.n.Add(1) > maxKeys {
-		c.m.Clear()
-		c.n.Store(1)
-	}
-	c.m.Store(pemText, cachedKey{k, err})
-	return k, err
-}

@@ -79,7 +79,7 @@ func (s *Store) GetToken(ctx context.Context, id string) (*oauth.Token, error) {
 // if it is revoked or expired at now (nothing written). A replacement
 // whose ID is taken fails the call with oauth.ErrAlreadyExists and nothing
 // is written.
-func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.Time, replacements ...*oauth.Token) error {
+func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.Time, grace time.Duration, replacements ...*oauth.Token) error {
 	rows, err := newTokenRows(replacements)
 	if err != nil {
 		return err
