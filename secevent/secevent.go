@@ -431,3 +431,22 @@ func sanitizeText(v string) string {
 	}
 	return string(b)
 }
+
+// Run calls Flush every d until ctx is done, then Close.
+func (l *Log) Run(ctx context.Context, d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	l.run(ctx, t.C)
+}
+
+func (l *Log) run(ctx context.Context, tick <-chan time.Time) {
+	for {
+		select {
+		case <-ctx.Done():
+			l.Close()
+			return
+		case <-tick:
+			l.Flush()
+		}
+	}
+}

@@ -481,3 +481,30 @@ func TestDisabledLevelStillCounts(t *testing.T) {
 		t.Errorf("user_locked = %v, want 5", c["user_locked"])
 	}
 }
+
+func TestRunFlushesOnTickAndClosesOnCancel(t *testing.T) {
+	f := newFixture(t, Options{Burst: 1, Interval: time.Second})
+	tick := make(chan time.Time)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		f.log.run(ctx, tick)
+		close(done)
+	}()
+	f.log.Record(ctx, Event{Type: RefreshReuse})
+	f.log.Record(ctx, Event{Type: RefreshReuse})
+	f.clock.advance(time.Second)
+	tick <- time.Time{}
+	tick <- time.Time{} // the loop took this one, so the first Flush is done
+	if sums := byMsg(f.out.lines(t), "security events suppressed"); len(sums) != 1 || sums[0]["type"] != "refresh_reuse" {
+		t.Fatalf("after a tick: summaries %v, want one for refresh_reuse", sums)
+	}
+	f.log.Record(ctx, Event{Type: TokensRevokedAll})
+	f.log.Record(ctx, Event{Type: TokensRevokedAll})
+	cancel()
+	<-done
+	sums := byMsg(f.out.lines(t), "security events suppressed")
+	if len(sums) != 2 || sums[1]["type"] != "tokens_revoked_all" || sums[1]["count"] != float64(1) {
+		t.Errorf("after cancel: summaries %v, want Close's tokens_revoked_all summary last", sums)
+	}
+}
