@@ -125,6 +125,18 @@ type Event struct {
 	Reason   string
 }
 
+type requestKey struct{}
+
+type requestInfo struct{ remote, endpoint string }
+
+// WithRequest returns a copy of ctx carrying the request's remote address
+// and endpoint path. Log.Record uses them for an Event that leaves Remote
+// or Endpoint empty, so code that never sees the HTTP request (the engine)
+// can record events with them.
+func WithRequest(ctx context.Context, remote, endpoint string) context.Context {
+	return context.WithValue(ctx, requestKey{}, requestInfo{remote, endpoint})
+}
+
 // Recorder records security events. Implementations are safe for
 // concurrent use and do not block on I/O for long.
 type Recorder interface {
@@ -231,6 +243,8 @@ func New(log *slog.Logger, reg prometheus.Registerer, now func() time.Time, opts
 	return l
 }
 
+var _ Recorder = (*Log)(nil)
+
 func (l *Log) slot(t Type) *slot {
 	if i, ok := typeIndex[t]; ok {
 		return l.slots[i]
@@ -274,6 +288,14 @@ func (l *Log) Record(ctx context.Context, e Event) {
 		l.writeSummary(s.typ, prev, t)
 	}
 	if write && l.h.Enabled(ctx, slog.LevelWarn) {
+		if ri, ok := ctx.Value(requestKey{}).(requestInfo); ok {
+			if e.Remote == "" {
+				e.Remote = ri.remote
+			}
+			if e.Endpoint == "" {
+				e.Endpoint = ri.endpoint
+			}
+		}
 		r := slog.NewRecord(t, slog.LevelWarn, "security event", 0)
 		r.AddAttrs(slog.String("type", string(s.typ)))
 		if v := sanitizeID(e.ClientID); v != "" {

@@ -508,3 +508,20 @@ func TestRunFlushesOnTickAndClosesOnCancel(t *testing.T) {
 		t.Errorf("after cancel: summaries %v, want Close's tokens_revoked_all summary last", sums)
 	}
 }
+
+func TestWithRequestFillsRemoteAndEndpoint(t *testing.T) {
+	f := newFixture(t, Options{})
+	ctx := WithRequest(context.Background(), "[2001:db8::7]:50000", "/v1.0/access-token/b2b")
+	f.log.Record(ctx, Event{Type: SnapSignatureFailed, ClientID: "m1", Reason: "signature mismatch"})
+	f.log.Record(ctx, Event{Type: SnapReplay, Remote: "192.0.2.1", Endpoint: "/other", Reason: "nonce seen"})
+	lines := f.out.lines(t)
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2", len(lines))
+	}
+	if lines[0]["remote"] != "2001:db8::7" || lines[0]["endpoint"] != "/v1.0/access-token/b2b" {
+		t.Errorf("from the context: %v", lines[0])
+	}
+	if lines[1]["remote"] != "192.0.2.1" || lines[1]["endpoint"] != "/other" {
+		t.Errorf("the event's own fields must win: %v", lines[1])
+	}
+}
