@@ -49,8 +49,20 @@ func FuzzReadObject(f *testing.F) {
 		if !ok {
 			t.Fatalf("accepted %q, which encoding/json does not read as an object", body)
 		}
-		if got := objectAny(t, o); !reflect.DeepEqual(got, std) {
+		got := objectAny(t, o)
+		if !reflect.DeepEqual(got, std) {
 			t.Fatalf("%q: read as\n%#v\nencoding/json reads\n%#v", body, got, std)
+		}
+		// What encoding/json lets through and ReadObject must not.
+		if !utf8.Valid(body) || !distinctAndShallow(body) {
+			t.Fatalf("accepted %q: invalid UTF-8, a repeated name or too deep", body)
+		}
+		// A lone surrogate escape decodes to U+FFFD, in encoding/json as in
+		// utf8.AppendRune, so equal values do not rule it out: every U+FFFD
+		// read must have been in the body, raw or escaped.
+		lower := strings.ToLower(string(body))
+		if n := replacements(got); n > strings.Count(lower, "\ufffd")+strings.Count(lower, `\ufffd`) {
+			t.Fatalf("accepted %q: %d U+FFFD read, not all of them in the body", body, n)
 		}
 	})
 }
@@ -121,24 +133,24 @@ func distinctAndShallow(body []byte) bool {
 	}
 }
 
-func hasReplacement(v any) bool {
+func hasReplacement(v any) bool { return replacements(v) > 0 }
+
+// replacements counts U+FFFD in the strings and names of v.
+func replacements(v any) int {
+	n := 0
 	switch v := v.(type) {
 	case string:
-		return strings.ContainsRune(v, utf8.RuneError)
+		n = strings.Count(v, "\ufffd")
 	case []any:
 		for _, e := range v {
-			if hasReplacement(e) {
-				return true
-			}
+			n += replacements(e)
 		}
 	case map[string]any:
 		for k, e := range v {
-			if strings.ContainsRune(k, utf8.RuneError) || hasReplacement(e) {
-				return true
-			}
+			n += strings.Count(k, "\ufffd") + replacements(e)
 		}
 	}
-	return false
+	return n
 }
 
 // objectAny converts o to what encoding/json with UseNumber gives, reading

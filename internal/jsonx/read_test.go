@@ -343,3 +343,22 @@ func TestReadObjectDepth(t *testing.T) {
 		t.Errorf("a million brackets: %v", err)
 	}
 }
+
+// Every raw byte below 0x20 is refused inside a string (RFC 8259 §7); DEL
+// and the rest of ASCII are not.
+func TestReadObjectRawBytes(t *testing.T) {
+	for c := range 0x80 {
+		body := `{"k":"a` + string(rune(c)) + `b"}`
+		_, err := ReadObject(body)
+		switch {
+		case c < 0x20:
+			var se *SyntaxError
+			if !errors.As(err, &se) || se.msg != "control character in a string" {
+				t.Errorf("raw byte %#x: %v", c, err)
+			}
+		case c == '"' || c == '\\':
+		case err != nil:
+			t.Errorf("raw byte %#x: %v", c, err)
+		}
+	}
+}
