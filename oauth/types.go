@@ -17,6 +17,14 @@ func KnownGrant(g string) bool {
 	return g == GrantClientCredentials || g == GrantPassword || g == GrantRefreshToken
 }
 
+// Bounds every dialect applies to presented client credentials before any
+// lookup: a longer value is refused with the dialect's own error, so it
+// costs no store read and never reaches a cache.
+const (
+	MaxClientIDLen     = 256  // bytes of a client_id (X-CLIENT-KEY in SNAP)
+	MaxClientSecretLen = 1024 // bytes of a client_secret
+)
+
 // TokenFormat is how an access token is represented on the wire.
 type TokenFormat string
 
@@ -45,10 +53,6 @@ type SecretHash struct {
 	Hash      []byte    `json:"hash"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"` // zero: never expires
 }
-
-// MaxClientIDLen bounds a client ID: a longer one is refused by every
-// dialect before any lookup.
-const MaxClientIDLen = 256
 
 // Client is a registered OAuth client (a merchant or partner integration).
 type Client struct {

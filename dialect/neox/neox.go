@@ -21,8 +21,6 @@ import (
 
 const (
 	maxBodyBytes    = 64 << 10
-	maxClientIDLen  = 256
-	maxSecretLen    = 1024
 	successCode     = 1
 	successMessage  = "SUCCESS"
 	bearerTokenType = "bearer" // NeoX spells it in lower case
@@ -76,20 +74,20 @@ func (d *neox) DecodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.
 	if r.ContentLength > maxBodyBytes || r.Body == nil {
 		return nil, oauth.BadRequest("request body must be a JSON object of at most 64 KiB")
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
-	if err != nil {
+	var sb strings.Builder
+	if _, err := io.Copy(&sb, io.LimitReader(r.Body, maxBodyBytes+1)); err != nil {
 		return nil, oauth.BadRequest("cannot read request body")
 	}
+	body := sb.String()
 	if len(body) > maxBodyBytes {
 		return nil, oauth.BadRequest("request body must be a JSON object of at most 64 KiB")
 	}
 	members, err := jsonx.ReadObject(body)
 	if err != nil {
-		var dup *jsonx.DuplicateKeyError
-		if errors.As(err, &dup) && isKnownField(dup.Key) {
-			return nil, oauth.BadRequest("duplicate field: " + dup.Key)
-		}
-		if dup != nil {
+		if dup, ok := errors.AsType[*jsonx.DuplicateKeyError](err); ok {
+			if !dup.Nested && isKnownField(dup.Key) {
+				return nil, oauth.BadRequest("duplicate field: " + dup.Key)
+			}
 			return nil, oauth.BadRequest("duplicate field in request body")
 		}
 		return nil, oauth.BadRequest("request body must be a JSON object")
@@ -106,14 +104,14 @@ func (d *neox) DecodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.
 	if e != nil {
 		return nil, e
 	}
-	if len(clientID) > maxClientIDLen {
+	if len(clientID) > oauth.MaxClientIDLen {
 		return nil, oauth.Malformed("client_id", "too long")
 	}
 	secret, e := stringField(members, "client_secret", true)
 	if e != nil {
 		return nil, e
 	}
-	if len(secret) > maxSecretLen {
+	if len(secret) > oauth.MaxClientSecretLen {
 		return nil, oauth.Malformed("client_secret", "too long")
 	}
 	scope, e := stringField(members, "scope", false)
@@ -146,16 +144,16 @@ func isKnownField(name string) bool {
 
 // stringField returns a string member. Absent, null and "" count as
 // missing; any other non-string value is malformed.
-func stringField(members map[string]json.RawMessage, name string, required bool) (string, *oauth.Error) {
-	v, ok := members[name]
-	if !ok || jsonx.IsNull(v) {
+func stringField(members jsonx.Object, name string, required bool) (string, *oauth.Error) {
+	v, ok := members.Get(name)
+	if !ok || v.IsNull() {
 		if required {
 			return "", oauth.Missing(name)
 		}
 		return "", nil
 	}
-	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
+	s, ok := v.Str()
+	if !ok {
 		return "", oauth.Malformed(name, "must be a string")
 	}
 	if s == "" && required {

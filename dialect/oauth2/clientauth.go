@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -21,14 +22,26 @@ import (
 //   - neither: Method "" (the engine answers invalid_client), with the
 //     body's client_id, if any, for the audit trail.
 //
+// A client_id longer than oauth.MaxClientIDLen or a client_secret longer
+// than oauth.MaxClientSecretLen is refused here, wherever it was sent, so it
+// never reaches a lookup or a cache.
+//
 // Errors: invalid_client (401 with WWW-Authenticate from WriteError) for a
 // malformed Basic header (bad base64, no colon, empty client ID, bad
-// encoding), and for any other authentication scheme; invalid_request for
-// an Authorization header together with client_secret in the body (RFC 6749
-// §2.3: one method only), for a body client_id that differs from the Basic
-// one, for several Authorization headers, and for client_secret without
-// client_id.
+// encoding, a client ID or secret over its bound), and for any other
+// authentication scheme; invalid_request (malformed client_id or
+// client_secret) for a body client_id or client_secret over its bound;
+// invalid_request for an Authorization header together with client_secret
+// in the body (RFC 6749 §2.3: one method only), for a body client_id that
+// differs from the Basic one, for several Authorization headers, and for
+// client_secret without client_id.
 func ClientCredentials(r *http.Request, params map[string]string) (oauth.ClientCredentials, *oauth.Error) {
+	if len(params["client_id"]) > oauth.MaxClientIDLen {
+		return oauth.ClientCredentials{}, oauth.Malformed("client_id", tooLongID)
+	}
+	if len(params["client_secret"]) > oauth.MaxClientSecretLen {
+		return oauth.ClientCredentials{}, oauth.Malformed("client_secret", tooLongSecret)
+	}
 	auth := r.Header["Authorization"]
 	switch len(auth) {
 	case 0:
@@ -62,6 +75,16 @@ func ClientCredentials(r *http.Request, params map[string]string) (oauth.ClientC
 	return oauth.ClientCredentials{Method: oauth.AuthSecretBasic, ClientID: id, Secret: secret}, nil
 }
 
+var (
+	tooLongID     = "longer than " + strconv.Itoa(oauth.MaxClientIDLen) + " bytes"
+	tooLongSecret = "longer than " + strconv.Itoa(oauth.MaxClientSecretLen) + " bytes"
+)
+
+// maxBasicCredentials is the longest base64 text of Basic credentials that
+// can decode to a client ID and secret within their bounds: each may be
+// form-encoded (up to 3 bytes per byte), plus the colon.
+const maxBasicCredentials = (3*(oauth.MaxClientIDLen+oauth.MaxClientSecretLen) + 1 + 2) / 3 * 4
+
 // parseBasic decodes an Authorization header value as RFC 6749 §2.3.1
 // client_secret_basic. The scheme name is case-insensitive (RFC 9110
 // §11.1); the base64 must be the padded standard alphabet (RFC 7617).
@@ -75,6 +98,9 @@ func parseBasic(h string) (id, secret string, e *oauth.Error) {
 	cred = strings.TrimLeft(cred, " ")
 	if cred == "" {
 		return "", "", basicFailed(oauth.CauseMalformedField, "malformed Basic credentials: empty")
+	}
+	if len(cred) > maxBasicCredentials {
+		return "", "", basicFailed(oauth.CauseMalformedField, "malformed Basic credentials: too long")
 	}
 	var arr [192]byte
 	raw, err := base64.StdEncoding.AppendDecode(arr[:0], []byte(cred))
@@ -93,6 +119,12 @@ func parseBasic(h string) (id, secret string, e *oauth.Error) {
 	}
 	if id == "" {
 		return "", "", basicFailed(oauth.CauseMalformedField, "malformed Basic credentials: empty client ID")
+	}
+	if len(id) > oauth.MaxClientIDLen {
+		return "", "", basicFailed(oauth.CauseMalformedField, "malformed Basic credentials: client ID "+tooLongID)
+	}
+	if len(secret) > oauth.MaxClientSecretLen {
+		return "", "", basicFailed(oauth.CauseMalformedField, "malformed Basic credentials: client secret "+tooLongSecret)
 	}
 	if !utf8.ValidString(id) || !utf8.ValidString(secret) || !unicodeNoCRLF(id) || !unicodeNoCRLF(secret) {
 		return "", "", basicFailed(oauth.CauseMalformedField,

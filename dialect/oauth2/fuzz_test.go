@@ -139,7 +139,8 @@ func FuzzParseBasic(f *testing.F) {
 	})
 }
 
-// FuzzParseJSON checks the hand-written JSON scanner against encoding/json:
+// FuzzParseJSON checks the JSON parameter reader (jsonx.ReadObject plus
+// this dialect's string rules) against encoding/json:
 // whatever it accepts, encoding/json accepts with the same values, and every
 // object of non-empty strings encoding/json produces, it reads back.
 func FuzzParseJSON(f *testing.F) {
@@ -172,14 +173,14 @@ func FuzzParseJSON(f *testing.F) {
 			}
 		}
 		// The other direction: re-encode what encoding/json read, if it is an
-		// object of valid strings, and expect the scanner to agree.
+		// object of valid strings, and expect the reader to agree.
 		var ref map[string]string
 		if json.Unmarshal(body, &ref) != nil {
 			return
 		}
 		for k, v := range ref {
 			if !utf8.ValidString(k) || !utf8.ValidString(v) || strings.ContainsRune(k+v, utf8.RuneError) {
-				return // encoding/json replaced something; the scanner rejects such input
+				return // encoding/json replaced something; the reader rejects such input
 			}
 		}
 		enc, _ := json.Marshal(ref)

@@ -700,36 +700,6 @@ func TestParseScope(t *testing.T) {
 	}
 }
 
-func TestJSONStringEdgeCases(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		want string // "" means rejected
-	}{
-		{`"\b\f\n\r\t\"\\\/"`, "\b\f\n\r\t\"\\/"},
-		{`"x\u00E9\u20ac"`, "xé€"},
-		{`"\ud83d\ude00é"`, "😀é"},
-		{`"é\n"`, "é\n"},
-		{`"\u12"`, ""},
-		{`"\u12zz"`, ""},
-		{`"\ud83d"`, ""},
-		{`"\ud83d\u0041"`, ""},
-		{`"\ud83dx"`, ""},
-		{`"\ude00"`, ""},
-		{`"\x"`, ""},
-		{`"\`, ""},
-		{`"abc`, ""},
-		{`"a\nb` + "\x01" + `"`, ""},
-		{`"\n` + "\xff" + `"`, ""},
-		{`"\n`, ""},
-	} {
-		p := jsonScanner{s: tt.in}
-		got, ok := p.str()
-		if ok != (tt.want != "") || got != tt.want {
-			t.Errorf("%s: got %q %v, want %q", tt.in, got, ok, tt.want)
-		}
-	}
-}
-
 func TestWriteTokenEdgeCases(t *testing.T) {
 	d := newDialect(t, nil)
 	rec := httptest.NewRecorder()
@@ -751,5 +721,101 @@ func TestNoncharacterRejected(t *testing.T) {
 	_, e = ParseParams(reqSpec{body: "grant_type=password&username=u&password=a%EF%BF%BD%7E"}.build())
 	if e != nil {
 		t.Errorf("U+FFFD in password: %v", e)
+	}
+}
+
+// A client_id over oauth.MaxClientIDLen or a client_secret over
+// oauth.MaxClientSecretLen is refused before the engine sees it, in a form
+// body, a JSON body or Basic credentials, at the token endpoint and in
+// ClientCredentials as the introspection and revocation endpoints call it.
+func TestClientCredentialBounds(t *testing.T) {
+	id, longID := strings.Repeat("i", oauth.MaxClientIDLen), strings.Repeat("i", oauth.MaxClientIDLen+1)
+	sec, longSec := strings.Repeat("s", oauth.MaxClientSecretLen), strings.Repeat("s", oauth.MaxClientSecretLen+1)
+	// Every byte form-encoded to three: the longest Basic credentials that
+	// still fit the bounds.
+	pctID, pctSec := strings.Repeat("%", oauth.MaxClientIDLen), strings.Repeat("%", oauth.MaxClientSecretLen)
+	type want struct {
+		status int
+		code   string
+		field  string
+		desc   string
+		basic  bool
+	}
+	okWant := want{}
+	badID := want{400, "invalid_request", "client_id", "malformed parameter: client_id (longer than 256 bytes)", false}
+	badSec := want{400, "invalid_request", "client_secret", "malformed parameter: client_secret (longer than 1024 bytes)", false}
+	basicID := want{401, "invalid_client", "Authorization", "client ID longer than 256 bytes", true}
+	basicSec := want{401, "invalid_client", "Authorization", "client secret longer than 1024 bytes", true}
+	basicLong := want{401, "invalid_client", "Authorization", "malformed Basic credentials: too long", true}
+	form := func(kv ...string) string {
+		v := url.Values{}
+		for i := 0; i < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v.Encode()
+	}
+	jsonBody := func(kv ...string) string {
+		m := map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		b, _ := json.Marshal(m)
+		return string(b)
+	}
+	for _, tt := range []struct {
+		name string
+		req  reqSpec
+		want want
+	}{
+		{"form id at the bound", reqSpec{body: form("grant_type", "client_credentials", "client_id", id, "client_secret", sec)}, okWant},
+		{"form id over", reqSpec{body: form("grant_type", "client_credentials", "client_id", longID, "client_secret", "s")}, badID},
+		{"form id over, no secret", reqSpec{body: form("grant_type", "client_credentials", "client_id", longID)}, badID},
+		{"form id far over", reqSpec{body: form("grant_type", "client_credentials", "client_id", strings.Repeat("x", 60<<10))}, badID},
+		{"form secret over", reqSpec{body: form("grant_type", "client_credentials", "client_id", "c", "client_secret", longSec)}, badSec},
+		{"json id at the bound", reqSpec{ct: jsonCT, body: jsonBody("grant_type", "client_credentials", "client_id", id, "client_secret", sec)}, okWant},
+		{"json id over", reqSpec{ct: jsonCT, body: jsonBody("grant_type", "client_credentials", "client_id", longID, "client_secret", "s")}, badID},
+		{"json secret over", reqSpec{ct: jsonCT, body: jsonBody("grant_type", "client_credentials", "client_id", "c", "client_secret", longSec)}, badSec},
+		{"body id over with basic", reqSpec{auth: []string{basic("c", "s")}, body: form("grant_type", "client_credentials", "client_id", longID)}, badID},
+		{"basic at the bounds", reqSpec{auth: []string{basic(id, sec)}, body: "grant_type=client_credentials"}, okWant},
+		{"basic encoded at the bounds", reqSpec{auth: []string{basic(pctID, pctSec)}, body: "grant_type=client_credentials"}, okWant},
+		{"basic id over", reqSpec{auth: []string{basic(longID, "s")}, body: "grant_type=client_credentials"}, basicID},
+		{"basic secret over", reqSpec{auth: []string{basic("c", longSec)}, body: "grant_type=client_credentials"}, basicSec},
+		{"basic encoded id over", reqSpec{auth: []string{basic(pctID+"%", "s")}, body: "grant_type=client_credentials"}, basicID},
+		{"basic far over", reqSpec{auth: []string{basic(strings.Repeat("x", 64<<10), "s")}, body: "grant_type=client_credentials"}, basicLong},
+		{"basic just over the base64 bound", reqSpec{auth: []string{basic(pctID+"%", pctSec)}, body: "grant_type=client_credentials"}, basicLong},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, target := range []string{"/oauth/token", "/oauth/introspect", "/oauth/revoke"} {
+				r := tt.req
+				r.target = target
+				if target != "/oauth/token" {
+					r.body = strings.Replace(r.body, "grant_type", "token", 1)
+				}
+				req := r.build()
+				p, e := ParseParams(req)
+				if e != nil {
+					t.Fatalf("%s: ParseParams: %v", target, e)
+				}
+				c, e := ClientCredentials(req, p)
+				if tt.want == okWant {
+					if e != nil || len(c.ClientID) == 0 || len(c.ClientID) > oauth.MaxClientIDLen || len(c.Secret) > oauth.MaxClientSecretLen {
+						t.Fatalf("%s: %+v %v", target, c, e)
+					}
+					continue
+				}
+				if e == nil {
+					t.Fatalf("%s: accepted %d-byte client ID, %d-byte secret", target, len(c.ClientID), len(c.Secret))
+				}
+				if e.Status != tt.want.status || e.Code != tt.want.code || e.Field != tt.want.field ||
+					!strings.Contains(e.Description, tt.want.desc) || e.BasicAuthFailed != tt.want.basic {
+					t.Errorf("%s: %+v, want %+v", target, e, tt.want)
+				}
+			}
+			// The token endpoint answers the same, on the wire.
+			_, e := newDialect(t, nil).DecodeTokenRequest(tt.req.build())
+			if (e == nil) != (tt.want == okWant) || e != nil && (e.Code != tt.want.code || e.Status != tt.want.status) {
+				t.Errorf("token endpoint: %v", e)
+			}
+		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/tokengate/tokengate/internal/jsonx"
 	"github.com/tokengate/tokengate/oauth"
 )
 
@@ -25,9 +26,10 @@ const MaxBodyBytes = 64 << 10
 // WriteError adds Allow: POST); a missing or other Content-Type, or a
 // charset other than UTF-8; a body over MaxBodyBytes (413); a repeated
 // parameter (RFC 6749 §3.2); a body that is not UTF-8, a bad percent-encoding,
-// malformed JSON, a JSON value that is not a string (except "scope", which
-// may be an array of strings, joined with spaces), duplicate JSON keys or
-// data after the JSON object; a control character in a parameter RFC 6749
+// a JSON body jsonx.ReadObject refuses (malformed JSON, invalid UTF-8 or lone
+// surrogate escapes, repeated names, data after the object, deep nesting),
+// a JSON value that is not a string (except "scope", which may be an array
+// of strings, joined with spaces); a control character in a parameter RFC 6749
 // Appendix A defines (client_id, client_secret, username, password,
 // refresh_token, grant_type) or in RFC 7009's token and token_type_hint;
 // credentials or other OAuth parameters in the query string.
@@ -345,248 +347,51 @@ func malformedNamed(name, why string) *oauth.Error {
 
 const errJSONSyntax = "malformed JSON body"
 
-// parseJSON parses a JSON object whose members are strings (and "scope"
-// may be an array of strings) into m, rejecting duplicate keys, invalid
-// UTF-8, lone surrogate escapes and trailing data. Empty values are left
-// out, as in a form. It is a small purpose-built scanner: no reflection,
-// and strings without escapes are sliced from the body without copying.
+// parseJSON reads a JSON object whose members are strings (and "scope"
+// may be an array of strings, joined with spaces) into m. The JSON rules
+// (UTF-8, surrogates, duplicate names, trailing data, depth) are
+// jsonx.ReadObject's, the same for every dialect. Empty names and values
+// are left out, as in a form, but only after the duplicate check, so that a
+// repeated name is refused whatever its values.
 func parseJSON(s string, m map[string]string) *oauth.Error {
-	p := jsonScanner{s: s}
-	p.skipWS()
-	if !p.eat('{') {
-		return oauth.BadRequest("the JSON body must be an object")
+	o, err := jsonx.ReadObject(s)
+	if err != nil {
+		return jsonError(err)
 	}
-	p.skipWS()
-	if !p.eat('}') {
-		for {
-			p.skipWS()
-			key, ok := p.str()
+	for name, v := range o.All() {
+		val, ok := v.Str()
+		if !ok {
+			if name != "scope" || v.Kind() != jsonx.KindArray {
+				return malformedNamed(name, "must be a string")
+			}
+			parts, ok := v.StringArray()
 			if !ok {
-				return oauth.BadRequest(errJSONSyntax)
+				return oauth.Malformed("scope", "must be a string or an array of strings")
 			}
-			p.skipWS()
-			if !p.eat(':') {
-				return oauth.BadRequest(errJSONSyntax)
-			}
-			p.skipWS()
-			var val string
-			switch c := p.peek(); {
-			case c == '"':
-				if val, ok = p.str(); !ok {
-					return oauth.BadRequest(errJSONSyntax)
-				}
-			case c == '[' && key == "scope":
-				var e *oauth.Error
-				if val, e = p.scopeArray(); e != nil {
-					return e
-				}
-			case c == '[' || c == '{' || c == '-' || '0' <= c && c <= '9' || c == 't' || c == 'f' || c == 'n':
-				return malformedNamed(key, "must be a string")
-			default:
-				return oauth.BadRequest(errJSONSyntax)
-			}
-			if _, dup := m[key]; dup {
-				return duplicate(key)
-			}
-			m[key] = val
-			p.skipWS()
-			if p.eat(',') {
-				continue
-			}
-			if p.eat('}') {
-				break
-			}
-			return oauth.BadRequest(errJSONSyntax)
+			val = strings.Join(parts, " ")
 		}
-	}
-	p.skipWS()
-	if p.i != len(p.s) {
-		return oauth.BadRequest("data after the JSON object")
-	}
-	// Empty keys and values are dropped only now so that a repeated key is
-	// caught whatever its values.
-	for k, v := range m {
-		if k == "" || v == "" {
-			delete(m, k)
+		if name != "" && val != "" {
+			m[name] = val
 		}
 	}
 	return nil
 }
 
-type jsonScanner struct {
-	s string
-	i int
-}
-
-func (p *jsonScanner) peek() byte {
-	if p.i < len(p.s) {
-		return p.s[p.i]
+// jsonError maps a jsonx.ReadObject error onto this dialect's descriptions.
+func jsonError(err error) *oauth.Error {
+	switch {
+	case errors.Is(err, jsonx.ErrNotObject):
+		return oauth.BadRequest("the JSON body must be an object")
+	case errors.Is(err, jsonx.ErrTrailingData):
+		return oauth.BadRequest("data after the JSON object")
+	case errors.Is(err, jsonx.ErrTooDeep):
+		return oauth.BadRequest(errJSONSyntax + " (nested too deeply)")
 	}
-	return 0
-}
-
-func (p *jsonScanner) eat(c byte) bool {
-	if p.i < len(p.s) && p.s[p.i] == c {
-		p.i++
-		return true
-	}
-	return false
-}
-
-func (p *jsonScanner) skipWS() {
-	for p.i < len(p.s) {
-		switch p.s[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
+	if dup, ok := errors.AsType[*jsonx.DuplicateKeyError](err); ok {
+		if dup.Nested {
+			return oauth.BadRequest(errJSONSyntax + " (a name is repeated in a nested object)")
 		}
+		return duplicate(dup.Key)
 	}
-}
-
-// scopeArray reads an array of strings and joins them with spaces.
-func (p *jsonScanner) scopeArray() (string, *oauth.Error) {
-	p.i++ // '['
-	var b []byte
-	p.skipWS()
-	if p.eat(']') {
-		return "", nil
-	}
-	for n := 0; ; n++ {
-		p.skipWS()
-		if p.peek() != '"' {
-			return "", oauth.Malformed("scope", "must be a string or an array of strings")
-		}
-		v, ok := p.str()
-		if !ok {
-			return "", oauth.BadRequest(errJSONSyntax)
-		}
-		if n > 0 {
-			b = append(b, ' ')
-		}
-		b = append(b, v...)
-		p.skipWS()
-		if p.eat(',') {
-			continue
-		}
-		if p.eat(']') {
-			return string(b), nil
-		}
-		return "", oauth.BadRequest(errJSONSyntax)
-	}
-}
-
-// str reads a JSON string (RFC 8259 §7) at p.i, which must be '"'.
-func (p *jsonScanner) str() (string, bool) {
-	if !p.eat('"') {
-		return "", false
-	}
-	s := p.s
-	start := p.i
-	for i := start; i < len(s); {
-		c := s[i]
-		switch {
-		case c == '"':
-			p.i = i + 1
-			return s[start:i], true
-		case c == '\\' || c < 0x20:
-			return p.strSlow(start, i)
-		case c < utf8.RuneSelf:
-			i++
-		default:
-			r, n := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && n == 1 {
-				return "", false
-			}
-			i += n
-		}
-	}
-	return "", false
-}
-
-// strSlow decodes a string with escapes; s[start:i] is already known to be
-// plain.
-func (p *jsonScanner) strSlow(start, i int) (string, bool) {
-	s := p.s
-	b := make([]byte, 0, len(s)-start)
-	b = append(b, s[start:i]...)
-	for i < len(s) {
-		c := s[i]
-		switch {
-		case c == '"':
-			p.i = i + 1
-			return string(b), true
-		case c < 0x20:
-			return "", false
-		case c == '\\':
-			if i+1 >= len(s) {
-				return "", false
-			}
-			switch s[i+1] {
-			case '"', '\\', '/':
-				b = append(b, s[i+1])
-			case 'b':
-				b = append(b, '\b')
-			case 'f':
-				b = append(b, '\f')
-			case 'n':
-				b = append(b, '\n')
-			case 'r':
-				b = append(b, '\r')
-			case 't':
-				b = append(b, '\t')
-			case 'u':
-				r, ok := hex4(s, i+2)
-				if !ok {
-					return "", false
-				}
-				i += 6
-				switch {
-				case 0xd800 <= r && r < 0xdc00:
-					if i+1 >= len(s) || s[i] != '\\' || s[i+1] != 'u' {
-						return "", false
-					}
-					r2, ok := hex4(s, i+2)
-					if !ok || r2 < 0xdc00 || r2 >= 0xe000 {
-						return "", false
-					}
-					r = (r-0xd800)<<10 | (r2 - 0xdc00) + 0x10000
-					i += 6
-				case 0xdc00 <= r && r < 0xe000:
-					return "", false
-				}
-				b = utf8.AppendRune(b, r)
-				continue
-			default:
-				return "", false
-			}
-			i += 2
-		case c < utf8.RuneSelf:
-			b = append(b, c)
-			i++
-		default:
-			r, n := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && n == 1 {
-				return "", false
-			}
-			b = append(b, s[i:i+n]...)
-			i += n
-		}
-	}
-	return "", false
-}
-
-func hex4(s string, i int) (rune, bool) {
-	if i+4 > len(s) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range []byte(s[i : i+4]) {
-		v, ok := unhex(c)
-		if !ok {
-			return 0, false
-		}
-		r = r<<4 | rune(v)
-	}
-	return r, true
+	return oauth.BadRequest(errJSONSyntax)
 }

@@ -26,7 +26,6 @@ const (
 	AccessTTL = 900 * time.Second
 
 	maxBodyBytes     = 64 << 10
-	maxClientKeyLen  = 256
 	maxTimestampSkew = 24 * time.Hour // largest timestamp_window accepted
 )
 
@@ -42,12 +41,22 @@ type B2BOptions struct {
 	// TimestampWindow is a Go duration ("5m"): the largest accepted
 	// distance, either way, between X-TIMESTAMP and the server's clock.
 	TimestampWindow string `yaml:"timestamp_window"`
+	// UniformAuthErrors gives one answer, 4017300 "Unauthorized. [Invalid
+	// client credentials]", for an unknown client, a wrong signature and a
+	// client without a usable public key, so that a caller who has not
+	// proved who it is cannot tell which client keys exist or have a key
+	// registered. Off by default: those three keep their own reasons.
+	// Answers given only after a valid signature (client disabled, replay,
+	// grant or scope not allowed) and the stale-timestamp answer, which
+	// needs no client, are unchanged.
+	UniformAuthErrors bool `yaml:"uniform_auth_errors"`
 }
 
 // b2b is the SNAP BI access token B2B dialect (service code 73).
 type b2b struct {
 	service serviceCode
 	window  time.Duration
+	uniform bool // B2BOptions.UniformAuthErrors
 	now     func() time.Time
 	log     *slog.Logger
 }
@@ -58,8 +67,8 @@ var (
 )
 
 // NewB2B is the dialect.Factory of SNAP BI's access token B2B service
-// (service code 73). Options: timestamp_window (see B2BOptions); unknown
-// options are refused.
+// (service code 73). Options: timestamp_window and uniform_auth_errors (see
+// B2BOptions); unknown options are refused.
 func NewB2B(options map[string]any, deps dialect.Deps) (dialect.Dialect, error) {
 	var o B2BOptions
 	if err := dialect.DecodeOptions(options, &o); err != nil {
@@ -76,7 +85,7 @@ func NewB2B(options map[string]any, deps dialect.Deps) (dialect.Dialect, error) 
 		}
 		window = w
 	}
-	d := &b2b{service: serviceAccessTokenB2B, window: window, now: deps.Now, log: deps.Logger}
+	d := &b2b{service: serviceAccessTokenB2B, window: window, uniform: o.UniformAuthErrors, now: deps.Now, log: deps.Logger}
 	if d.now == nil {
 		d.now = time.Now
 	}
@@ -162,19 +171,19 @@ func (d *b2b) decodeBody(r *http.Request) *oauth.Error {
 	if r.Body == nil {
 		return oauth.Missing("grantType")
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
-	if err != nil {
+	var sb strings.Builder
+	if _, err := io.Copy(&sb, io.LimitReader(r.Body, maxBodyBytes+1)); err != nil {
 		return oauth.BadRequest("cannot read request body")
 	}
+	body := sb.String()
 	if len(body) > maxBodyBytes {
 		return oauth.BadRequest("request body too large")
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(strings.TrimSpace(body)) == 0 {
 		return oauth.Missing("grantType")
 	}
 	members, err := jsonx.ReadObject(body)
-	var dup *jsonx.DuplicateKeyError
-	if errors.As(err, &dup) {
+	if _, ok := errors.AsType[*jsonx.DuplicateKeyError](err); ok {
 		return oauth.BadRequest("duplicate member in request body")
 	}
 	if err != nil {
@@ -187,22 +196,22 @@ func (d *b2b) decodeBody(r *http.Request) *oauth.Error {
 	if !strings.EqualFold(grant, oauth.GrantClientCredentials) {
 		return oauth.Malformed("grantType", "only client_credentials")
 	}
-	if v, ok := members["additionalInfo"]; ok && !jsonx.IsNull(v) && !isObject(v) {
+	if v, ok := members.Get("additionalInfo"); ok && !v.IsNull() && !v.IsObject() {
 		return oauth.Malformed("additionalInfo", "expected an object")
 	}
 	return nil
 }
 
 // grantType returns the grant type under either spelling of its name.
-func grantType(members map[string]json.RawMessage) (string, *oauth.Error) {
+func grantType(members jsonx.Object) (string, *oauth.Error) {
 	var found []string
 	for _, name := range [...]string{"grantType", "grant_type"} {
-		v, ok := members[name]
-		if !ok || jsonx.IsNull(v) {
+		v, ok := members.Get(name)
+		if !ok || v.IsNull() {
 			continue
 		}
-		var s string
-		if json.Unmarshal(v, &s) != nil {
+		s, ok := v.Str()
+		if !ok {
 			return "", oauth.Malformed(name, "expected a string")
 		}
 		if s == "" {
@@ -217,11 +226,6 @@ func grantType(members map[string]json.RawMessage) (string, *oauth.Error) {
 		return "", oauth.Malformed("grantType", "grantType and grant_type disagree")
 	}
 	return found[0], nil
-}
-
-func isObject(v json.RawMessage) bool {
-	var m map[string]json.RawMessage
-	return json.Unmarshal(v, &m) == nil && m != nil
 }
 
 // checkContentType requires application/json (parameters such as charset
@@ -252,7 +256,7 @@ func singleHeader(h http.Header, name string) (string, *oauth.Error) {
 
 // validClientKey accepts printable ASCII without spaces, as client IDs are.
 func validClientKey(s string) bool {
-	if len(s) > maxClientKeyLen {
+	if len(s) > oauth.MaxClientIDLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -301,7 +305,12 @@ func (d *b2b) WriteToken(w http.ResponseWriter, r *http.Request, resp *oauth.Tok
 // WriteError writes e as {"responseCode","responseMessage"}, with the HTTP
 // status taken from the code's first three digits.
 func (d *b2b) WriteError(w http.ResponseWriter, r *http.Request, e *oauth.Error) {
-	m := mapError(d.service, e)
+	var m snapError
+	if d.uniform && revealsClient(e) {
+		m = build(d.service, caseUnauthorized, "["+uniformAuthReason+"]")
+	} else {
+		m = mapError(d.service, e)
+	}
 	if r != nil && r.Method != http.MethodPost && e != nil && e.Cause == oauth.CauseBadRequest {
 		// SNAP's table has no 405 for this service, so the status stays 400
 		// (status = first digits of responseCode); Allow still says why.

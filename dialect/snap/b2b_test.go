@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -534,5 +535,96 @@ func TestUnauthorizedMessageHasNoRequestData(t *testing.T) {
 	w := env.engine.serve(env.d, snapRequest(t, otherKey(), testClientID, ts0, okBody, nil))
 	if strings.Contains(w.Body.String(), sig[:20]) || strings.Contains(w.Body.String(), testClientID) {
 		t.Fatalf("body leaks request data: %s", w.Body)
+	}
+}
+
+// With uniform_auth_errors, an unknown client, a wrong signature and a
+// client without a usable key get one answer, identical to the byte;
+// without it, each keeps its reason. Answers that need a valid signature,
+// and the stale timestamp, which needs no client, keep theirs either way.
+func TestB2BUniformAuthErrors(t *testing.T) {
+	key := clientKey()
+	otherSig, _ := Sign(otherKey(), testClientID, ts0)
+	nobodySig, _ := Sign(key, "nobody", ts0)
+	hiding := []struct {
+		name string
+		edit func(h http.Header)
+		env  func(e *b2bEnv)
+		own  string
+	}{
+		{"unknown client", func(h http.Header) { h.Set(HeaderClientKey, "nobody"); h.Set(HeaderSignature, nobodySig) }, nil, "Unauthorized. [Unknown client]"},
+		{"signed by another key", func(h http.Header) { h.Set(HeaderSignature, otherSig) }, nil, "Unauthorized. [Invalid signature]"},
+		{"signature truncated", func(h http.Header) { h.Set(HeaderSignature, "AAAA") }, nil, "Unauthorized. [Invalid signature]"},
+		{"no key registered", nil, func(e *b2bEnv) { e.engine.clients[testClientID].PublicKeyPEM = "" }, "Unauthorized. [No public key registered]"},
+		{"unusable key registered", nil, func(e *b2bEnv) { e.engine.clients[testClientID].PublicKeyPEM = "garbage" }, "Unauthorized. [No public key registered]"},
+	}
+	for _, uniform := range []bool{false, true} {
+		var first *httptest.ResponseRecorder
+		for _, c := range hiding {
+			env := newB2BEnv(t, map[string]any{"uniform_auth_errors": uniform})
+			if c.env != nil {
+				c.env(env)
+			}
+			w := env.engine.serve(env.d, snapRequest(t, key, testClientID, ts0, okBody, c.edit))
+			code, msg := checkEnvelope(t, w)
+			if !uniform {
+				if code != "4017300" || msg != c.own {
+					t.Errorf("%s, default: %s %q, want %q", c.name, code, msg, c.own)
+				}
+				continue
+			}
+			if code != "4017300" || msg != "Unauthorized. [Invalid client credentials]" {
+				t.Errorf("%s, uniform: %s %q", c.name, code, msg)
+			}
+			if first == nil {
+				first = w
+				continue
+			}
+			if w.Code != first.Code || w.Body.String() != first.Body.String() || !reflect.DeepEqual(w.Header(), first.Header()) {
+				t.Errorf("%s, uniform: %d %v %s differs from %d %v %s", c.name, w.Code, w.Header(), w.Body, first.Code, first.Header(), first.Body)
+			}
+		}
+	}
+
+	kept := []struct {
+		name string
+		ts   string
+		env  func(e *b2bEnv)
+		msg  string
+	}{
+		{"success", ts0, nil, "Successful"},
+		{"disabled client", ts0, func(e *b2bEnv) { e.engine.clients[testClientID].Disabled = true }, "Unauthorized. [Client disabled]"},
+		{"grant not allowed", ts0, func(e *b2bEnv) { e.engine.clients[testClientID].Grants = nil }, "Unauthorized. [Grant not allowed]"},
+		{"stale", Timestamp(t0.Add(-time.Hour)), nil, "Unauthorized. [Stale timestamp]"},
+		{"replayed", ts0, func(e *b2bEnv) {
+			if w := e.engine.serve(e.d, snapRequest(t, key, testClientID, ts0, okBody, nil)); w.Code != http.StatusOK {
+				t.Fatalf("first request: %d %s", w.Code, w.Body)
+			}
+		}, "Unauthorized. [Replayed request]"},
+	}
+	for _, c := range kept {
+		env := newB2BEnv(t, map[string]any{"uniform_auth_errors": true})
+		if c.env != nil {
+			c.env(env)
+		}
+		if _, msg := checkEnvelope(t, env.engine.serve(env.d, snapRequest(t, key, testClientID, c.ts, okBody, nil))); msg != c.msg {
+			t.Errorf("%s, uniform: %q, want %q", c.name, msg, c.msg)
+		}
+	}
+
+	if _, err := NewB2B(map[string]any{"uniform_auth_errors": "sometimes"}, dialect.Deps{}); err == nil {
+		t.Error("a non-boolean uniform_auth_errors was accepted")
+	}
+}
+
+func TestRevealsClient(t *testing.T) {
+	for c := oauth.CauseUnspecified; c <= oauth.CauseInternal; c++ {
+		want := c == oauth.CauseUnknownClient || c == oauth.CauseBadCredentials || c == oauth.CauseNoClientKey
+		if got := revealsClient(&oauth.Error{Code: oauth.CodeInvalidClient, Cause: c}); got != (want || c == oauth.CauseUnspecified) {
+			t.Errorf("cause %d: %v", c, got)
+		}
+	}
+	if revealsClient(nil) || revealsClient(&oauth.Error{Code: oauth.CodeInvalidRequest}) {
+		t.Error("not an authentication failure")
 	}
 }

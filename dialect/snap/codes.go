@@ -58,6 +58,28 @@ var (
 	}
 )
 
+// uniformAuthReason replaces, under the endpoint option
+// uniform_auth_errors, every reason for which revealsClient is true.
+const uniformAuthReason = "Invalid client credentials"
+
+// revealsClient reports whether e is an authentication failure whose
+// reason would tell a caller who has not proved who it is something about
+// the client key it sent: that it is unknown, has no usable public key, or
+// exists but the signature is wrong. An invalid_client error without a
+// Cause counts too, so that a new engine path cannot reopen the leak.
+func revealsClient(e *oauth.Error) bool {
+	if e == nil {
+		return false
+	}
+	switch e.Cause {
+	case oauth.CauseUnknownClient, oauth.CauseBadCredentials, oauth.CauseNoClientKey:
+		return true
+	case oauth.CauseUnspecified:
+		return e.Code == oauth.CodeInvalidClient
+	}
+	return false
+}
+
 // responseCode builds the seven-digit SNAP code for c under service s.
 func (c responseCase) responseCode(s serviceCode) string {
 	return strconv.Itoa(c.status) + string(s) + c.code

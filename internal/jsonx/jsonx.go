@@ -1,67 +1,10 @@
-// Package jsonx holds the small JSON pieces several wire formats share: a
-// strict object reader for untrusted request bodies and an allocation-free
-// string escaper for hand-written responses.
+// Package jsonx holds the small JSON pieces several wire formats share: the
+// one strict object reader every dialect uses for untrusted request bodies
+// (ReadObject), and an allocation-free string escaper for hand-written
+// responses (AppendString).
 package jsonx
 
-import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"io"
-	"unicode/utf8"
-)
-
-// ErrNotObject: the body is not one JSON object.
-var ErrNotObject = errors.New("body is not a JSON object")
-
-// DuplicateKeyError reports a member name that appears twice.
-type DuplicateKeyError struct{ Key string }
-
-func (e *DuplicateKeyError) Error() string { return "duplicate key " + e.Key }
-
-// ReadObject reads a JSON object's top-level members. Unlike
-// json.Unmarshal into a map it refuses duplicate keys (json.Unmarshal keeps
-// the last one silently, so two parsers could disagree about a request)
-// and trailing data after the object.
-func ReadObject(body []byte) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, ErrNotObject
-	}
-	members := make(map[string]json.RawMessage)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, ErrNotObject
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		if _, dup := members[key]; dup {
-			return nil, &DuplicateKeyError{key}
-		}
-		members[key] = v
-	}
-	if _, err := dec.Token(); err != nil { // the closing '}'
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON object")
-	}
-	return members, nil
-}
-
-// IsNull reports whether a raw JSON value is the literal null.
-func IsNull(v json.RawMessage) bool { return string(v) == "null" }
+import "unicode/utf8"
 
 // AppendString appends s as a JSON string literal.
 func AppendString(b []byte, s string) []byte {
