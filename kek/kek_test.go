@@ -203,8 +203,10 @@ func FuzzOpen(f *testing.F) {
 			}
 			return
 		}
-		// Anything that opens must be exactly what was sealed.
-		if ad != "ad" || !bytes.Equal(v, good) || string(plain) != "value" {
+		// Only a seal opens. (Fuzzing workers run this function's setup
+		// again, so the seed's envelope may come from another Seal of the
+		// same value under the same key.)
+		if ad != "ad" || string(plain) != "value" || len(v) != len(good) {
 			t.Fatalf("Open(%q, %x) = %q: a forgery opened", ad, v, plain)
 		}
 	})
