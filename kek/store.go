@@ -18,6 +18,10 @@ import (
 // does not open, is an error: it is never used as it is, since a clear
 // value may have been written straight into the database by someone who
 // cannot know the KEK.
+//
+// The other methods come from the embedded store: a method added to
+// oauth.Store that carries a secret (recoverable client secrets) must be
+// overridden here, or it is stored in clear.
 type Store struct {
 	oauth.Store
 	ring *Keyring

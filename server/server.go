@@ -76,6 +76,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, er
 // it out. Errors: the KEK's configuration (for example none on
 // PostgreSQL, or a KEK file readable by others), the store's.
 func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*kek.Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	ring, inDataDir, err := kek.Load(cfg.Secrets, cfg.Store.DataDir, cfg.Store.DSN != "")
 	if err != nil {
 		return nil, err
