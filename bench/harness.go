@@ -520,7 +520,9 @@ func (h *harness) runPostgres(ctx context.Context) error {
 	} else {
 		schemaNote = "the DSN as given (no fresh schema: " + err.Error() + ")"
 	}
-	tg := &tokengate{bin: h.bin, config: filepath.Join(h.dir, "postgres.yaml"), env: []string{"TOKENGATE_STORE_DSN=" + dsn}}
+	// PostgreSQL needs a configured key-encryption key; a throwaway one.
+	tg := &tokengate{bin: h.bin, config: filepath.Join(h.dir, "postgres.yaml"),
+		env: []string{"TOKENGATE_STORE_DSN=" + dsn, "TOKENGATE_SECRETS_KEK=" + randomHex(32)}}
 	if err := writeConfig(tg.config, filepath.Join(h.dir, "pg-unused-data")); err != nil {
 		return err
 	}

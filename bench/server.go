@@ -198,7 +198,7 @@ func (p *proc) logLines() int {
 // tokengate runs the tokengate binary with a configuration file.
 type tokengate struct {
 	bin, config string
-	env         []string // extra environment (TOKENGATE_STORE_DSN)
+	env         []string // extra environment (TOKENGATE_STORE_DSN, TOKENGATE_SECRETS_KEK)
 }
 
 // cli runs an admin command and returns its stdout. A failure's error is

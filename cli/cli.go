@@ -42,6 +42,7 @@ type cliArgs struct {
 	Client  clientCmd  `cmd:"" help:"Manage OAuth clients."`
 	User    userCmd    `cmd:"" help:"Manage resource owners for the password grant."`
 	Key     keyCmd     `cmd:"" help:"Manage JWT signing keys."`
+	KEK     kekCmd     `cmd:"" name:"kek" help:"Manage the key-encryption key that encrypts secrets at rest."`
 	Token   tokenCmd   `cmd:"" help:"Inspect or revoke tokens as an operator."`
 	Migrate migrateCmd `cmd:"" help:"Apply database migrations and exit (the server also applies them at start)."`
 	GC      gcCmd      `cmd:"" name:"gc" help:"Delete expired tokens and nonces now."`
@@ -162,7 +163,7 @@ func (r *run) open() (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(r.ctx, c.Store)
+	st, err := server.OpenStore(r.ctx, c, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,7 @@ type Config struct {
 	// random pepper is generated into the store on first start. Set it
 	// before creating clients; changing it invalidates every client secret.
 	Pepper                  string        `yaml:"pepper"`
+	Secrets                 Secrets       `yaml:"secrets"`
 	PasswordHashConcurrency int           `yaml:"password_hash_concurrency"`
 	PasswordHashQueue       int           `yaml:"password_hash_queue"`
 	RequestTimeout          time.Duration `yaml:"request_timeout"`
@@ -49,6 +50,23 @@ type Store struct {
 	DataDir  string `yaml:"data_dir"`
 	DSN      string `yaml:"dsn"`
 	MaxConns int    `yaml:"max_conns"`
+}
+
+// Secrets configures the key-encryption key (KEK) that encrypts the
+// secrets kept in the store (signing keys, the pepper, the opaque-token
+// key). Set at most one of KEK and KEKFile. With neither, the embedded
+// store generates a KEK into its data directory on first start (move it
+// out and set KEKFile); PostgreSQL requires one.
+type Secrets struct {
+	// KEKFile is a file holding the KEK as 64 hex characters (32 bytes); it
+	// must not be readable by group or others.
+	KEKFile string `yaml:"kek_file"`
+	// KEK is the KEK itself as 64 hex characters, typically from the
+	// environment (TOKENGATE_SECRETS_KEK).
+	KEK string `yaml:"kek"`
+	// OldKEKFiles are earlier KEKs, still accepted for decryption until
+	// "tokengate kek rotate" has re-encrypted everything under the current one.
+	OldKEKFiles []string `yaml:"old_kek_files"`
 }
 
 // Tokens holds token policy.
@@ -275,6 +293,18 @@ func (c *Config) Validate() error {
 	if c.Pepper != "" && len(c.Pepper) < 64 {
 		bad("pepper: must be at least 32 bytes as hex (64 characters)")
 	}
+	if c.Secrets.KEK != "" && c.Secrets.KEKFile != "" {
+		bad("secrets: set kek or kek_file, not both")
+	}
+	if k := c.Secrets.KEK; k != "" && !isHex(k, 64) {
+		// Never quote the value: it is the key.
+		bad("secrets.kek: must be 32 bytes as 64 hex characters")
+	}
+	for i, f := range c.Secrets.OldKEKFiles {
+		if f == "" {
+			bad("secrets.old_kek_files[%d]: empty path", i)
+		}
+	}
 	if c.PasswordHashConcurrency < 1 {
 		bad("password_hash_concurrency: must be at least 1")
 	}
@@ -334,6 +364,18 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // reserved are the server's own paths.

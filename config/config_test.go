@@ -78,7 +78,8 @@ func TestEveryFieldHasAnEnvName(t *testing.T) {
 	names := EnvNames()
 	for _, want := range []string{"TOKENGATE_ISSUER", "TOKENGATE_LISTEN", "TOKENGATE_STORE_DATA_DIR", "TOKENGATE_STORE_DSN",
 		"TOKENGATE_TOKENS_ACCESS_TTL", "TOKENGATE_TOKENS_REFRESH_TTL", "TOKENGATE_TOKENS_FORMAT",
-		"TOKENGATE_TOKENS_SIGNING_ALG", "TOKENGATE_ENDPOINTS", "TOKENGATE_GC_INTERVAL"} {
+		"TOKENGATE_TOKENS_SIGNING_ALG", "TOKENGATE_ENDPOINTS", "TOKENGATE_GC_INTERVAL",
+		"TOKENGATE_SECRETS_KEK", "TOKENGATE_SECRETS_KEK_FILE", "TOKENGATE_SECRETS_OLD_KEK_FILES"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("%s missing from %v", want, names)
 		}
@@ -133,5 +134,35 @@ func TestIssuerHasOneSpelling(t *testing.T) {
 	c, err := Load(writeFile(t, "issuer: https://auth.example.com/\n"), nil, Overrides{})
 	if err != nil || c.Issuer != "https://auth.example.com" {
 		t.Errorf("issuer %q, %v", c.Issuer, err)
+	}
+}
+
+func TestSecrets(t *testing.T) {
+	const key = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF"
+	c, err := Load(writeFile(t, "secrets:\n  kek_file: /etc/tokengate/kek.hex\n"),
+		[]string{`TOKENGATE_SECRETS_OLD_KEK_FILES=[/etc/tokengate/old1.hex, /etc/tokengate/old2.hex]`}, Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Secrets.KEKFile != "/etc/tokengate/kek.hex" || !slices.Equal(c.Secrets.OldKEKFiles, []string{"/etc/tokengate/old1.hex", "/etc/tokengate/old2.hex"}) {
+		t.Errorf("secrets: %+v", c.Secrets)
+	}
+	if c, err := Load("", []string{"TOKENGATE_SECRETS_KEK=" + key}, Overrides{}); err != nil || c.Secrets.KEK != key {
+		t.Errorf("TOKENGATE_SECRETS_KEK: %v", err)
+	}
+	for name, env := range map[string][]string{
+		"both":      {"TOKENGATE_SECRETS_KEK=" + key, "TOKENGATE_SECRETS_KEK_FILE=/k"},
+		"short":     {"TOKENGATE_SECRETS_KEK=" + key[:62]},
+		"not hex":   {"TOKENGATE_SECRETS_KEK=" + key[:60] + "zzzz"},
+		"empty old": {"TOKENGATE_SECRETS_KEK=" + key, "TOKENGATE_SECRETS_OLD_KEK_FILES=['']"},
+	} {
+		_, err := Load("", env, Overrides{})
+		if err == nil || !strings.Contains(err.Error(), "secrets") {
+			t.Errorf("%s: error %v, want one about secrets", name, err)
+			continue
+		}
+		if strings.Contains(err.Error(), key[:60]) || strings.Contains(strings.ToLower(err.Error()), strings.ToLower(key[:16])) {
+			t.Errorf("%s: the error quotes the key: %v", name, err)
+		}
 	}
 }

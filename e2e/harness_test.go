@@ -6,11 +6,14 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/tokengate/tokengate/cli"
 	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/kek"
 	"github.com/tokengate/tokengate/server"
 )
 
@@ -51,10 +55,21 @@ type env struct {
 	cliEnv  []string // the environment the CLI runs with
 }
 
-// withPostgres puts the server on PostgreSQL at dsn.
+// postgresKEK is the KEK of every PostgreSQL-backed server of this test
+// run (nodes sharing a database share it).
+var postgresKEK = func() string {
+	k, err := kek.Generate()
+	if err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(k)
+}()
+
+// withPostgres puts the server on PostgreSQL at dsn, with postgresKEK.
 func withPostgres(dsn string, more ...func(*config.Config)) func(*config.Config) {
 	return func(c *config.Config) {
 		c.Store.DSN = dsn
+		c.Secrets.KEK = postgresKEK
 		for _, m := range more {
 			m(c)
 		}
@@ -62,10 +77,17 @@ func withPostgres(dsn string, more ...func(*config.Config)) func(*config.Config)
 }
 
 // start runs a server on a fresh data directory. mutate may change the
-// configuration (written to a YAML file the CLI reads too).
+// configuration; the CLI gets the store and secrets settings through the
+// environment.
 func start(t *testing.T, mutate func(*config.Config)) *env {
 	t.Helper()
-	dir := t.TempDir()
+	return startIn(t, t.TempDir(), mutate)
+}
+
+// startIn is start on the data directory dir, which may hold a store
+// already (a restart).
+func startIn(t *testing.T, dir string, mutate func(*config.Config)) *env {
+	t.Helper()
 	e := &env{t: t, dir: dir, logs: &syncBuffer{}}
 	cfg, err := config.Load("", nil, config.Overrides{Listen: "127.0.0.1:0", DataDir: dir})
 	if err != nil {
@@ -89,16 +111,53 @@ func start(t *testing.T, mutate func(*config.Config)) *env {
 	}
 	e.srv = srv
 	e.base = "http://" + srv.Addr()
-	if cfg.Store.DSN != "" {
-		e.cliEnv = []string{"TOKENGATE_STORE_DSN=" + cfg.Store.DSN}
+	e.cliEnv = cliEnv(cfg)
+	e.remember(cfg.Secrets.KEK)
+	for _, f := range append([]string{filepath.Join(dir, kek.DataDirFile), cfg.Secrets.KEKFile}, cfg.Secrets.OldKEKFiles...) {
+		if k, err := os.ReadFile(f); f != "" && err == nil {
+			e.remember(strings.TrimSpace(string(k)))
+		}
 	}
 	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
+		e.stop()
 		e.assertNoSecretsLogged()
 	})
 	return e
+}
+
+// stop closes the server (a test may then start another on the same
+// directory); it is safe to call more than once.
+func (e *env) stop() {
+	e.t.Helper()
+	e.mu.Lock()
+	srv := e.srv
+	e.srv = nil
+	e.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	if err := srv.Close(); err != nil {
+		e.t.Errorf("close: %v", err)
+	}
+}
+
+// cliEnv is the environment that gives the CLI cfg's store and secrets.
+func cliEnv(cfg config.Config) []string {
+	var env []string
+	if cfg.Store.DSN != "" {
+		env = append(env, "TOKENGATE_STORE_DSN="+cfg.Store.DSN)
+	}
+	if s := cfg.Secrets; s.KEK != "" {
+		env = append(env, "TOKENGATE_SECRETS_KEK="+s.KEK)
+	}
+	if s := cfg.Secrets; s.KEKFile != "" {
+		env = append(env, "TOKENGATE_SECRETS_KEK_FILE="+s.KEKFile)
+	}
+	if old := cfg.Secrets.OldKEKFiles; len(old) > 0 {
+		b, _ := json.Marshal(old)
+		env = append(env, "TOKENGATE_SECRETS_OLD_KEK_FILES="+string(b))
+	}
+	return env
 }
 
 // remember records a secret value that must never appear in the logs.

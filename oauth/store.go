@@ -103,8 +103,21 @@ type Store interface {
 	// if absent; concurrent callers (several nodes) all get the same value.
 	Setting(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error)
 
-	// Revision returns a number that changes whenever a client, user or
-	// signing key changes; servers poll it to invalidate their caches.
+	// RewriteSecrets passes every stored secret value — each setting, and
+	// the private key of each signing key, current, retired or no longer
+	// published — to rewrite with the value's name (SettingSecret,
+	// SigningKeySecret), and stores what rewrite returns in its place. It
+	// runs in one write transaction that also bumps the revision; if
+	// rewrite fails, nothing is written and its error is returned. rewrite
+	// may be called more than once for a value (a store may run the
+	// transaction again), so it must not count calls. Returns how many
+	// values were rewritten. It is how the values are re-encrypted under a
+	// new key-encryption key (see package kek).
+	RewriteSecrets(ctx context.Context, rewrite func(name string, value []byte) ([]byte, error)) (int, error)
+
+	// Revision returns a number that changes whenever a client, user,
+	// signing key or stored secret changes; servers poll it to invalidate
+	// their caches.
 	Revision(ctx context.Context) (int64, error)
 
 	// DeleteExpired deletes at most limit token records, nonces and retired
@@ -122,6 +135,15 @@ type Store interface {
 	// Close releases the store's resources.
 	Close() error
 }
+
+// SettingSecret is the name RewriteSecrets gives the setting called name,
+// and the associated data that binds its encrypted value to its row.
+func SettingSecret(name string) string { return "setting:" + name }
+
+// SigningKeySecret is the name RewriteSecrets gives the private key of
+// the signing key id, and the associated data that binds its encrypted
+// value to its row.
+func SigningKeySecret(id string) string { return "signing_key:" + id }
 
 // StoreCounts is what Store.Counts reports.
 type StoreCounts struct {

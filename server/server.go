@@ -23,6 +23,7 @@ import (
 	"github.com/tokengate/tokengate/dialect/oauth2"
 	"github.com/tokengate/tokengate/dialect/snap"
 	"github.com/tokengate/tokengate/engine"
+	"github.com/tokengate/tokengate/kek"
 	"github.com/tokengate/tokengate/limit"
 	"github.com/tokengate/tokengate/oauth"
 	"github.com/tokengate/tokengate/store"
@@ -54,13 +55,13 @@ type Server struct {
 	rfc6749AuthMethods []string
 }
 
-// Open opens the configured store and builds the engine and the routes.
-// Nothing listens until Start.
+// Open opens the configured store (see OpenStore) and builds the engine
+// and the routes. Nothing listens until Start.
 func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	st, err := store.Open(ctx, cfg.Store)
+	st, err := OpenStore(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +71,31 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	return s, nil
+}
+
+// OpenStore opens the configured store with its secrets (signing keys,
+// settings) encrypted under the configured key-encryption key; the server
+// and the admin CLI both open it this way. When the KEK is the one kept in
+// the embedded store's data directory, it logs a warning saying to move
+// it out. Errors: the KEK's configuration (for example none on
+// PostgreSQL, or a KEK file readable by others), the store's.
+func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*kek.Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ring, inDataDir, err := kek.Load(cfg.Secrets, cfg.Store.DataDir, cfg.Store.DSN != "")
+	if err != nil {
+		return nil, err
+	}
+	if inDataDir != "" {
+		log.Warn("the key-encryption key is kept beside the data it protects; move it out of the data directory and set secrets.kek_file",
+			"path", inDataDir, "kek_id", ring.ID())
+	}
+	st, err := store.Open(ctx, cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	return kek.WrapStore(st, ring), nil
 }
 
 // New builds a server on an open store; Close closes the store.

@@ -109,3 +109,64 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// RewriteSecrets rewrites every setting and every signing key's private
+// key (see oauth.Store) in one transaction, bumping the revision. The rows
+// are locked while rewrite runs, and the revision row's lock (see adminTx)
+// keeps signing keys from being created meanwhile.
+func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, value []byte) ([]byte, error)) (int, error) {
+	var n int
+	err := s.adminTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		n = 0
+		type row struct {
+			update, key, name string
+			value             []byte
+		}
+		var all []row
+		for _, q := range []struct {
+			query, update string
+			name          func(string) string
+		}{
+			{`SELECT name, value FROM settings ORDER BY name FOR UPDATE`,
+				`UPDATE settings SET value = $1 WHERE name = $2`, oauth.SettingSecret},
+			{`SELECT id, private_key FROM signing_keys ORDER BY id FOR UPDATE`,
+				`UPDATE signing_keys SET private_key = $1 WHERE id = $2`, oauth.SigningKeySecret},
+		} {
+			rows, err := tx.Query(ctx, q.query)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				r := row{update: q.update}
+				if err := rows.Scan(&r.key, &r.value); err != nil {
+					rows.Close()
+					return err
+				}
+				r.name = q.name(r.key)
+				all = append(all, r)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		for i := range all {
+			v, err := rewrite(all[i].name, all[i].value)
+			if err != nil {
+				return err
+			}
+			all[i].value = dbBytes(v)
+		}
+		for _, r := range all {
+			if _, err := tx.Exec(ctx, r.update, r.value, r.key); err != nil {
+				return err
+			}
+		}
+		n = len(all)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}

@@ -110,3 +110,65 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// RewriteSecrets rewrites every setting and every signing key's private
+// key (see oauth.Store) in one transaction of the writer, bumping the
+// revision. rewrite runs on the writer goroutine, so it must be quick.
+func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, value []byte) ([]byte, error)) (int, error) {
+	var n int
+	err := s.do(ctx, func(ctx context.Context, w *writer) error {
+		n = 0
+		type row struct {
+			update, key, name string
+			value             []byte
+		}
+		var all []row
+		for _, q := range []struct {
+			query, update string
+			name          func(string) string
+		}{
+			{`SELECT name, value FROM settings ORDER BY name`,
+				`UPDATE settings SET value = ? WHERE name = ?`, oauth.SettingSecret},
+			{`SELECT id, private_key FROM signing_keys ORDER BY id`,
+				`UPDATE signing_keys SET private_key = ? WHERE id = ?`, oauth.SigningKeySecret},
+		} {
+			rows, err := w.conn.QueryContext(ctx, q.query)
+			if err != nil {
+				return mapErr(err)
+			}
+			for rows.Next() {
+				r := row{update: q.update}
+				if err := rows.Scan(&r.key, &r.value); err != nil {
+					rows.Close()
+					return mapErr(err)
+				}
+				r.name = q.name(r.key)
+				all = append(all, r)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return mapErr(err)
+			}
+		}
+		// Every value is rewritten before anything is written, so a failing
+		// rewrite leaves nothing to undo.
+		for i := range all {
+			v, err := rewrite(all[i].name, goBytes(all[i].value))
+			if err != nil {
+				return err
+			}
+			all[i].value = dbBytes(v)
+		}
+		for _, r := range all {
+			if _, err := w.conn.ExecContext(ctx, r.update, r.value, r.key); err != nil {
+				return mapErr(err)
+			}
+		}
+		n = len(all)
+		return w.bumpRevision(ctx)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}

@@ -180,6 +180,113 @@ func testRevision(t *testing.T, s oauth.Store) {
 	step("CreateSigningKey (rotation)", s.CreateSigningKey(ctx, signingKey("k2", oauth.AlgES256, now.Add(time.Second)), time.Hour))
 }
 
+// secretValues reads every stored secret through RewriteSecrets, writing
+// each back unchanged.
+func secretValues(t *testing.T, s oauth.Store) map[string][]byte {
+	t.Helper()
+	got := map[string][]byte{}
+	n, err := s.RewriteSecrets(t.Context(), func(name string, v []byte) ([]byte, error) {
+		got[name] = bytes.Clone(v)
+		return v, nil
+	})
+	noErr(t, err, "RewriteSecrets(identity)")
+	if n != len(got) {
+		t.Fatalf("RewriteSecrets(identity) = %d, but rewrite saw %d values", n, len(got))
+	}
+	return got
+}
+
+// testRewriteSecrets: every setting and every signing key — even one no
+// longer published — is rewritten under its name, in place, and the
+// revision moves.
+func testRewriteSecrets(t *testing.T, s oauth.Store) {
+	ctx := t.Context()
+	t0 := baseTime()
+	_, err := s.Setting(ctx, "pepper", func() ([]byte, error) { return []byte("p\x00\xff"), nil })
+	noErr(t, err, "Setting(pepper)")
+	_, err = s.Setting(ctx, "opaque", func() ([]byte, error) { return []byte("o"), nil })
+	noErr(t, err, "Setting(opaque)")
+	noErr(t, s.CreateSigningKey(ctx, signingKey("es-1", oauth.AlgES256, t0), time.Minute), "CreateSigningKey(es-1)")
+	noErr(t, s.CreateSigningKey(ctx, signingKey("es-2", oauth.AlgES256, t0.Add(time.Second)), time.Minute), "CreateSigningKey(es-2)")
+	noErr(t, s.CreateSigningKey(ctx, signingKey("rs:1", oauth.AlgRS256, t0), time.Minute), "CreateSigningKey(rs:1)")
+	rev, err := s.Revision(ctx)
+	noErr(t, err, "Revision")
+
+	want := map[string][]byte{
+		oauth.SettingSecret("pepper"):  []byte("p\x00\xff"),
+		oauth.SettingSecret("opaque"):  []byte("o"),
+		oauth.SigningKeySecret("es-1"): signingKey("es-1", "", t0).PrivateKeyPEM,
+		oauth.SigningKeySecret("es-2"): signingKey("es-2", "", t0).PrivateKeyPEM,
+		oauth.SigningKeySecret("rs:1"): signingKey("rs:1", "", t0).PrivateKeyPEM,
+	}
+	seen := map[string][]byte{}
+	n, err := s.RewriteSecrets(ctx, func(name string, v []byte) ([]byte, error) {
+		seen[name] = bytes.Clone(v)
+		return append([]byte("new:"+name+":"), v...), nil
+	})
+	noErr(t, err, "RewriteSecrets")
+	if n != len(want) {
+		t.Errorf("RewriteSecrets = %d, want %d", n, len(want))
+	}
+	checkEqual(t, "values given to rewrite", want, seen)
+	r, err := s.Revision(ctx)
+	noErr(t, err, "Revision")
+	if r == rev {
+		t.Error("RewriteSecrets left the revision unchanged: servers would not reload their keys")
+	}
+
+	for name, v := range want {
+		want[name] = append([]byte("new:"+name+":"), v...)
+	}
+	checkEqual(t, "stored values after RewriteSecrets", want, secretValues(t, s))
+	// The rewritten values are what the other methods return.
+	v, err := s.Setting(ctx, "pepper", func() ([]byte, error) { return []byte("other"), nil })
+	noErr(t, err, "Setting(pepper)")
+	if !bytes.Equal(v, want[oauth.SettingSecret("pepper")]) {
+		t.Errorf("Setting(pepper) after RewriteSecrets = %q", v)
+	}
+	keys, err := s.ListSigningKeys(ctx, t0.Add(2*time.Second))
+	noErr(t, err, "ListSigningKeys")
+	for _, k := range keys {
+		if w := want[oauth.SigningKeySecret(k.ID)]; !bytes.Equal(k.PrivateKeyPEM, w) {
+			t.Errorf("key %s after RewriteSecrets = %q, want %q", k.ID, k.PrivateKeyPEM, w)
+		}
+	}
+	if len(keys) != 3 {
+		t.Errorf("ListSigningKeys = %v: RewriteSecrets must change the values only", keyIDs(keys))
+	}
+}
+
+// testRewriteSecretsFailure: a failing rewrite writes nothing.
+func testRewriteSecretsFailure(t *testing.T, s oauth.Store) {
+	ctx := t.Context()
+	t0 := baseTime()
+	for _, name := range []string{"a", "b", "c"} {
+		_, err := s.Setting(ctx, name, func() ([]byte, error) { return []byte(name), nil })
+		noErr(t, err, "Setting(%s)", name)
+	}
+	noErr(t, s.CreateSigningKey(ctx, signingKey("k", oauth.AlgES256, t0), time.Minute), "CreateSigningKey")
+	before := secretValues(t, s)
+	rev, err := s.Revision(ctx)
+	noErr(t, err, "Revision")
+
+	errRewrite := errors.New("cannot decrypt")
+	n, err := s.RewriteSecrets(ctx, func(name string, v []byte) ([]byte, error) {
+		if name == oauth.SettingSecret("b") {
+			return nil, errRewrite
+		}
+		return []byte("changed"), nil
+	})
+	isErr(t, err, errRewrite, "RewriteSecrets with a failing rewrite")
+	if n != 0 {
+		t.Errorf("failed RewriteSecrets = %d, want 0", n)
+	}
+	if r, err := s.Revision(ctx); err != nil || r != rev {
+		t.Errorf("revision %d (%v) after a failed RewriteSecrets, want %d", r, err, rev)
+	}
+	checkEqual(t, "stored values after a failed RewriteSecrets", before, secretValues(t, s))
+}
+
 func testDeleteExpired(t *testing.T, s oauth.Store) {
 	ctx := t.Context()
 	now := time.Now() // nonces expire by the store's clock

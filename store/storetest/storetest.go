@@ -62,6 +62,8 @@ func RunTests(t *testing.T, newStore func(t *testing.T) oauth.Store) {
 		{"Setting", testSetting},
 		{"SettingConcurrent", testSettingConcurrent},
 		{"Revision", testRevision},
+		{"RewriteSecrets", testRewriteSecrets},
+		{"RewriteSecretsFailure", testRewriteSecretsFailure},
 		{"DeleteExpired", testDeleteExpired},
 		{"Counts", testCounts},
 		{"CreateTokensOnce", testCreateTokensOnce},
