@@ -29,7 +29,8 @@ func redisKey(prefix, key string) string {
 
 // Times in the scripts are unix microseconds: Lua numbers are doubles, exact
 // only to 2^53, which nanoseconds since 1970 exceed. Numbers are written
-// back with %.0f because Lua's own number-to-string keeps only 14 digits.
+// back as %.0f strings so Redis stores plain integers whatever its version's
+// number conversion (Lua's own tostring keeps only 14 digits).
 
 // rateScript is gcra.take. KEYS[1]: the TAT; ARGV: now, interval, tolerance.
 // Returns {allowed (0/1), wait}. The key expires when the bucket is full

@@ -192,12 +192,18 @@ func runLockoutSuite(t *testing.T, newLO newLockoutFunc) {
 
 	t.Run("ALockOutlastsTheWindow", func(t *testing.T) {
 		clk := newClock()
-		long := Policy{Threshold: 1, Base: 10 * time.Minute, Max: 10 * time.Minute, Window: time.Minute}
+		long := Policy{Threshold: 2, Base: 10 * time.Minute, Max: 10 * time.Minute, Window: time.Minute}
 		l := newLO(t, long, clk.Now)
+		fail(t, l, "alice")
 		fail(t, l, "alice")
 		clk.Advance(5 * time.Minute)
 		if d := check(t, l, "alice"); d.Allowed || !within(d.RetryAfter, 5*time.Minute) {
 			t.Fatalf("5 minutes into a 10-minute lock with a 1-minute window: %+v", d)
+		}
+		// A failure during the lock (a request in flight when it began)
+		// still counts: the failures are not forgotten while locked.
+		if d := fail(t, l, "alice"); d.Allowed || !within(d.RetryAfter, 10*time.Minute) {
+			t.Fatalf("a failure 5 minutes into the lock: %+v, want locked for 10m", d)
 		}
 	})
 
