@@ -27,6 +27,16 @@ type Decision struct {
 	RetryAfter time.Duration
 }
 
+// RetryAfterSeconds is RetryAfter as a Retry-After header's delay-seconds
+// (RFC 9110 §10.2.3): rounded up, so a client that waits that long is
+// allowed, and at least 1 when refused; 0 when allowed.
+func (d Decision) RetryAfterSeconds() int {
+	if d.Allowed {
+		return 0
+	}
+	return max(1, int((d.RetryAfter+time.Second-1)/time.Second))
+}
+
 var allowed = Decision{Allowed: true}
 
 func denied(wait time.Duration) Decision {

@@ -217,3 +217,17 @@ func BenchmarkMemoryAllow(b *testing.B) {
 		}
 	})
 }
+
+func TestRetryAfterSeconds(t *testing.T) {
+	for d, want := range map[Decision]int{
+		allowed:                 0,
+		denied(time.Nanosecond): 1,
+		denied(time.Second):     1,
+		denied(time.Second + 1): 2,
+		denied(14*time.Minute + 59*time.Second + time.Millisecond): 900,
+	} {
+		if got := d.RetryAfterSeconds(); got != want {
+			t.Errorf("%+v: %d, want %d", d, got, want)
+		}
+	}
+}

@@ -87,12 +87,13 @@ return {1, 0}
 `)
 
 // NewRedisRateLimiter returns a RateLimiter shared by every node using the
-// same Redis and prefix (RatePrefix unless testing): rate tokens a second
+// same Redis (a *redis.Client, or a cluster or failover client: each script
+// touches one key) and prefix (RatePrefix unless testing): rate tokens a second
 // per key, in bursts of up to burst (burst < 1: one second's worth). A rate
 // <= 0 returns Unlimited, which never calls Redis. Each Allow is one
 // EVALSHA; its errors are the client's (connection, timeout, a Redis error
 // reply). now nil means time.Now.
-func NewRedisRateLimiter(client *redis.Client, prefix string, rate float64, burst int, now func() time.Time) RateLimiter {
+func NewRedisRateLimiter(client redis.UniversalClient, prefix string, rate float64, burst int, now func() time.Time) RateLimiter {
 	if rate <= 0 {
 		return Unlimited{}
 	}
@@ -100,7 +101,7 @@ func NewRedisRateLimiter(client *redis.Client, prefix string, rate float64, burs
 }
 
 type redisRateLimiter struct {
-	c      *redis.Client
+	c      redis.UniversalClient
 	prefix string
 	g      gcra // in microseconds
 	now    func() time.Time
@@ -129,7 +130,7 @@ func scriptDecision(res []int64) (Decision, error) {
 // be valid: see Policy.Validate; an invalid one panics). Check is one HGET,
 // Fail one EVALSHA, Succeed one DEL; their errors are the client's. now nil
 // means time.Now.
-func NewRedisLockout(client *redis.Client, prefix string, p Policy, now func() time.Time) Lockout {
+func NewRedisLockout(client redis.UniversalClient, prefix string, p Policy, now func() time.Time) Lockout {
 	if err := p.Validate(); err != nil {
 		panic(err)
 	}
@@ -137,7 +138,7 @@ func NewRedisLockout(client *redis.Client, prefix string, p Policy, now func() t
 }
 
 type redisLockout struct {
-	c      *redis.Client
+	c      redis.UniversalClient
 	prefix string
 	p      Policy
 	now    func() time.Time
