@@ -8,8 +8,8 @@
 // Every decision carries the real wait (Decision.RetryAfter) for a
 // Retry-After header. Time comes from an injected clock; the Redis
 // implementations pass the node's clock into their scripts, so nodes sharing
-// a Redis need synchronised clocks (NTP): a node whose clock is ahead by s
-// sees buckets as up to s emptier and locks as up to s shorter.
+// a Redis need synchronised clocks (NTP): a skew of s between nodes moves a
+// bucket's refill and a lock's end by up to s as each node sees them.
 package limit
 
 import (
@@ -70,7 +70,7 @@ type Lockout interface {
 
 // Policy is a Lockout's backoff.
 type Policy struct {
-	Threshold int           // failures before the first lock (>= 1)
+	Threshold int           // the failure that locks first (>= 1)
 	Base      time.Duration // the first lock (>= 1ms)
 	Max       time.Duration // the longest lock (>= Base, <= 30 days)
 	Window    time.Duration // failures are forgotten this long after the last (> 0, <= 30 days)
