@@ -86,10 +86,27 @@ type Tokens struct {
 	RefreshReuseGrace time.Duration `yaml:"refresh_reuse_grace"`
 }
 
-// RateLimit bounds each client's token requests on each node.
+// RateLimit bounds each client's token requests and throttles wrong
+// passwords per username: on each node, or across every node sharing Redis.
 type RateLimit struct {
 	PerClient float64 `yaml:"per_client"` // requests a second; 0: unlimited
 	Burst     int     `yaml:"burst"`      // 0: one second's worth
+	// Redis, when set (redis://[user:password@]host:port/db, rediss:// for
+	// TLS, or unix://), holds the limits so every node enforces the same
+	// ones. While it is unreachable each node falls back to its own limits.
+	// It may hold a password: it is never logged or echoed in errors.
+	Redis   string  `yaml:"redis"`
+	Lockout Lockout `yaml:"lockout"`
+}
+
+// Lockout throttles wrong passwords per username: after Threshold
+// consecutive failures the username is locked for Base, doubling with each
+// further failure up to Max; failures are forgotten Window after the last.
+type Lockout struct {
+	Threshold int           `yaml:"threshold"`
+	Base      time.Duration `yaml:"base"`
+	Max       time.Duration `yaml:"max"`
+	Window    time.Duration `yaml:"window"`
 }
 
 // GC is the background deletion of expired tokens and nonces.
@@ -130,6 +147,7 @@ func Default() Config {
 		},
 		PasswordHashConcurrency: 2,
 		PasswordHashQueue:       16,
+		RateLimit:               RateLimit{Lockout: Lockout{Threshold: 5, Base: time.Second, Max: 15 * time.Minute, Window: 15 * time.Minute}},
 		RequestTimeout:          5 * time.Second,
 		GC:                      GC{Interval: time.Minute, Batch: 1000},
 		Log:                     Log{Level: "info", Format: "text"},
@@ -248,7 +266,7 @@ func applyEnv(c *Config, env []string) error {
 }
 
 // ignoredEnv are TOKENGATE_ variables that are not settings (test hooks).
-var ignoredEnv = map[string]bool{"TOKENGATE_TEST_POSTGRES": true, "TOKENGATE_CONFIG": true}
+var ignoredEnv = map[string]bool{"TOKENGATE_TEST_POSTGRES": true, "TOKENGATE_TEST_REDIS": true, "TOKENGATE_CONFIG": true}
 
 // Validate checks settings that do not depend on other packages (dialect
 // names and options are checked when the server builds its endpoints).
@@ -319,6 +337,26 @@ func (c *Config) Validate() error {
 	}
 	if c.RateLimit.PerClient < 0 || c.RateLimit.Burst < 0 {
 		bad("rate_limit: per_client and burst must not be negative")
+	}
+	if r := c.RateLimit.Redis; r != "" {
+		// The URL may hold a password: no message quotes it.
+		u, err := url.Parse(r)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") || (u.Scheme != "unix" && u.Host == "") {
+			bad("rate_limit.redis: must be a redis://HOST:PORT/DB, rediss:// or unix:// URL")
+		}
+	}
+	lo := c.RateLimit.Lockout
+	if lo.Threshold < 1 {
+		bad("rate_limit.lockout.threshold: must be at least 1")
+	}
+	if lo.Base < time.Millisecond {
+		bad("rate_limit.lockout.base: must be at least 1ms")
+	}
+	if lo.Max < lo.Base || lo.Max > 30*24*time.Hour {
+		bad("rate_limit.lockout.max: must be at least rate_limit.lockout.base and at most 720h")
+	}
+	if lo.Window < time.Second || lo.Window > 30*24*time.Hour {
+		bad("rate_limit.lockout.window: must be between 1s and 720h")
 	}
 	if c.GC.Interval < time.Second {
 		bad("gc.interval: must be at least 1s")

@@ -79,7 +79,8 @@ func TestEveryFieldHasAnEnvName(t *testing.T) {
 	for _, want := range []string{"TOKENGATE_ISSUER", "TOKENGATE_LISTEN", "TOKENGATE_STORE_DATA_DIR", "TOKENGATE_STORE_DSN",
 		"TOKENGATE_TOKENS_ACCESS_TTL", "TOKENGATE_TOKENS_REFRESH_TTL", "TOKENGATE_TOKENS_FORMAT",
 		"TOKENGATE_TOKENS_SIGNING_ALG", "TOKENGATE_ENDPOINTS", "TOKENGATE_GC_INTERVAL",
-		"TOKENGATE_SECRETS_KEK", "TOKENGATE_SECRETS_KEK_FILE", "TOKENGATE_SECRETS_OLD_KEK_FILES"} {
+		"TOKENGATE_SECRETS_KEK", "TOKENGATE_SECRETS_KEK_FILE", "TOKENGATE_SECRETS_OLD_KEK_FILES",
+		"TOKENGATE_RATE_LIMIT_REDIS", "TOKENGATE_RATE_LIMIT_LOCKOUT_THRESHOLD", "TOKENGATE_RATE_LIMIT_LOCKOUT_WINDOW"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("%s missing from %v", want, names)
 		}
@@ -100,6 +101,13 @@ func TestValidation(t *testing.T) {
 		"endpoints:\n  - path: /t\n    dialect: oauth2\n  - path: /t\n    dialect: oauth2\n": "twice",
 		"log:\n  level: loud\n": "log.level",
 		"endpoints:\n  - path: /partner/{id/token\n    dialect: oauth2\n": "braces",
+		"rate_limit:\n  redis: http://127.0.0.1:6379/0\n":                 "rate_limit.redis",
+		"rate_limit:\n  redis: 127.0.0.1:6379\n":                          "rate_limit.redis",
+		"rate_limit:\n  lockout:\n    threshold: 0\n":                     "rate_limit.lockout.threshold",
+		"rate_limit:\n  lockout:\n    base: 0s\n":                         "rate_limit.lockout.base",
+		"rate_limit:\n  lockout:\n    base: 1h\n    max: 1m\n":            "rate_limit.lockout.max",
+		"rate_limit:\n  lockout:\n    window: 0s\n":                       "rate_limit.lockout.window",
+		"rate_limit:\n  lockout:\n    window: 9000h\n":                    "rate_limit.lockout.window",
 	} {
 		_, err := Load(writeFile(t, body), nil, Overrides{})
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -164,5 +172,28 @@ func TestSecrets(t *testing.T) {
 		if strings.Contains(err.Error(), key[:60]) || strings.Contains(strings.ToLower(err.Error()), strings.ToLower(key[:16])) {
 			t.Errorf("%s: the error quotes the key: %v", name, err)
 		}
+	}
+}
+
+func TestRateLimitSettings(t *testing.T) {
+	c, err := Load("", nil, Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lo := c.RateLimit.Lockout; lo.Threshold != 5 || lo.Base != time.Second || lo.Max != 15*time.Minute || lo.Window != 15*time.Minute || c.RateLimit.Redis != "" {
+		t.Errorf("rate_limit defaults: %+v", c.RateLimit)
+	}
+	env := []string{"TOKENGATE_RATE_LIMIT_REDIS=redis://:pw@127.0.0.1:6379/2", "TOKENGATE_RATE_LIMIT_LOCKOUT_THRESHOLD=3",
+		"TOKENGATE_RATE_LIMIT_LOCKOUT_MAX=1h", "TOKENGATE_TEST_REDIS=redis://127.0.0.1:6379/0"}
+	c, err = Load(writeFile(t, "rate_limit:\n  lockout:\n    base: 2s\n"), env, Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.RateLimit; r.Redis != "redis://:pw@127.0.0.1:6379/2" || r.Lockout.Threshold != 3 || r.Lockout.Base != 2*time.Second || r.Lockout.Max != time.Hour || r.Lockout.Window != 15*time.Minute {
+		t.Errorf("rate_limit from file and environment: %+v", r)
+	}
+	_, err = Load(writeFile(t, "rate_limit:\n  redis: \"redis://u:s3cret@[::1\"\n"), nil, Overrides{})
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("a malformed Redis URL: %v (must be refused without quoting it)", err)
 	}
 }

@@ -267,7 +267,7 @@ func TestNeoXThroughTheServer(t *testing.T) {
 func TestRateLimitInEveryDialect(t *testing.T) {
 	e := start(t, func(c *config.Config) {
 		snapEndpoints(c)
-		c.RateLimit = config.RateLimit{PerClient: 0.01, Burst: 2}
+		c.RateLimit.PerClient, c.RateLimit.Burst = 0.01, 2
 	})
 	key := testSnapKey(t)
 	_, pub := writeKeys(t, key)
