@@ -1,9 +1,9 @@
 package connlimit
 
-// headroom is the descriptors DefaultMax leaves to everything that is not
+// Headroom is the descriptors DefaultMax leaves to everything that is not
 // a client connection: the store's files or pool, the log, the operations
 // listener and its connections.
-const headroom = 128
+const Headroom = 128
 
 // ceiling bounds DefaultMax on hosts with huge descriptor limits: past it,
 // memory per connection matters more than descriptors.
@@ -17,9 +17,12 @@ func DefaultMax() int {
 }
 
 func fromLimit(limit uint64) int {
-	if limit == 0 || limit > ceiling+headroom {
+	if limit == 0 || limit > ceiling+Headroom {
 		return ceiling
 	}
-	n := int(limit) - headroom
+	n := int(limit) - Headroom
 	return max(n, int(limit)/2, 1)
 }
+
+// DescriptorLimit is the process's soft RLIMIT_NOFILE, 0 if unknown.
+func DescriptorLimit() uint64 { return nofile() }
