@@ -209,18 +209,31 @@ func TestHTTPS(t *testing.T) {
 	if res.StatusCode != 200 || res.ProtoMajor != 2 || res.TLS.Version != tls.VersionTLS13 {
 		t.Errorf("default client: status %d, HTTP/%d, TLS %s", res.StatusCode, res.ProtoMajor, tls.VersionName(res.TLS.Version))
 	}
+	// Handshakes alone, over HTTP/1.1: HTTP/2 refuses weak suites by
+	// itself, which would hide what the TLS policy allows.
+	handshake := func(cfg *tls.Config) (tls.ConnectionState, error) {
+		cfg.RootCAs, cfg.NextProtos = ca.Pool, []string{"http/1.1"}
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", n.srv.Addr(), cfg)
+		if err != nil {
+			return tls.ConnectionState{}, err
+		}
+		defer c.Close()
+		return c.ConnectionState(), nil
+	}
 	for _, suite := range []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256} {
-		res, err := do(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}})
-		if err != nil || res.TLS.Version != tls.VersionTLS12 || res.TLS.CipherSuite != suite {
+		st, err := handshake(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}})
+		if err != nil || st.Version != tls.VersionTLS12 || st.CipherSuite != suite {
 			t.Errorf("TLS 1.2 with %s refused: %v", tls.CipherSuiteName(suite), err)
 		}
 	}
-	if _, err := do(&tls.Config{MinVersion: tls.VersionTLS11, MaxVersion: tls.VersionTLS11}); err == nil {
-		t.Error("a TLS 1.1 client was served")
+	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
+		if _, err := handshake(&tls.Config{MinVersion: v, MaxVersion: v}); err == nil {
+			t.Errorf("a %s client was served", tls.VersionName(v))
+		}
 	}
 	// Go's own server accepts these CBC suites in TLS 1.2 by default.
 	for _, weak := range []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256} {
-		if _, err := do(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{weak}}); err == nil {
+		if _, err := handshake(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{weak}}); err == nil {
 			t.Errorf("a TLS 1.2 client offering only %s was served", tls.CipherSuiteName(weak))
 		}
 	}
