@@ -45,6 +45,7 @@ type env struct {
 	cfgFile string
 	srv     *server.Server
 	base    string
+	ops     string // the operations listener: /metrics, /debug/pprof/
 	logs    *syncBuffer
 	mu      sync.Mutex
 	secrets []string // every secret value the test saw: none may be logged
@@ -73,6 +74,7 @@ func start(t *testing.T, mutate func(*config.Config)) *env {
 	}
 	cfg.Issuer = "http://tokengate.test"
 	cfg.Log.Level = "debug"
+	cfg.OpsListen = "127.0.0.1:0"
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -89,6 +91,9 @@ func start(t *testing.T, mutate func(*config.Config)) *env {
 	}
 	e.srv = srv
 	e.base = "http://" + srv.Addr()
+	if a := srv.OpsAddr(); a != "" {
+		e.ops = "http://" + a
+	}
 	if cfg.Store.DSN != "" {
 		e.cliEnv = []string{"TOKENGATE_STORE_DSN=" + cfg.Store.DSN}
 	}
@@ -200,6 +205,20 @@ func (e *env) do(req *http.Request) *response {
 		}
 	}
 	return r
+}
+
+// metrics returns the Prometheus text from the operations listener.
+func (e *env) metrics() string {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, e.ops+"/metrics", nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r := e.do(req)
+	if r.status != http.StatusOK {
+		e.t.Fatalf("metrics: status %d", r.status)
+	}
+	return string(r.body)
 }
 
 // postForm posts a form, with Basic credentials when id is not "".
