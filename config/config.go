@@ -25,8 +25,20 @@ import (
 type Config struct {
 	Issuer string `yaml:"issuer"`
 	Listen string `yaml:"listen"`
-	Store  Store  `yaml:"store"`
-	Tokens Tokens `yaml:"tokens"`
+	// TLS, when its files are set, serves HTTPS on Listen.
+	TLS TLS `yaml:"tls"`
+	// OpsListen, when set, serves /metrics, Go's profiler (/debug/pprof/),
+	// /healthz and /readyz on their own listener. Keep it on localhost or a
+	// private network: profiles show code paths, never request data.
+	OpsListen string `yaml:"ops_listen"`
+	// MaxConnections caps the connections open on Listen; at the cap the
+	// longest-idle one is closed to make room. 0: derived from the
+	// process's descriptor limit (RLIMIT_NOFILE minus 128, at most 10000).
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes a keep-alive connection idle this long.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	Store       Store         `yaml:"store"`
+	Tokens      Tokens        `yaml:"tokens"`
 	// Pepper keys client-secret hashes (hex, at least 32 bytes). Empty: a
 	// random pepper is generated into the store on first start. Set it
 	// before creating clients; changing it invalidates every client secret.
@@ -38,11 +50,20 @@ type Config struct {
 	RateLimit               RateLimit     `yaml:"rate_limit"`
 	GC                      GC            `yaml:"gc"`
 	Log                     Log           `yaml:"log"`
-	// PprofAddr, when set, serves net/http/pprof on its own listener (keep
-	// it on localhost: profiles show code paths, never request data).
-	PprofAddr string     `yaml:"pprof_addr"`
-	Endpoints []Endpoint `yaml:"endpoints"`
+	Endpoints               []Endpoint    `yaml:"endpoints"`
 }
+
+// TLS names the PEM files of the server's certificate (with any
+// intermediates after it) and private key. Both or neither: set, the
+// public listener serves HTTPS only (TLS 1.2 or later), and replaced files
+// are picked up without a restart.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether HTTPS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
 // Store selects the backend: PostgreSQL when DSN is set, else the embedded
 // SQLite store in DataDir.
@@ -133,8 +154,9 @@ type Endpoint struct {
 // Default returns the configuration used when nothing is configured.
 func Default() Config {
 	return Config{
-		Listen: "127.0.0.1:8080",
-		Store:  Store{DataDir: "tokengate-data", MaxConns: 16},
+		Listen:      "127.0.0.1:8080",
+		IdleTimeout: 30 * time.Second,
+		Store:       Store{DataDir: "tokengate-data", MaxConns: 16},
 		Tokens: Tokens{
 			AccessTTL:    time.Hour,
 			MaxAccessTTL: 24 * time.Hour,
@@ -171,7 +193,7 @@ func Load(path string, env []string, o Overrides) (Config, error) {
 			return c, fmt.Errorf("config: %w", err)
 		}
 		if err := decodeStrict(raw, &c); err != nil {
-			return c, fmt.Errorf("config %s: %w", path, err)
+			return c, fmt.Errorf("config %s: %w%s", path, err, removedHint(err.Error()))
 		}
 	}
 	if err := applyEnv(&c, env); err != nil {
@@ -185,6 +207,9 @@ func Load(path string, env []string, o Overrides) (Config, error) {
 	}
 	if c.Issuer == "" {
 		c.Issuer = "http://" + c.Listen
+		if c.TLS.Enabled() {
+			c.Issuer = "https://" + c.Listen
+		}
 	}
 	// One spelling everywhere: metadata, JWT iss and aud, introspection.
 	c.Issuer = strings.TrimRight(c.Issuer, "/")
@@ -202,6 +227,24 @@ func decodeStrict(raw []byte, into any) error {
 }
 
 const envPrefix = "TOKENGATE_"
+
+// removed are settings that no longer exist, with what replaced them: the
+// configuration is strict, so a file written for an older version fails
+// to load, and this says why.
+var removed = map[string]string{
+	"pprof_addr": "pprof_addr was replaced by ops_listen, which serves the profiler and /metrics",
+}
+
+// removedHint explains an unknown-key error (or unknown environment
+// variable) about a removed setting.
+func removedHint(msg string) string {
+	for key, hint := range removed {
+		if strings.Contains(msg, "field "+key+" not found") || msg == envPrefix+strings.ToUpper(key) {
+			return " (" + hint + ")"
+		}
+	}
+	return ""
+}
 
 // EnvNames lists every environment variable the configuration reads, for
 // the documentation and its test.
@@ -259,7 +302,7 @@ func applyEnv(c *Config, env []string) error {
 	}
 	for k := range vals {
 		if !known[k] && !ignoredEnv[k] {
-			return fmt.Errorf("environment %s: unknown setting (see the README for the TOKENGATE_* names)", k)
+			return fmt.Errorf("environment %s: unknown setting (see the README for the TOKENGATE_* names)%s", k, removedHint(k))
 		}
 	}
 	return nil
@@ -372,10 +415,21 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format: %q is not text or json", c.Log.Format)
 	}
-	if c.PprofAddr != "" {
-		if _, _, err := net.SplitHostPort(c.PprofAddr); err != nil {
-			bad("pprof_addr: %q is not HOST:PORT", c.PprofAddr)
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls: set both cert_file and key_file, or neither")
+	}
+	if c.OpsListen != "" {
+		if _, port, err := net.SplitHostPort(c.OpsListen); err != nil {
+			bad("ops_listen: %q is not HOST:PORT", c.OpsListen)
+		} else if c.OpsListen == c.Listen && port != "0" {
+			bad("ops_listen: must differ from listen (%s)", c.Listen)
 		}
+	}
+	if c.MaxConnections < 0 {
+		bad("max_connections: must not be negative (0 derives it from the descriptor limit)")
+	}
+	if c.IdleTimeout < time.Second {
+		bad("idle_timeout: must be at least 1s")
 	}
 	if len(c.Endpoints) == 0 {
 		bad("endpoints: at least one token endpoint is needed")

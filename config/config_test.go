@@ -80,7 +80,9 @@ func TestEveryFieldHasAnEnvName(t *testing.T) {
 		"TOKENGATE_TOKENS_ACCESS_TTL", "TOKENGATE_TOKENS_REFRESH_TTL", "TOKENGATE_TOKENS_FORMAT",
 		"TOKENGATE_TOKENS_SIGNING_ALG", "TOKENGATE_ENDPOINTS", "TOKENGATE_GC_INTERVAL",
 		"TOKENGATE_SECRETS_KEK", "TOKENGATE_SECRETS_KEK_FILE", "TOKENGATE_SECRETS_OLD_KEK_FILES",
-		"TOKENGATE_RATE_LIMIT_REDIS", "TOKENGATE_RATE_LIMIT_LOCKOUT_THRESHOLD", "TOKENGATE_RATE_LIMIT_LOCKOUT_WINDOW"} {
+		"TOKENGATE_RATE_LIMIT_REDIS", "TOKENGATE_RATE_LIMIT_LOCKOUT_THRESHOLD", "TOKENGATE_RATE_LIMIT_LOCKOUT_WINDOW",
+		"TOKENGATE_TLS_CERT_FILE", "TOKENGATE_TLS_KEY_FILE", "TOKENGATE_OPS_LISTEN", "TOKENGATE_MAX_CONNECTIONS",
+		"TOKENGATE_IDLE_TIMEOUT"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("%s missing from %v", want, names)
 		}
@@ -108,6 +110,12 @@ func TestValidation(t *testing.T) {
 		"rate_limit:\n  lockout:\n    base: 1h\n    max: 1m\n":            "rate_limit.lockout.max",
 		"rate_limit:\n  lockout:\n    window: 0s\n":                       "rate_limit.lockout.window",
 		"rate_limit:\n  lockout:\n    window: 9000h\n":                    "rate_limit.lockout.window",
+		"tls:\n  cert_file: /etc/tokengate/tls.crt\n":                     "tls: set both",
+		"tls:\n  key_file: /etc/tokengate/tls.key\n":                      "tls: set both",
+		"ops_listen: 9090\n":                                              "ops_listen",
+		"listen: 127.0.0.1:8080\nops_listen: 127.0.0.1:8080\n":            "ops_listen: must differ",
+		"max_connections: -1\n":                                           "max_connections",
+		"idle_timeout: 0s\n":                                              "idle_timeout",
 	} {
 		_, err := Load(writeFile(t, body), nil, Overrides{})
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -195,5 +203,39 @@ func TestRateLimitSettings(t *testing.T) {
 	_, err = Load(writeFile(t, "rate_limit:\n  redis: \"redis://u:s3cret@[::1\"\n"), nil, Overrides{})
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("a malformed Redis URL: %v (must be refused without quoting it)", err)
+	}
+}
+
+func TestTLSOpsAndConnectionSettings(t *testing.T) {
+	c, err := Load("", nil, Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TLS.Enabled() || c.OpsListen != "" || c.MaxConnections != 0 || c.IdleTimeout != 30*time.Second {
+		t.Errorf("defaults: tls %+v, ops_listen %q, max_connections %d, idle_timeout %v", c.TLS, c.OpsListen, c.MaxConnections, c.IdleTimeout)
+	}
+	p := writeFile(t, "listen: 0.0.0.0:8443\ntls:\n  cert_file: /etc/tokengate/tls.crt\n  key_file: /etc/tokengate/tls.key\n"+
+		"ops_listen: 127.0.0.1:9090\nmax_connections: 5000\nidle_timeout: 1m\n")
+	c, err = Load(p, []string{"TOKENGATE_MAX_CONNECTIONS=6000"}, Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TLS.CertFile != "/etc/tokengate/tls.crt" || c.TLS.KeyFile != "/etc/tokengate/tls.key" || c.OpsListen != "127.0.0.1:9090" ||
+		c.MaxConnections != 6000 || c.IdleTimeout != time.Minute {
+		t.Errorf("loaded %+v", c)
+	}
+	if c.Issuer != "https://0.0.0.0:8443" {
+		t.Errorf("default issuer with TLS is %q, want https", c.Issuer)
+	}
+}
+
+func TestRemovedSettingSaysWhatReplacedIt(t *testing.T) {
+	_, err := Load(writeFile(t, "pprof_addr: 127.0.0.1:6060\n"), nil, Overrides{})
+	if err == nil || !strings.Contains(err.Error(), "replaced by ops_listen") {
+		t.Errorf("file: %v", err)
+	}
+	_, err = Load("", []string{"TOKENGATE_PPROF_ADDR=127.0.0.1:6060"}, Overrides{})
+	if err == nil || !strings.Contains(err.Error(), "replaced by ops_listen") {
+		t.Errorf("environment: %v", err)
 	}
 }

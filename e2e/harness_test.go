@@ -49,6 +49,7 @@ type env struct {
 	cfgFile string
 	srv     *server.Server
 	base    string
+	ops     string // the operations listener: /metrics, /debug/pprof/
 	logs    *syncBuffer
 	mu      sync.Mutex
 	secrets []string // every secret value the test saw: none may be logged
@@ -95,6 +96,7 @@ func startIn(t *testing.T, dir string, mutate func(*config.Config)) *env {
 	}
 	cfg.Issuer = "http://tokengate.test"
 	cfg.Log.Level = "debug"
+	cfg.OpsListen = "127.0.0.1:0"
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -117,6 +119,9 @@ func startIn(t *testing.T, dir string, mutate func(*config.Config)) *env {
 		if k, err := os.ReadFile(f); f != "" && err == nil {
 			e.remember(strings.TrimSpace(string(k)))
 		}
+	}
+	if a := srv.OpsAddr(); a != "" {
+		e.ops = "http://" + a
 	}
 	t.Cleanup(func() {
 		e.stop()
@@ -259,6 +264,20 @@ func (e *env) do(req *http.Request) *response {
 		}
 	}
 	return r
+}
+
+// metrics returns the Prometheus text from the operations listener.
+func (e *env) metrics() string {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, e.ops+"/metrics", nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r := e.do(req)
+	if r.status != http.StatusOK {
+		e.t.Fatalf("metrics: status %d", r.status)
+	}
+	return string(r.body)
 }
 
 // postForm posts a form, with Basic credentials when id is not "".

@@ -41,9 +41,19 @@ func TestDiscoveryAndHealth(t *testing.T) {
 			t.Errorf("%s: %d", path, got)
 		}
 	}
-	req, _ = http.NewRequest(http.MethodGet, e.base+"/metrics", nil)
-	if m := e.do(req); m.status != 200 || !strings.Contains(string(m.body), "tokengate_token_request_duration_seconds") {
-		t.Errorf("metrics: %d", m.status)
+	if m := e.metrics(); !strings.Contains(m, "tokengate_token_request_duration_seconds") {
+		t.Error("metrics lack tokengate_token_request_duration_seconds")
+	}
+	// Metrics and the profiler are on the operations listener only.
+	for _, path := range []string{"/metrics", "/debug/pprof/"} {
+		req, _ := http.NewRequest(http.MethodGet, e.base+path, nil)
+		if got := e.do(req).status; got != 404 {
+			t.Errorf("public %s: %d, want 404", path, got)
+		}
+		req, _ = http.NewRequest(http.MethodGet, e.ops+path, nil)
+		if got := e.do(req).status; got != 200 {
+			t.Errorf("ops %s: %d, want 200", path, got)
+		}
 	}
 }
 

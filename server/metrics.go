@@ -3,6 +3,8 @@ package server
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tokengate/tokengate/internal/connlimit"
 )
 
 // metrics live on a private registry. Labels carry endpoint paths and
@@ -44,4 +46,22 @@ func newMetrics() *metrics {
 	m.registry.MustRegister(m.tokenRequests, m.tokenSeconds, m.introspect, m.revoke, m.gcDeleted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// watchConnections exports the public listener's connection counts.
+func (m *metrics) watchConnections(l *connlimit.Listener) {
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tokengate_connections_open",
+			Help: "Connections open on the public listener.",
+		}, func() float64 { return float64(l.Stats().Open) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tokengate_connections_max",
+			Help: "The cap on connections open on the public listener (max_connections).",
+		}, func() float64 { return float64(l.Max()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tokengate_connections_evicted_total",
+			Help: "Idle connections closed to make room at the max_connections cap.",
+		}, func() float64 { return float64(l.Stats().Evicted) }),
+	)
 }

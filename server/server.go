@@ -1,21 +1,21 @@
 // Package server wires tokengate over HTTP: the configured token endpoints
-// (one dialect each), introspection, revocation, discovery, JWKS, health
-// and metrics, plus the background cache refresh and cleanup.
+// (one dialect each), introspection, revocation, discovery, JWKS and health
+// on the public listener (HTTPS when configured, with a connection cap);
+// metrics, the profiler and health on the optional operations listener;
+// plus the background cache refresh and cleanup.
 package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/dialect"
@@ -23,6 +23,8 @@ import (
 	"github.com/tokengate/tokengate/dialect/oauth2"
 	"github.com/tokengate/tokengate/dialect/snap"
 	"github.com/tokengate/tokengate/engine"
+	"github.com/tokengate/tokengate/internal/certreload"
+	"github.com/tokengate/tokengate/internal/connlimit"
 	"github.com/tokengate/tokengate/kek"
 	"github.com/tokengate/tokengate/limit"
 	"github.com/tokengate/tokengate/oauth"
@@ -46,13 +48,19 @@ type Server struct {
 	metrics  *metrics
 	handler  http.Handler
 	http     *http.Server
-	pprof    *http.Server
 	listener net.Listener
+	conns    *connlimit.Listener
+	certs    *certreload.Reloader // nil without TLS
+	ops      *http.Server         // nil without ops_listen
+	opsLn    net.Listener
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	// rfc6749AuthMethods are the registered client authentication methods
 	// an RFC 6749 request can carry, for the metadata.
 	rfc6749AuthMethods []string
+
+	// listen opens the listeners; tests wrap it to watch connections.
+	listen func(network, addr string) (net.Listener, error)
 }
 
 // Open opens the configured store (see OpenStore) and builds the engine
@@ -104,7 +112,7 @@ func New(ctx context.Context, cfg config.Config, st oauth.Store, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, store: st, engine: eng, metrics: newMetrics()}
+	s := &Server{cfg: cfg, log: log, store: st, engine: eng, metrics: newMetrics(), listen: net.Listen}
 	mux, err := s.routes()
 	if err != nil {
 		return nil, err
@@ -150,68 +158,124 @@ func (s *Server) Engine() *engine.Engine { return s.engine }
 // Handler is the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Start listens on the configured address and serves in the background,
-// with the cache refresh and cleanup loops.
+// Start listens on the configured address (and the operations address, if
+// any) and serves in the background, with the cache refresh, cleanup and
+// certificate reload loops. It returns an error if an address cannot be
+// listened on or the TLS files do not load; nothing is left listening
+// then, and Close still closes the store.
 func (s *Server) Start() error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	ln, err := s.listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	public := ln
+	var tlsCfg *tls.Config
+	if s.cfg.TLS.Enabled() {
+		s.certs, err = certreload.New(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile, certreload.Options{Logger: s.log})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		tlsCfg = tlsConfig(s.certs.GetCertificate)
+		public = tls.NewListener(ln, tlsCfg)
+	}
+	if s.cfg.OpsListen != "" {
+		if s.opsLn, err = s.listen("tcp", s.cfg.OpsListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("ops_listen: %w", err)
+		}
+		s.ops = &http.Server{
+			Handler:           s.opsRoutes(),
+			ReadHeaderTimeout: 5 * time.Second,
+			IdleTimeout:       s.cfg.IdleTimeout,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		}
+	}
 	s.listener = ln
+	s.conns = connlimit.New(public, s.maxConnections(), connlimit.Options{})
+	s.metrics.watchConnections(s.conns)
 	s.http = &http.Server{
 		Handler:           s.handler,
+		TLSConfig:         tlsCfg,
+		ConnState:         s.conns.ConnState,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// Accept errors such as EMFILE are logged here; net/http retries
+		// them with a backoff of up to a second, so they do not spin.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
-		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.http.Serve(s.conns); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("serve", "err", err)
 		}
 	}()
 	go func() { defer s.wg.Done(); s.engine.Run(ctx) }()
 	go func() { defer s.wg.Done(); s.collectGarbage(ctx) }()
-	if s.cfg.PprofAddr != "" {
-		if err := s.startPprof(); err != nil {
-			s.Close()
-			return err
-		}
+	if s.certs != nil {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.certs.Run(ctx, certPoll) }()
 	}
-	s.log.Info("tokengate listening", "addr", ln.Addr().String(), "issuer", s.cfg.Issuer)
+	if s.ops != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.ops.Serve(s.opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("serve ops", "err", err)
+			}
+		}()
+		s.log.Info("operations listener (metrics, pprof, health)", "addr", s.opsLn.Addr().String())
+	}
+	s.log.Info("tokengate listening", "addr", ln.Addr().String(), "issuer", s.cfg.Issuer,
+		"tls", s.certs != nil, "max_connections", s.conns.Max(), "idle_timeout", s.cfg.IdleTimeout)
 	return nil
 }
 
-// startPprof serves the Go profiler on its own listener, never on the
-// public one.
-func (s *Server) startPprof() error {
-	ln, err := net.Listen("tcp", s.cfg.PprofAddr)
-	if err != nil {
-		return fmt.Errorf("pprof_addr: %w", err)
+// maxConnections is the configured cap, or one derived from the
+// descriptor limit.
+func (s *Server) maxConnections() int {
+	n := s.cfg.MaxConnections
+	if n == 0 {
+		return connlimit.DefaultMax()
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.pprof.Serve(ln) }()
-	s.log.Info("pprof listening", "addr", ln.Addr().String())
-	return nil
+	if limit := connlimit.DescriptorLimit(); limit != 0 && uint64(n)+connlimit.Headroom > limit {
+		s.log.Warn("max_connections leaves too few file descriptors: accept may fail with EMFILE before the cap is reached",
+			"max_connections", n, "rlimit_nofile", limit)
+	}
+	return n
 }
 
 // Addr is the address the server listens on (useful with port 0).
 func (s *Server) Addr() string { return s.listener.Addr().String() }
 
+// OpsAddr is the operations listener's address, "" without ops_listen.
+func (s *Server) OpsAddr() string {
+	if s.opsLn == nil {
+		return ""
+	}
+	return s.opsLn.Addr().String()
+}
+
+// ReloadTLS re-reads the certificate and key files now, as the server
+// also does every few seconds by itself. It returns an error if TLS is not
+// configured or the files on disk are refused (the previous certificate
+// is still served then).
+func (s *Server) ReloadTLS() error {
+	if s.certs == nil {
+		return errors.New("tls: not configured")
+	}
+	return s.certs.Reload()
+}
+
 // Close stops accepting requests, lets running ones finish (up to 10
-// seconds), stops the background loops and closes the store.
+// seconds), stops the operations listener and the background loops and
+// closes the store.
 func (s *Server) Close() error {
 	var errs []error
 	if s.http != nil {
@@ -219,8 +283,8 @@ func (s *Server) Close() error {
 		errs = append(errs, s.http.Shutdown(ctx))
 		cancel()
 	}
-	if s.pprof != nil {
-		s.pprof.Close()
+	if s.ops != nil {
+		s.ops.Close()
 	}
 	if s.cancel != nil {
 		s.cancel()
@@ -298,9 +362,10 @@ func (s *Server) routes() (*http.ServeMux, error) {
 	mux.Handle("/oauth/revoke", s.recoverJSON(http.HandlerFunc(s.revoke)))
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
+	// Load balancers probe the public port; the operations listener
+	// serves these two as well.
+	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	return mux, nil
 }
 
@@ -320,6 +385,8 @@ func writeText(w http.ResponseWriter, status int, body string) {
 	w.WriteHeader(status)
 	w.Write([]byte(body))
 }
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
