@@ -31,8 +31,8 @@ func open(t testing.TB, dir string, opts ...sqlite.Option) *sqlite.Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.RunTests(t, func(t *testing.T) oauth.Store {
-		return open(t, t.TempDir())
+	storetest.RunTests(t, func(t *testing.T, now func() time.Time) oauth.Store {
+		return open(t, t.TempDir(), sqlite.WithClock(now))
 	})
 }
 
