@@ -3,6 +3,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/oauth"
@@ -11,10 +12,16 @@ import (
 )
 
 // Open returns the PostgreSQL store when cfg.DSN is set, else the embedded
-// SQLite store in cfg.DataDir (created if missing).
-func Open(ctx context.Context, cfg config.Store) (oauth.Store, error) {
-	if cfg.DSN != "" {
-		return postgres.Open(ctx, cfg.DSN, postgres.Options{MaxConns: cfg.MaxConns})
+// SQLite store in cfg.DataDir (created if missing). now is the server's
+// clock, by which the store judges nonce expiry; nil means time.Now.
+// Errors: those of postgres.Open or sqlite.Open (an unreachable database
+// wraps oauth.ErrUnavailable).
+func Open(ctx context.Context, cfg config.Store, now func() time.Time) (oauth.Store, error) {
+	if now == nil {
+		now = time.Now
 	}
-	return sqlite.Open(ctx, cfg.DataDir)
+	if cfg.DSN != "" {
+		return postgres.Open(ctx, cfg.DSN, postgres.Options{MaxConns: cfg.MaxConns, Now: now})
+	}
+	return sqlite.Open(ctx, cfg.DataDir, sqlite.WithClock(now))
 }

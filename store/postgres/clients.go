@@ -37,8 +37,7 @@ func (s *Store) CreateClient(ctx context.Context, c *oauth.Client) error {
 	}
 	args := clientArgs(c)
 	return s.adminTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO clients (`+clientColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, args...)
+		_, err := tx.Exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES (`+placeholders(len(args))+`)`, args...)
 		return err
 	})
 }
@@ -104,11 +103,7 @@ func (s *Store) UpdateClient(ctx context.Context, id string, update func(*oauth.
 		if c.ID != id {
 			return fmt.Errorf("postgres: UpdateClient: update changed the client ID from %q to %q", id, c.ID)
 		}
-		args := clientArgs(c)
-		_, err = tx.Exec(ctx, `UPDATE clients SET name = $2, secrets = $3, grants = $4, scopes = $5,
-			default_scopes = $6, access_ttl = $7, token_format = $8, signing_alg = $9,
-			refresh_with_client_credentials = $10, public_key_pem = $11, disabled = $12,
-			created_at = $13, updated_at = $14 WHERE id = $1`, args...)
+		_, err = tx.Exec(ctx, `UPDATE clients SET `+clientSet+` WHERE id = $1`, clientArgs(c)...)
 		return err
 	})
 }
@@ -134,7 +129,7 @@ func (s *Store) CreateUser(ctx context.Context, u *oauth.User) error {
 	}
 	args := userArgs(u)
 	return s.adminTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5)`, args...)
+		_, err := tx.Exec(ctx, `INSERT INTO users (`+userColumns+`) VALUES (`+placeholders(len(args))+`)`, args...)
 		return err
 	})
 }
@@ -173,8 +168,7 @@ func (s *Store) UpdateUser(ctx context.Context, username string, update func(*oa
 		if u.Username != username {
 			return fmt.Errorf("postgres: UpdateUser: update changed the username from %q to %q", username, u.Username)
 		}
-		_, err = tx.Exec(ctx, `UPDATE users SET password_hash = $2, disabled = $3, created_at = $4,
-			updated_at = $5 WHERE username = $1`, userArgs(u)...)
+		_, err = tx.Exec(ctx, `UPDATE users SET `+userSet+` WHERE username = $1`, userArgs(u)...)
 		return err
 	})
 }

@@ -65,7 +65,14 @@ func goBytes(b []byte) []byte {
 // Clients.
 
 const clientColumns = `id, name, secrets, grants, scopes, default_scopes, access_ttl, token_format,
-	signing_alg, refresh_with_client_credentials, public_key_pem, disabled, created_at, updated_at`
+	signing_alg, refresh_with_client_credentials, public_key_pem, disabled, created_at, updated_at,
+	auth_methods, endpoints, can_introspect, tokens_not_before`
+
+// clientSet assigns every column but id ($1) from clientArgs' arguments.
+const clientSet = `name = $2, secrets = $3, grants = $4, scopes = $5, default_scopes = $6,
+	access_ttl = $7, token_format = $8, signing_alg = $9, refresh_with_client_credentials = $10,
+	public_key_pem = $11, disabled = $12, created_at = $13, updated_at = $14, auth_methods = $15,
+	endpoints = $16, can_introspect = $17, tokens_not_before = $18`
 
 func clientArgs(c *oauth.Client) []any {
 	return []any{
@@ -73,26 +80,41 @@ func clientArgs(c *oauth.Client) []any {
 		dbList(c.DefaultScopes), int64(c.AccessTTL), string(c.TokenFormat), c.SigningAlg,
 		c.RefreshWithClientCredentials, c.PublicKeyPEM, c.Disabled,
 		dbTime(c.CreatedAt), dbTime(c.UpdatedAt),
+		dbList(c.AuthMethods), dbList(c.Endpoints), c.CanIntrospect, dbTime(c.TokensNotBefore),
 	}
+}
+
+// placeholders returns "$1, $2, ..." for n arguments.
+func placeholders(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", i+1)
+	}
+	return b.String()
 }
 
 func scanClient(row pgx.Row) (*oauth.Client, error) {
 	var (
-		c                oauth.Client
-		secrets          []byte
-		ttl              int64
-		format           string
-		created, updated pgtype.Timestamptz
+		c                           oauth.Client
+		secrets                     []byte
+		ttl                         int64
+		format                      string
+		created, updated, notBefore pgtype.Timestamptz
 	)
 	err := row.Scan(&c.ID, &c.Name, &secrets, &c.Grants, &c.Scopes, &c.DefaultScopes, &ttl, &format,
-		&c.SigningAlg, &c.RefreshWithClientCredentials, &c.PublicKeyPEM, &c.Disabled, &created, &updated)
+		&c.SigningAlg, &c.RefreshWithClientCredentials, &c.PublicKeyPEM, &c.Disabled, &created, &updated,
+		&c.AuthMethods, &c.Endpoints, &c.CanIntrospect, &notBefore)
 	if err != nil {
 		return nil, err
 	}
 	c.AccessTTL = time.Duration(ttl)
 	c.TokenFormat = oauth.TokenFormat(format)
 	c.Grants, c.Scopes, c.DefaultScopes = goList(c.Grants), goList(c.Scopes), goList(c.DefaultScopes)
-	c.CreatedAt, c.UpdatedAt = goTime(created), goTime(updated)
+	c.AuthMethods, c.Endpoints = goList(c.AuthMethods), goList(c.Endpoints)
+	c.CreatedAt, c.UpdatedAt, c.TokensNotBefore = goTime(created), goTime(updated), goTime(notBefore)
 	if c.Secrets, err = codec.DecodeSecrets(secrets); err != nil {
 		return nil, err
 	}
@@ -101,21 +123,25 @@ func scanClient(row pgx.Row) (*oauth.Client, error) {
 
 // Users.
 
-const userColumns = `username, password_hash, disabled, created_at, updated_at`
+const userColumns = `username, password_hash, disabled, created_at, updated_at, tokens_not_before`
+
+// userSet assigns every column but username ($1) from userArgs' arguments.
+const userSet = `password_hash = $2, disabled = $3, created_at = $4, updated_at = $5, tokens_not_before = $6`
 
 func userArgs(u *oauth.User) []any {
-	return []any{u.Username, u.PasswordHash, u.Disabled, dbTime(u.CreatedAt), dbTime(u.UpdatedAt)}
+	return []any{u.Username, u.PasswordHash, u.Disabled, dbTime(u.CreatedAt), dbTime(u.UpdatedAt),
+		dbTime(u.TokensNotBefore)}
 }
 
 func scanUser(row pgx.Row) (*oauth.User, error) {
 	var (
-		u                oauth.User
-		created, updated pgtype.Timestamptz
+		u                           oauth.User
+		created, updated, notBefore pgtype.Timestamptz
 	)
-	if err := row.Scan(&u.Username, &u.PasswordHash, &u.Disabled, &created, &updated); err != nil {
+	if err := row.Scan(&u.Username, &u.PasswordHash, &u.Disabled, &created, &updated, &notBefore); err != nil {
 		return nil, err
 	}
-	u.CreatedAt, u.UpdatedAt = goTime(created), goTime(updated)
+	u.CreatedAt, u.UpdatedAt, u.TokensNotBefore = goTime(created), goTime(updated), goTime(notBefore)
 	return &u, nil
 }
 

@@ -103,7 +103,7 @@ func TestAcrossNodes(t *testing.T) {
 			for i := range n {
 				wg.Go(func() {
 					repl := &oauth.Token{ID: fmt.Sprintf("r2-%d-%d", round, i), Kind: oauth.KindRefresh, FamilyID: fam, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
-					errs[i] = stores[i%nodes].RotateRefreshToken(ctx, r1.ID, now, repl)
+					errs[i] = stores[i%nodes].RotateRefreshToken(ctx, r1.ID, now, 0, repl)
 				})
 			}
 			wg.Wait()
@@ -131,6 +131,46 @@ func TestAcrossNodes(t *testing.T) {
 				if tk.RevokedAt.IsZero() {
 					t.Fatalf("round %d: replacement %d survived a detected reuse", round, i)
 				}
+			}
+		}
+	})
+
+	t.Run("rotation within the grace window", func(t *testing.T) {
+		// Duplicates of one refresh request reaching several nodes at
+		// once: one rotates, every one gets its replacement, none is
+		// taken for reuse.
+		for round := range 3 {
+			fam := fmt.Sprintf("gfam-%d", round)
+			r1 := &oauth.Token{ID: fmt.Sprintf("g1-%d", round), Kind: oauth.KindRefresh, FamilyID: fam, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+			if err := stores[0].CreateTokens(ctx, r1); err != nil {
+				t.Fatal(err)
+			}
+			const n = 12
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					repl := &oauth.Token{ID: fmt.Sprintf("g2-%d-%d", round, i), Kind: oauth.KindRefresh, FamilyID: fam, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+					errs[i] = stores[i%nodes].RotateRefreshToken(ctx, r1.ID, now, 5*time.Second, repl)
+				})
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("round %d: rotation #%d within the grace window: %v", round, i, err)
+				}
+			}
+			for i := range n {
+				tk, err := stores[1].GetToken(ctx, fmt.Sprintf("g2-%d-%d", round, i))
+				if err != nil {
+					t.Fatalf("round %d: replacement %d: %v", round, i, err)
+				}
+				if !tk.RevokedAt.IsZero() {
+					t.Fatalf("round %d: replacement %d revoked within the grace window", round, i)
+				}
+			}
+			if old, err := stores[2].GetToken(ctx, r1.ID); err != nil || old.RotatedAt.IsZero() || !old.RevokedAt.IsZero() {
+				t.Fatalf("round %d: rotated token %+v, %v: want rotated, not revoked", round, old, err)
 			}
 		}
 	})

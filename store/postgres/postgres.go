@@ -61,6 +61,13 @@ type Options struct {
 	// MaxBatch is the most token writes committed in one transaction;
 	// default 256.
 	MaxBatch int
+	// Now is the clock nonce expiry is judged by (UseNonce,
+	// CreateTokensOnce). Give the clock the server checks request
+	// timestamps with: a node then never finds a nonce expired while it
+	// would still accept the request that carries it, however far its
+	// clock is from the others'. nil: the database's clock
+	// (clock_timestamp()). Connection back-off uses real time regardless.
+	Now func() time.Time
 }
 
 // Store is the PostgreSQL implementation of oauth.Store. It is safe for
@@ -70,6 +77,7 @@ type Store struct {
 	pool    *pgxpool.Pool
 	b       *batch.Batcher[*wtx]
 	timeout time.Duration
+	now     func() time.Time // nil: the database's clock
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -94,7 +102,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", mapErr(err))
 	}
-	s := &Store{pool: pool, timeout: cmpOr(opts.Timeout, DefaultTimeout)}
+	s := &Store{pool: pool, timeout: cmpOr(opts.Timeout, DefaultTimeout), now: opts.Now}
 	s.b = batch.New[*wtx](&writer{pool: pool}, batch.Options{
 		MaxBatch:  cmpOr(opts.MaxBatch, DefaultMaxBatch),
 		TxTimeout: s.timeout,

@@ -24,15 +24,21 @@ const (
 	rotateSQL = `UPDATE tokens SET rotated_at = $2
 		WHERE id = $1 AND kind = 'refresh' AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $2
 		RETURNING 1`
-	tokenStateSQL = `SELECT kind, family_id, expires_at, revoked_at, rotated_at FROM tokens WHERE id = $1`
+	// tokenStateSQL reads a token that could not be claimed. It locks the
+	// row, so a revocation of it in flight on another node is waited for
+	// and seen (a grace-window retry of a token being revoked is refused).
+	tokenStateSQL = `SELECT kind, family_id, expires_at, revoked_at, rotated_at FROM tokens WHERE id = $1
+		FOR NO KEY UPDATE`
 	revokeIDSQL   = `UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`
 	revokeFamSQL  = `UPDATE tokens SET revoked_at = $1 WHERE family_id = $2 AND family_id <> '' AND revoked_at IS NULL`
 	upsertRevoked = `INSERT INTO tokens (` + tokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at WHERE tokens.revoked_at IS NULL`
 	// useNonceSQL returns a row when the key was free or its record had
-	// expired by the database's clock, the one clock all nodes share.
+	// expired at $3, the store's clock, or by the database's clock when $3
+	// is NULL (Options.Now unset).
 	useNonceSQL = `INSERT INTO nonces (key, expires_at) VALUES ($1, $2)
-		ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE nonces.expires_at <= clock_timestamp()
+		ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+		WHERE nonces.expires_at <= COALESCE($3::timestamptz, clock_timestamp())
 		RETURNING 1`
 )
 
@@ -70,15 +76,19 @@ func (s *Store) GetToken(ctx context.Context, id string) (*oauth.Token, error) {
 
 // RotateRefreshToken marks oldID rotated at now and stores replacements,
 // in one transaction; exactly one of concurrent calls for the same oldID,
-// on any number of nodes, succeeds.
+// on any number of nodes, rotates it.
 //
 // Outcomes, in the SQLite store's order: oauth.ErrNotFound (no such token,
-// or not a refresh token); oauth.ErrRefreshReused if it was rotated before
-// — the old token and every token of its family are revoked at now, and
-// that revocation commits although the call fails; oauth.ErrTokenInactive
-// if it is revoked or expired at now (nothing written). A replacement
-// whose ID is taken fails the call with oauth.ErrAlreadyExists and nothing
-// is written.
+// or not a refresh token). If it was rotated less than grace before now
+// (grace > 0), the call is a retry or a concurrent duplicate:
+// oauth.ErrTokenInactive if it is revoked or expired at now (nothing
+// written), else the replacements are stored beside the first rotation's
+// and RotatedAt stays as it was. If it was rotated at least grace before
+// now: oauth.ErrRefreshReused — the old token and every token of its
+// family are revoked at now, and that revocation commits although the
+// call fails. Not rotated: oauth.ErrTokenInactive if it is revoked or
+// expired at now (nothing written). A replacement whose ID is taken fails
+// the call with oauth.ErrAlreadyExists and nothing is written.
 func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.Time, grace time.Duration, replacements ...*oauth.Token) error {
 	rows, err := newTokenRows(replacements)
 	if err != nil {
@@ -110,14 +120,18 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 		if !found || kind != string(oauth.KindRefresh) {
 			return fmt.Errorf("postgres: refresh token: %w", oauth.ErrNotFound)
 		}
-		if rotated.Valid {
+		if rotated.Valid && (grace <= 0 || !now.Before(rotated.Time.Add(grace))) {
 			t.exec(revokeIDSQL, at, oldID)
 			if family != "" {
 				t.exec(revokeFamSQL, at, family)
 			}
 			return batch.Keep(fmt.Errorf("postgres: %w", oauth.ErrRefreshReused))
 		}
-		// Not claimed, not rotated: revoked, expired, or without expiry.
+		if rotated.Valid && !revoked.Valid && expires.Valid && expires.Time.After(now) {
+			t.insert(rows) // within the grace window
+			return nil
+		}
+		// Revoked, expired, or without expiry.
 		return fmt.Errorf("postgres: %w", oauth.ErrTokenInactive)
 	})
 }
@@ -151,17 +165,30 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string, now time.Time
 }
 
 // UseNonce records key until expiresAt. A recorded key counts as expired
-// once the database's clock reaches its expiresAt.
+// once the store's clock (Options.Now, else the database's) reaches its
+// expiresAt.
 // Errors: oauth.ErrAlreadyExists if key is recorded and not expired.
 func (s *Store) UseNonce(ctx context.Context, key string, expiresAt time.Time) error {
+	now := s.nonceNow()
 	return s.do(ctx, func(ctx context.Context, t *wtx) error {
-		return t.consumeNonce(ctx, key, expiresAt)
+		return t.consumeNonce(ctx, key, expiresAt, now)
 	})
 }
 
+// nonceNow is the instant nonce expiry is judged at: Options.Now, or NULL
+// for the database's clock.
+func (s *Store) nonceNow() pgtype.Timestamptz {
+	if s.now == nil {
+		return pgtype.Timestamptz{}
+	}
+	return pgtype.Timestamptz{Time: s.now(), Valid: true}
+}
+
 // CreateTokensOnce uses up the nonce and stores the tokens in one
-// transaction; a used nonce stores nothing.
+// transaction; a used nonce stores nothing. Nonce expiry is judged as in
+// UseNonce.
 func (s *Store) CreateTokensOnce(ctx context.Context, n oauth.Nonce, tokens ...*oauth.Token) error {
+	now := s.nonceNow()
 	var rows *tokenRows
 	if len(tokens) > 0 {
 		var err error
@@ -170,7 +197,7 @@ func (s *Store) CreateTokensOnce(ctx context.Context, n oauth.Nonce, tokens ...*
 		}
 	}
 	return s.do(ctx, func(ctx context.Context, t *wtx) error {
-		if err := t.consumeNonce(ctx, n.Key, n.ExpiresAt); err != nil {
+		if err := t.consumeNonce(ctx, n.Key, n.ExpiresAt, now); err != nil {
 			return err
 		}
 		if rows != nil {
@@ -180,11 +207,11 @@ func (s *Store) CreateTokensOnce(ctx context.Context, n oauth.Nonce, tokens ...*
 	})
 }
 
-func (t *wtx) consumeNonce(ctx context.Context, key string, expiresAt time.Time) error {
+func (t *wtx) consumeNonce(ctx context.Context, key string, expiresAt time.Time, now pgtype.Timestamptz) error {
 	// Never NULL: a zero expiresAt records a key that has already expired.
 	exp := pgtype.Timestamptz{Time: expiresAt, Valid: true}
 	used := false
-	if err := t.query(ctx, func(pgx.Rows) error { used = true; return nil }, useNonceSQL, key, exp); err != nil {
+	if err := t.query(ctx, func(pgx.Rows) error { used = true; return nil }, useNonceSQL, key, exp, now); err != nil {
 		return err
 	}
 	if !used {
@@ -194,10 +221,12 @@ func (t *wtx) consumeNonce(ctx context.Context, key string, expiresAt time.Time)
 	return nil
 }
 
-// DeleteExpired deletes at most limit tokens and nonces (tokens first)
-// whose expiry is before the given time and returns how many it deleted.
-// Each table is purged by one short statement that skips rows other
-// transactions hold locked; call it repeatedly to purge a backlog.
+// DeleteExpired deletes at most limit tokens, nonces and retired signing
+// keys (in that order) whose expiry — for a key, its PublishUntil — is
+// before the given time, and returns how many it deleted. A current key
+// is never deleted; deleting keys bumps the revision in the same
+// statement. Each table is purged by one short statement that skips rows
+// other transactions hold locked; call it repeatedly to purge a backlog.
 func (s *Store) DeleteExpired(ctx context.Context, before time.Time, limit int) (int, error) {
 	pool, err := s.reader()
 	if err != nil {
@@ -211,19 +240,26 @@ func (s *Store) DeleteExpired(ctx context.Context, before time.Time, limit int) 
 	b := dbTime(before)
 	deleted := 0
 	for _, q := range []string{
-		`DELETE FROM tokens WHERE id IN
-			(SELECT id FROM tokens WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
-		`DELETE FROM nonces WHERE key IN
-			(SELECT key FROM nonces WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+		`WITH d AS (DELETE FROM tokens WHERE id IN
+			(SELECT id FROM tokens WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1)
+		SELECT count(*) FROM d`,
+		`WITH d AS (DELETE FROM nonces WHERE key IN
+			(SELECT key FROM nonces WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1)
+		SELECT count(*) FROM d`,
+		`WITH d AS (DELETE FROM signing_keys WHERE id IN
+			(SELECT id FROM signing_keys WHERE retired_at IS NOT NULL AND publish_until < $1
+			 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1),
+		bump AS (UPDATE revision SET n = n + 1 WHERE id = 1 AND EXISTS (SELECT 1 FROM d))
+		SELECT count(*) FROM d`,
 	} {
 		if deleted >= limit {
 			break
 		}
-		tag, err := pool.Exec(ctx, q, b, limit-deleted)
-		if err != nil {
+		var n int64
+		if err := pool.QueryRow(ctx, q, b, limit-deleted).Scan(&n); err != nil {
 			return deleted, mapErr(err)
 		}
-		deleted += int(tag.RowsAffected())
+		deleted += int(n)
 	}
 	return deleted, nil
 }

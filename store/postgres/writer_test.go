@@ -51,7 +51,7 @@ func TestGroupCommit(t *testing.T) {
 		}
 		rotated := make(chan error, 1)
 		go func() {
-			rotated <- s.RotateRefreshToken(ctx, id, now, tok(id+"-next", oauth.KindRefresh, "", time.Hour))
+			rotated <- s.RotateRefreshToken(ctx, id, now, 0, tok(id+"-next", oauth.KindRefresh, "", time.Hour))
 		}()
 		time.Sleep(100 * time.Millisecond) // the writer is now waiting for the lock
 		return func() error {
@@ -85,7 +85,7 @@ func TestGroupCommit(t *testing.T) {
 	if err := s.CreateTokens(ctx, setup...); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RotateRefreshToken(ctx, "used", now); err != nil {
+	if err := s.RotateRefreshToken(ctx, "used", now, 0); err != nil {
 		t.Fatal(err)
 	}
 
@@ -103,10 +103,10 @@ func TestGroupCommit(t *testing.T) {
 		func() error { return s.UseNonce(ctx, "n", now.Add(time.Minute)) },
 		func() error { return s.UseNonce(ctx, "n", now.Add(time.Minute)) },
 		func() error {
-			return s.RotateRefreshToken(ctx, "expired", now, tok("x1", oauth.KindRefresh, "", time.Hour))
+			return s.RotateRefreshToken(ctx, "expired", now, 0, tok("x1", oauth.KindRefresh, "", time.Hour))
 		},
 		func() error {
-			return s.RotateRefreshToken(ctx, "used", now, tok("x2", oauth.KindRefresh, fam, time.Hour))
+			return s.RotateRefreshToken(ctx, "used", now, 0, tok("x2", oauth.KindRefresh, fam, time.Hour))
 		},
 		func() error { return s.RevokeToken(ctx, tok("to-revoke", oauth.KindAccess, "", time.Hour), now) },
 		func() error { return s.RevokeFamily(ctx, "fam-2", now) },

@@ -18,7 +18,7 @@ func (s *Store) CreateClient(ctx context.Context, c *oauth.Client) error {
 	args := clientArgs(c)
 	return s.do(ctx, func(ctx context.Context, w *writer) error {
 		if _, err := w.conn.ExecContext(ctx, `INSERT INTO clients (`+clientColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
+			VALUES (`+placeholders(len(args))+`)`, args...); err != nil {
 			return mapErr(err)
 		}
 		return w.bumpRevision(ctx)
@@ -76,10 +76,7 @@ func (s *Store) UpdateClient(ctx context.Context, id string, update func(*oauth.
 			return fmt.Errorf("sqlite: UpdateClient: update changed the client ID from %q to %q", id, c.ID)
 		}
 		args := append(clientArgs(c)[1:], id)
-		if _, err := w.conn.ExecContext(ctx, `UPDATE clients SET name = ?, secrets = ?, grants = ?,
-			scopes = ?, default_scopes = ?, access_ttl = ?, token_format = ?, signing_alg = ?,
-			refresh_with_client_credentials = ?, public_key_pem = ?, disabled = ?, created_at = ?,
-			updated_at = ? WHERE id = ?`, args...); err != nil {
+		if _, err := w.conn.ExecContext(ctx, `UPDATE clients SET `+clientSet+` WHERE id = ?`, args...); err != nil {
 			return mapErr(err)
 		}
 		return w.bumpRevision(ctx)
@@ -109,7 +106,7 @@ func (s *Store) CreateUser(ctx context.Context, u *oauth.User) error {
 	}
 	args := userArgs(u)
 	return s.do(ctx, func(ctx context.Context, w *writer) error {
-		if _, err := w.conn.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?)`, args...); err != nil {
+		if _, err := w.conn.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (`+placeholders(len(args))+`)`, args...); err != nil {
 			return mapErr(err)
 		}
 		return w.bumpRevision(ctx)
@@ -162,8 +159,7 @@ func (s *Store) UpdateUser(ctx context.Context, username string, update func(*oa
 			return fmt.Errorf("sqlite: UpdateUser: update changed the username from %q to %q", username, u.Username)
 		}
 		args := append(userArgs(u)[1:], username)
-		if _, err := w.conn.ExecContext(ctx, `UPDATE users SET password_hash = ?, disabled = ?,
-			created_at = ?, updated_at = ? WHERE username = ?`, args...); err != nil {
+		if _, err := w.conn.ExecContext(ctx, `UPDATE users SET `+userSet+` WHERE username = ?`, args...); err != nil {
 			return mapErr(err)
 		}
 		return w.bumpRevision(ctx)

@@ -92,7 +92,15 @@ func notFound(err error, what string) error {
 // Clients.
 
 const clientColumns = `id, name, secrets, grants, scopes, default_scopes, access_ttl, token_format,
-	signing_alg, refresh_with_client_credentials, public_key_pem, disabled, created_at, updated_at`
+	signing_alg, refresh_with_client_credentials, public_key_pem, disabled, created_at, updated_at,
+	auth_methods, endpoints, can_introspect, tokens_not_before`
+
+// clientSet is the UPDATE assignment of every column but id, in
+// clientColumns order: clientArgs(c)[1:] are its arguments.
+const clientSet = `name = ?, secrets = ?, grants = ?, scopes = ?, default_scopes = ?, access_ttl = ?,
+	token_format = ?, signing_alg = ?, refresh_with_client_credentials = ?, public_key_pem = ?,
+	disabled = ?, created_at = ?, updated_at = ?, auth_methods = ?, endpoints = ?, can_introspect = ?,
+	tokens_not_before = ?`
 
 func clientArgs(c *oauth.Client) []any {
 	return []any{
@@ -100,19 +108,27 @@ func clientArgs(c *oauth.Client) []any {
 		encodeList(c.DefaultScopes), int64(c.AccessTTL), string(c.TokenFormat), c.SigningAlg,
 		dbBool(c.RefreshWithClientCredentials), c.PublicKeyPEM, dbBool(c.Disabled),
 		dbTime(c.CreatedAt), dbTime(c.UpdatedAt),
+		encodeList(c.AuthMethods), encodeList(c.Endpoints), dbBool(c.CanIntrospect), dbTime(c.TokensNotBefore),
 	}
+}
+
+// placeholders returns "?, ?, ..." for n arguments.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
 func scanClient(sc scanner) (*oauth.Client, error) {
 	var (
 		c                                      oauth.Client
 		secrets, grants, scopes, defaultScopes string
-		ttl, refreshCC, disabled               int64
+		authMethods, endpoints                 string
+		ttl, refreshCC, disabled, introspect   int64
 		format                                 string
-		created, updated                       sql.NullInt64
+		created, updated, notBefore            sql.NullInt64
 	)
 	err := sc.Scan(&c.ID, &c.Name, &secrets, &grants, &scopes, &defaultScopes, &ttl, &format,
-		&c.SigningAlg, &refreshCC, &c.PublicKeyPEM, &disabled, &created, &updated)
+		&c.SigningAlg, &refreshCC, &c.PublicKeyPEM, &disabled, &created, &updated,
+		&authMethods, &endpoints, &introspect, &notBefore)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +136,8 @@ func scanClient(sc scanner) (*oauth.Client, error) {
 	c.TokenFormat = oauth.TokenFormat(format)
 	c.RefreshWithClientCredentials = refreshCC != 0
 	c.Disabled = disabled != 0
-	c.CreatedAt, c.UpdatedAt = goTime(created), goTime(updated)
+	c.CanIntrospect = introspect != 0
+	c.CreatedAt, c.UpdatedAt, c.TokensNotBefore = goTime(created), goTime(updated), goTime(notBefore)
 	if c.Secrets, err = codec.DecodeSecrets([]byte(secrets)); err != nil {
 		return nil, err
 	}
@@ -131,6 +148,12 @@ func scanClient(sc scanner) (*oauth.Client, error) {
 		return nil, err
 	}
 	if c.DefaultScopes, err = decodeList(defaultScopes); err != nil {
+		return nil, err
+	}
+	if c.AuthMethods, err = decodeList(authMethods); err != nil {
+		return nil, err
+	}
+	if c.Endpoints, err = decodeList(endpoints); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -146,23 +169,28 @@ func getClient(ctx context.Context, q queryer, id string) (*oauth.Client, error)
 
 // Users.
 
-const userColumns = `username, password_hash, disabled, created_at, updated_at`
+const userColumns = `username, password_hash, disabled, created_at, updated_at, tokens_not_before`
+
+// userSet is the UPDATE assignment of every column but username, in
+// userColumns order: userArgs(u)[1:] are its arguments.
+const userSet = `password_hash = ?, disabled = ?, created_at = ?, updated_at = ?, tokens_not_before = ?`
 
 func userArgs(u *oauth.User) []any {
-	return []any{u.Username, u.PasswordHash, dbBool(u.Disabled), dbTime(u.CreatedAt), dbTime(u.UpdatedAt)}
+	return []any{u.Username, u.PasswordHash, dbBool(u.Disabled), dbTime(u.CreatedAt), dbTime(u.UpdatedAt),
+		dbTime(u.TokensNotBefore)}
 }
 
 func scanUser(sc scanner) (*oauth.User, error) {
 	var (
-		u                oauth.User
-		disabled         int64
-		created, updated sql.NullInt64
+		u                           oauth.User
+		disabled                    int64
+		created, updated, notBefore sql.NullInt64
 	)
-	if err := sc.Scan(&u.Username, &u.PasswordHash, &disabled, &created, &updated); err != nil {
+	if err := sc.Scan(&u.Username, &u.PasswordHash, &disabled, &created, &updated, &notBefore); err != nil {
 		return nil, err
 	}
 	u.Disabled = disabled != 0
-	u.CreatedAt, u.UpdatedAt = goTime(created), goTime(updated)
+	u.CreatedAt, u.UpdatedAt, u.TokensNotBefore = goTime(created), goTime(updated), goTime(notBefore)
 	return &u, nil
 }
 

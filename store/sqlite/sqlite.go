@@ -75,6 +75,7 @@ type Store struct {
 	w                                *writer
 	b                                *batch.Batcher[*writer]
 	getTok                           *sql.Stmt // on rdb
+	now                              func() time.Time
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -90,7 +91,13 @@ type options struct {
 	busyTimeout time.Duration
 	maxBatch    int
 	readers     int
+	now         func() time.Time
 }
+
+// WithClock sets the clock the store judges nonce expiry by (UseNonce,
+// CreateTokensOnce), so it is the same clock the rest of the server uses;
+// default time.Now. Lock waits and checkpoints use real time regardless.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithBusyTimeout sets how long a connection waits for another process's
 // lock before failing with oauth.ErrUnavailable; default 5s.
@@ -109,6 +116,9 @@ func buildOptions(opts []Option) options {
 	for _, f := range opts {
 		f(&o)
 	}
+	if o.now == nil {
+		o.now = time.Now
+	}
 	return o
 }
 
@@ -121,7 +131,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, lk: lk}
+	s := &Store{path: path, lk: lk, now: o.now}
 	if err := s.open(ctx, o); err != nil {
 		s.closeDBs()
 		lk.close()

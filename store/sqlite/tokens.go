@@ -79,11 +79,16 @@ func (s *Store) GetToken(ctx context.Context, id string) (*oauth.Token, error) {
 // concurrent calls for the same oldID finds it unrotated.
 //
 // Checks, in order: oauth.ErrNotFound (no such token, or not a refresh
-// token); oauth.ErrRefreshReused if it was rotated before — the old token
-// and every token of its family are revoked at now and that revocation
-// commits although the call fails; oauth.ErrTokenInactive if it is revoked
-// or expired at now (nothing written). A replacement whose ID is taken
-// fails the call with oauth.ErrAlreadyExists and nothing is written.
+// token). If it was rotated less than grace before now (grace > 0), the
+// call is a retry or a concurrent duplicate: oauth.ErrTokenInactive if it
+// is revoked or expired at now (nothing written), else the replacements
+// are stored beside the first rotation's and RotatedAt stays as it was.
+// If it was rotated at least grace before now: oauth.ErrRefreshReused —
+// the old token and every token of its family are revoked at now and that
+// revocation commits although the call fails. Not rotated:
+// oauth.ErrTokenInactive if it is revoked or expired at now (nothing
+// written). A replacement whose ID is taken fails the call with
+// oauth.ErrAlreadyExists and nothing is written.
 func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.Time, grace time.Duration, replacements ...*oauth.Token) error {
 	args, err := tokensArgs(replacements)
 	if err != nil {
@@ -102,13 +107,20 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 		if kind != string(oauth.KindRefresh) {
 			return fmt.Errorf("sqlite: %w: not a refresh token", oauth.ErrNotFound)
 		}
+		inactive := revoked.Valid || !expires.Valid || expires.Int64 <= nowUS
 		if rotated.Valid {
-			if err := w.revokeTokenFamily(ctx, oldID, family, nowUS); err != nil {
-				return err
+			if grace <= 0 || nowUS >= rotated.Int64+grace.Microseconds() {
+				if err := w.revokeTokenFamily(ctx, oldID, family, nowUS); err != nil {
+					return err
+				}
+				return batch.Keep(fmt.Errorf("sqlite: %w", oauth.ErrRefreshReused))
 			}
-			return batch.Keep(fmt.Errorf("sqlite: %w", oauth.ErrRefreshReused))
+			if inactive {
+				return fmt.Errorf("sqlite: %w", oauth.ErrTokenInactive)
+			}
+			return w.insertTokens(ctx, args)
 		}
-		if revoked.Valid || !expires.Valid || expires.Int64 <= nowUS {
+		if inactive {
 			return fmt.Errorf("sqlite: %w", oauth.ErrTokenInactive)
 		}
 		if _, err := w.markRotated.ExecContext(ctx, nowUS, oldID); err != nil {
@@ -159,24 +171,26 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string, now time.Time
 }
 
 // UseNonce records key until expiresAt. A recorded key counts as expired
-// once this process's clock reaches its expiresAt; oauth.Store passes no
-// "now" here, so processes sharing the file should have synced clocks.
+// once the store's clock (WithClock) reaches its expiresAt; oauth.Store
+// passes no "now" here, so processes sharing the file should have synced
+// clocks.
 // Errors: oauth.ErrAlreadyExists if key is recorded and not expired.
 func (s *Store) UseNonce(ctx context.Context, key string, expiresAt time.Time) error {
-	exp, now := expiresAt.UnixMicro(), time.Now().UnixMicro()
+	exp, now := expiresAt.UnixMicro(), s.now().UnixMicro()
 	return s.do(ctx, func(ctx context.Context, w *writer) error {
 		return w.consumeNonce(ctx, key, exp, now)
 	})
 }
 
 // CreateTokensOnce uses up the nonce and stores the tokens in one
-// transaction; a used nonce stores nothing.
+// transaction; a used nonce stores nothing. Nonce expiry is judged as in
+// UseNonce.
 func (s *Store) CreateTokensOnce(ctx context.Context, n oauth.Nonce, tokens ...*oauth.Token) error {
 	args, err := tokensArgs(tokens)
 	if err != nil {
 		return err
 	}
-	exp, now := n.ExpiresAt.UnixMicro(), time.Now().UnixMicro()
+	exp, now := n.ExpiresAt.UnixMicro(), s.now().UnixMicro()
 	// No savepoint (this runs for every signed request): the nonce upsert
 	// writes nothing when it fails, and a failed insert is undone by hand.
 	return s.doAtomic(ctx, func(ctx context.Context, w *writer) error {
@@ -220,9 +234,11 @@ func (w *writer) consumeNonce(ctx context.Context, key string, exp, now int64) e
 	return nil
 }
 
-// DeleteExpired deletes at most limit tokens and nonces (tokens first)
-// whose expiry is before the given time and returns how many it deleted.
-// Call it repeatedly to purge a backlog in short transactions.
+// DeleteExpired deletes at most limit tokens, nonces and retired signing
+// keys (in that order) whose expiry — for a key, its PublishUntil — is
+// before the given time, and returns how many it deleted. A current key
+// is never deleted. Deleting a key bumps the revision. Call it repeatedly
+// to purge a backlog in short transactions.
 func (s *Store) DeleteExpired(ctx context.Context, before time.Time, limit int) (int, error) {
 	if limit <= 0 {
 		return 0, nil
@@ -231,14 +247,19 @@ func (s *Store) DeleteExpired(ctx context.Context, before time.Time, limit int) 
 	var deleted int
 	err := s.do(ctx, func(ctx context.Context, w *writer) error {
 		deleted = 0
-		for _, q := range []string{
-			`DELETE FROM tokens WHERE id IN (SELECT id FROM tokens WHERE expires_at < ? LIMIT ?)`,
-			`DELETE FROM nonces WHERE key IN (SELECT key FROM nonces WHERE expires_at < ? LIMIT ?)`,
+		for _, q := range []struct {
+			sql  string
+			keys bool
+		}{
+			{sql: `DELETE FROM tokens WHERE id IN (SELECT id FROM tokens WHERE expires_at < ? LIMIT ?)`},
+			{sql: `DELETE FROM nonces WHERE key IN (SELECT key FROM nonces WHERE expires_at < ? LIMIT ?)`},
+			{sql: `DELETE FROM signing_keys WHERE id IN (SELECT id FROM signing_keys
+				WHERE retired_at IS NOT NULL AND publish_until < ? LIMIT ?)`, keys: true},
 		} {
 			if deleted >= limit {
 				break
 			}
-			res, err := w.conn.ExecContext(ctx, q, b, limit-deleted)
+			res, err := w.conn.ExecContext(ctx, q.sql, b, limit-deleted)
 			if err != nil {
 				return mapErr(err)
 			}
@@ -247,6 +268,11 @@ func (s *Store) DeleteExpired(ctx context.Context, before time.Time, limit int) 
 				return mapErr(err)
 			}
 			deleted += int(n)
+			if q.keys && n > 0 {
+				if err := w.bumpRevision(ctx); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})

@@ -29,20 +29,24 @@ func fullClient(id string, now time.Time) *oauth.Client {
 		SigningAlg:                   oauth.AlgES256,
 		RefreshWithClientCredentials: true,
 		PublicKeyPEM:                 "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n",
+		AuthMethods:                  []string{oauth.AuthSNAPSignature, oauth.AuthSecretPost}, // order is kept
+		Endpoints:                    []string{"/v2/auth/oauth2/token", "/oauth/token"},
+		CanIntrospect:                true,
+		TokensNotBefore:              now.Add(-time.Minute + 123*time.Microsecond),
 		Disabled:                     true,
 		CreatedAt:                    now.Add(-time.Hour),
 		UpdatedAt:                    now,
 	}
 }
 
-func testClients(t *testing.T, s oauth.Store) {
+func testClients(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	now := baseTime()
 	requireAllSet(t, fullClient("x", now))
 
 	c := fullClient("c2", now)
 	noErr(t, s.CreateClient(ctx, c), "CreateClient(c2)")
-	c.Name, c.Scopes[0] = "changed after create", "changed" // the store must not keep the caller's value
+	c.Name, c.Scopes[0], c.AuthMethods[0] = "changed after create", "changed", "changed" // the store must not keep the caller's value
 	got, err := s.GetClient(ctx, "c2")
 	noErr(t, err, "GetClient(c2)")
 	checkEqual(t, "GetClient(c2)", fullClient("c2", now), got)
@@ -53,7 +57,9 @@ func testClients(t *testing.T, s oauth.Store) {
 	noErr(t, err, "GetClient(c2)")
 	checkEqual(t, "GetClient(c2) after a duplicate create", fullClient("c2", now), got)
 
-	// Zero values round-trip as zero: times, durations, empty lists.
+	// Zero values round-trip as zero: times, durations, empty lists,
+	// false (no AuthMethods or Endpoints, CanIntrospect false, no
+	// TokensNotBefore).
 	minimal := &oauth.Client{ID: "c1"}
 	noErr(t, s.CreateClient(ctx, minimal), "CreateClient(c1)")
 	got, err = s.GetClient(ctx, "c1")
@@ -84,7 +90,7 @@ func testClients(t *testing.T, s oauth.Store) {
 	noErr(t, s.CreateClient(ctx, &oauth.Client{ID: "c1"}), "CreateClient(c1) after delete")
 }
 
-func testUpdateClient(t *testing.T, s oauth.Store) {
+func testUpdateClient(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	now := baseTime()
 	noErr(t, s.CreateClient(ctx, fullClient("c", now)), "CreateClient")
@@ -95,6 +101,10 @@ func testUpdateClient(t *testing.T, s oauth.Store) {
 		c.Scopes = append(c.Scopes, "payouts")
 		c.Secrets = c.Secrets[1:]
 		c.AccessTTL = time.Hour
+		c.AuthMethods = []string{oauth.AuthSecretBasic}
+		c.Endpoints = nil
+		c.CanIntrospect = false
+		c.TokensNotBefore = later
 		c.Disabled = false
 		c.UpdatedAt = later
 	}
@@ -130,6 +140,25 @@ func testUpdateClient(t *testing.T, s oauth.Store) {
 	noErr(t, err, "GetClient after failed update")
 	checkEqual(t, "GetClient after a failed UpdateClient", want, got)
 
+	// Every field the update touches is written, back to zero values too,
+	// and to set values from zero.
+	for i, f := range []func(c *oauth.Client){
+		func(c *oauth.Client) {
+			c.AuthMethods, c.Grants, c.TokensNotBefore, c.CreatedAt = nil, nil, time.Time{}, time.Time{}
+			c.Endpoints, c.CanIntrospect = []string{"/oauth/token"}, true
+		},
+		func(c *oauth.Client) {
+			c.Endpoints, c.CanIntrospect, c.Secrets = []string{}, false, nil
+			c.AuthMethods, c.TokensNotBefore = []string{oauth.AuthSecretPost, oauth.AuthSecretBasic}, later.Add(time.Second)
+		},
+	} {
+		noErr(t, s.UpdateClient(ctx, "c", func(c *oauth.Client) error { f(c); return nil }), "UpdateClient #%d", i)
+		f(want)
+		got, err = s.GetClient(ctx, "c")
+		noErr(t, err, "GetClient after update #%d", i)
+		checkEqual(t, fmt.Sprintf("GetClient after UpdateClient #%d", i), want, got)
+	}
+
 	err = s.UpdateClient(ctx, "missing", func(*oauth.Client) error { return nil })
 	isErr(t, err, oauth.ErrNotFound, "UpdateClient(missing)")
 	_, err = s.GetClient(ctx, "missing")
@@ -137,7 +166,7 @@ func testUpdateClient(t *testing.T, s oauth.Store) {
 }
 
 // testUpdateClientConcurrent: 20 read-modify-writes racing, none lost.
-func testUpdateClientConcurrent(t *testing.T, s oauth.Store) {
+func testUpdateClientConcurrent(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := ctxTimeout(t)
 	noErr(t, s.CreateClient(ctx, &oauth.Client{ID: "c", Scopes: []string{"base"}}), "CreateClient")
 	const n = 20
@@ -164,15 +193,16 @@ func testUpdateClientConcurrent(t *testing.T, s oauth.Store) {
 
 func fullUser(name string, now time.Time) *oauth.User {
 	return &oauth.User{
-		Username:     name,
-		PasswordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
-		Disabled:     true,
-		CreatedAt:    now.Add(-time.Hour),
-		UpdatedAt:    now,
+		Username:        name,
+		PasswordHash:    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+		Disabled:        true,
+		TokensNotBefore: now.Add(-time.Minute + 456*time.Microsecond),
+		CreatedAt:       now.Add(-time.Hour),
+		UpdatedAt:       now,
 	}
 }
 
-func testUsers(t *testing.T, s oauth.Store) {
+func testUsers(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	now := baseTime()
 	requireAllSet(t, fullUser("x", now))
@@ -207,7 +237,7 @@ func testUsers(t *testing.T, s oauth.Store) {
 	checkEqual(t, "ListUsers()[1]", fullUser("bob", now), list[1])
 }
 
-func testUpdateUser(t *testing.T, s oauth.Store) {
+func testUpdateUser(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	now := baseTime()
 	noErr(t, s.CreateUser(ctx, fullUser("bob", now)), "CreateUser")
@@ -216,6 +246,7 @@ func testUpdateUser(t *testing.T, s oauth.Store) {
 	change := func(u *oauth.User) {
 		u.PasswordHash = "$argon2id$new"
 		u.Disabled = false
+		u.TokensNotBefore = later
 		u.UpdatedAt = later
 	}
 	var seen []string
@@ -243,10 +274,22 @@ func testUpdateUser(t *testing.T, s oauth.Store) {
 	noErr(t, err, "GetUser after failed update")
 	checkEqual(t, "GetUser after a failed UpdateUser", want, got)
 
+	// Back to zero, and set again.
+	for i, f := range []func(u *oauth.User){
+		func(u *oauth.User) { u.TokensNotBefore, u.PasswordHash = time.Time{}, "" },
+		func(u *oauth.User) { u.TokensNotBefore, u.Disabled = later.Add(time.Second), true },
+	} {
+		noErr(t, s.UpdateUser(ctx, "bob", func(u *oauth.User) error { f(u); return nil }), "UpdateUser #%d", i)
+		f(want)
+		got, err = s.GetUser(ctx, "bob")
+		noErr(t, err, "GetUser after update #%d", i)
+		checkEqual(t, fmt.Sprintf("GetUser after UpdateUser #%d", i), want, got)
+	}
+
 	isErr(t, s.UpdateUser(ctx, "missing", func(*oauth.User) error { return nil }), oauth.ErrNotFound, "UpdateUser(missing)")
 }
 
-func testUpdateUserConcurrent(t *testing.T, s oauth.Store) {
+func testUpdateUserConcurrent(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := ctxTimeout(t)
 	noErr(t, s.CreateUser(ctx, &oauth.User{Username: "bob"}), "CreateUser")
 	const n = 20

@@ -12,7 +12,7 @@ import (
 // testConcurrentTokenTraffic: 50 goroutines issue, rotate and revoke at
 // once, touching shared tokens too; every write must land, and a failing
 // write must not fail its neighbours.
-func testConcurrentTokenTraffic(t *testing.T, s oauth.Store) {
+func testConcurrentTokenTraffic(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := ctxTimeout(t)
 	now := baseTime()
 	const workers, rounds = 50, 4
@@ -46,7 +46,7 @@ func testConcurrentTokenTraffic(t *testing.T, s oauth.Store) {
 			}
 			c.replacement = tok(oauth.KindRefresh, c.fam, now, time.Hour)
 			c.newAccess = tok(oauth.KindAccess, c.fam, now, time.Minute)
-			if err := s.RotateRefreshToken(ctx, c.refresh.ID, now, c.replacement, c.newAccess); err != nil {
+			if err := s.RotateRefreshToken(ctx, c.refresh.ID, now, 0, c.replacement, c.newAccess); err != nil {
 				fail("RotateRefreshToken: %v", err)
 			}
 			if err := s.RevokeToken(ctx, c.access, now); err != nil {
@@ -103,7 +103,7 @@ func testConcurrentTokenTraffic(t *testing.T, s oauth.Store) {
 // testConcurrentRotationRace: a refresh token presented by 20 goroutines
 // at once is redeemed exactly once; the others are reuse, which revokes
 // the family including the winner's replacement.
-func testConcurrentRotationRace(t *testing.T, s oauth.Store) {
+func testConcurrentRotationRace(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := ctxTimeout(t)
 	now := baseTime()
 	fam := newID("fam")
@@ -117,7 +117,7 @@ func testConcurrentRotationRace(t *testing.T, s oauth.Store) {
 		repl[i] = tok(oauth.KindRefresh, fam, now, time.Hour)
 	}
 	run(n, func(i int) {
-		errs[i] = s.RotateRefreshToken(ctx, r1.ID, now, repl[i])
+		errs[i] = s.RotateRefreshToken(ctx, r1.ID, now, 0, repl[i])
 	})
 	winner := -1
 	for i, err := range errs {
@@ -146,11 +146,11 @@ func testConcurrentRotationRace(t *testing.T, s oauth.Store) {
 
 // testConcurrentNonceRace: a nonce used by 20 goroutines at once is
 // accepted exactly once.
-func testConcurrentNonceRace(t *testing.T, s oauth.Store) {
+func testConcurrentNonceRace(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := ctxTimeout(t)
 	const n = 20
 	errs := make([]error, n)
-	exp := time.Now().Add(time.Minute)
+	exp := clk.Now().Add(time.Minute)
 	run(n, func(i int) { errs[i] = s.UseNonce(ctx, "race", exp) })
 	ok := 0
 	for i, err := range errs {
@@ -163,5 +163,61 @@ func testConcurrentNonceRace(t *testing.T, s oauth.Store) {
 	}
 	if ok != 1 {
 		t.Fatalf("%d of %d concurrent UseNonce calls succeeded, want exactly 1", ok, n)
+	}
+}
+
+// testConcurrentRotationGrace: a refresh token presented by 12 goroutines
+// at once with a grace window (a client's duplicate requests) is rotated
+// once, and every caller gets its own valid replacements: nothing is
+// revoked.
+func testConcurrentRotationGrace(t *testing.T, s oauth.Store, _ *clock) {
+	ctx := ctxTimeout(t)
+	now := baseTime()
+	fam := newID("fam")
+	r1 := tok(oauth.KindRefresh, fam, now.Add(-time.Hour), 24*time.Hour)
+	a1 := tok(oauth.KindAccess, fam, now.Add(-time.Hour), 2*time.Hour)
+	noErr(t, s.CreateTokens(ctx, r1, a1), "CreateTokens")
+
+	const n = 12
+	repl := make([][2]*oauth.Token, n)
+	at := make([]time.Time, n)
+	errs := make([]error, n)
+	for i := range n {
+		at[i] = now.Add(time.Duration(i) * 10 * time.Millisecond) // each request's own clock reading, apart by more than sameTime's tolerance
+		repl[i] = [2]*oauth.Token{tok(oauth.KindRefresh, fam, at[i], 24*time.Hour), tok(oauth.KindAccess, fam, at[i], time.Hour)}
+	}
+	run(n, func(i int) {
+		errs[i] = s.RotateRefreshToken(ctx, r1.ID, at[i], grace, repl[i][0], repl[i][1])
+	})
+	for i, err := range errs {
+		noErr(t, err, "concurrent RotateRefreshToken #%d within the grace window", i)
+	}
+
+	old := getToken(t, s, r1.ID)
+	if !old.RevokedAt.IsZero() {
+		t.Fatalf("the rotated token was revoked at %v: duplicates within the grace window counted as reuse", old.RevokedAt)
+	}
+	rotations := 0
+	for _, a := range at {
+		if sameTime(old.RotatedAt, a) {
+			rotations++
+		}
+	}
+	if rotations != 1 {
+		t.Fatalf("RotatedAt = %v, want the time of exactly one of the calls (%v ... %v)", old.RotatedAt, at[0], at[n-1])
+	}
+	requireActive(t, s, a1.ID)
+	for i := range n {
+		checkEqual(t, "replacement refresh token", repl[i][0], getToken(t, s, repl[i][0].ID))
+		checkEqual(t, "replacement access token", repl[i][1], getToken(t, s, repl[i][1].ID))
+	}
+
+	// The window runs from that one rotation: at its end, reuse revokes
+	// the family, every caller's replacements included.
+	reuse := old.RotatedAt.Add(grace)
+	isErr(t, s.RotateRefreshToken(ctx, r1.ID, reuse, grace), oauth.ErrRefreshReused, "RotateRefreshToken at the end of the window")
+	for i := range n {
+		requireRevoked(t, s, repl[i][0].ID, reuse)
+		requireRevoked(t, s, repl[i][1].ID, reuse)
 	}
 }

@@ -7,14 +7,14 @@ import (
 	"github.com/tokengate/tokengate/oauth"
 )
 
-func testCounts(t *testing.T, s oauth.Store) {
+func testCounts(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	got, err := s.Counts(ctx)
 	noErr(t, err, "Counts")
 	if got != (oauth.StoreCounts{}) {
 		t.Fatalf("empty store counts %+v", got)
 	}
-	now := time.Now()
+	now := clk.Now()
 	noErr(t, s.CreateTokens(ctx,
 		tok(oauth.KindAccess, "", now.Add(-2*time.Hour), time.Hour),
 		tok(oauth.KindAccess, "", now, time.Hour),

@@ -39,7 +39,7 @@ func findKey(t *testing.T, ks []*oauth.SigningKey, id string) *oauth.SigningKey 
 	return nil
 }
 
-func testSigningKeys(t *testing.T, s oauth.Store) {
+func testSigningKeys(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	t0 := baseTime()
 
@@ -105,7 +105,7 @@ func testSigningKeys(t *testing.T, s oauth.Store) {
 	}
 }
 
-func testSetting(t *testing.T, s oauth.Store) {
+func testSetting(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	calls := 0
 	v, err := s.Setting(ctx, "pepper", func() ([]byte, error) { calls++; return []byte("v1\x00\xff"), nil })
@@ -133,7 +133,7 @@ func testSetting(t *testing.T, s oauth.Store) {
 }
 
 // testSettingConcurrent: callers racing to create a setting all get one value.
-func testSettingConcurrent(t *testing.T, s oauth.Store) {
+func testSettingConcurrent(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := ctxTimeout(t)
 	const n = 10
 	vals := make([][]byte, n)
@@ -156,7 +156,7 @@ func testSettingConcurrent(t *testing.T, s oauth.Store) {
 	}
 }
 
-func testRevision(t *testing.T, s oauth.Store) {
+func testRevision(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	now := baseTime()
 	rev, err := s.Revision(ctx)
@@ -199,7 +199,7 @@ func secretValues(t *testing.T, s oauth.Store) map[string][]byte {
 // testRewriteSecrets: every setting and every signing key — even one no
 // longer published — is rewritten under its name, in place, and the
 // revision moves.
-func testRewriteSecrets(t *testing.T, s oauth.Store) {
+func testRewriteSecrets(t *testing.T, s oauth.Store, _ *clock) {
 	ctx := t.Context()
 	t0 := baseTime()
 	_, err := s.Setting(ctx, "pepper", func() ([]byte, error) { return []byte("p\x00\xff"), nil })
@@ -258,7 +258,7 @@ func testRewriteSecrets(t *testing.T, s oauth.Store) {
 }
 
 // testRewriteSecretsFailure: a failing rewrite writes nothing.
-func testRewriteSecretsFailure(t *testing.T, s oauth.Store) {
+func testRewriteSecretsFailure(t *testing.T, s oauth.Store, _ *clock) {
 	ctx := t.Context()
 	t0 := baseTime()
 	for _, name := range []string{"a", "b", "c"} {
@@ -287,9 +287,9 @@ func testRewriteSecretsFailure(t *testing.T, s oauth.Store) {
 	checkEqual(t, "stored values after a failed RewriteSecrets", before, secretValues(t, s))
 }
 
-func testDeleteExpired(t *testing.T, s oauth.Store) {
+func testDeleteExpired(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
-	now := time.Now() // nonces expire by the store's clock
+	now := clk.Now()
 	var expired, live []*oauth.Token
 	for range 3 {
 		expired = append(expired, tok(oauth.KindAccess, "", now.Add(-2*time.Hour), time.Hour))
@@ -326,6 +326,82 @@ func testDeleteExpired(t *testing.T, s oauth.Store) {
 	isErr(t, s.UseNonce(ctx, "n-live", now.Add(time.Hour)), oauth.ErrAlreadyExists, "UseNonce(n-live) after DeleteExpired")
 }
 
-func testPing(t *testing.T, s oauth.Store) {
+func testPing(t *testing.T, s oauth.Store, clk *clock) {
 	noErr(t, s.Ping(t.Context()), "Ping")
+}
+
+// testDeleteExpiredKeys: DeleteExpired also erases retired signing keys
+// that are no longer published (PublishUntil before the given time), in
+// its limit and its count, after tokens and nonces; a current key is
+// never erased, however old.
+func testDeleteExpiredKeys(t *testing.T, s oauth.Store, clk *clock) {
+	ctx := t.Context()
+	t0 := baseTime()
+	noErr(t, s.CreateSigningKey(ctx, signingKey("es-1", oauth.AlgES256, t0), time.Hour), "CreateSigningKey(es-1)")
+	noErr(t, s.CreateSigningKey(ctx, signingKey("rs-1", oauth.AlgRS256, t0), time.Hour), "CreateSigningKey(rs-1)")
+	// es-2 retires es-1 (published until t0+1m+1h), es-3 retires es-2
+	// (published until t0+2m+10m).
+	noErr(t, s.CreateSigningKey(ctx, signingKey("es-2", oauth.AlgES256, t0.Add(time.Minute)), time.Hour), "CreateSigningKey(es-2)")
+	noErr(t, s.CreateSigningKey(ctx, signingKey("es-3", oauth.AlgES256, t0.Add(2*time.Minute)), 10*time.Minute), "CreateSigningKey(es-3)")
+	stored := func() []string {
+		t.Helper()
+		keys, err := s.ListSigningKeys(ctx, t0) // lists every key still stored
+		noErr(t, err, "ListSigningKeys")
+		return keyIDs(keys)
+	}
+	if ids := stored(); !slices.Equal(ids, []string{"es-3", "es-2", "rs-1", "es-1"}) {
+		t.Fatalf("stored keys = %v, want [es-3 es-2 rs-1 es-1]", ids)
+	}
+
+	// At its PublishUntil a key is not yet deleted.
+	n, err := s.DeleteExpired(ctx, t0.Add(12*time.Minute), 100)
+	noErr(t, err, "DeleteExpired at es-2's PublishUntil")
+	if n != 0 {
+		t.Fatalf("DeleteExpired at es-2's PublishUntil = %d, want 0", n)
+	}
+
+	// Tokens and nonces first, within one limit.
+	now := clk.Now()
+	noErr(t, s.CreateTokens(ctx, tok(oauth.KindAccess, "", t0.Add(-2*time.Hour), time.Hour)), "CreateTokens(expired)")
+	noErr(t, s.UseNonce(ctx, "n-old", now.Add(-time.Hour)), "UseNonce(n-old)")
+	rev, err := s.Revision(ctx)
+	noErr(t, err, "Revision")
+	after := t0.Add(12*time.Minute + time.Millisecond)
+	n, err = s.DeleteExpired(ctx, after, 2)
+	noErr(t, err, "DeleteExpired(limit 2)")
+	if n != 2 {
+		t.Fatalf("DeleteExpired(limit 2) = %d, want 2 (the token and the nonce)", n)
+	}
+	if ids := stored(); !slices.Contains(ids, "es-2") {
+		t.Fatalf("stored keys = %v: es-2 was deleted beyond the limit", ids)
+	}
+	n, err = s.DeleteExpired(ctx, after, 2)
+	noErr(t, err, "DeleteExpired")
+	if n != 1 {
+		t.Fatalf("DeleteExpired after es-2's PublishUntil = %d, want 1", n)
+	}
+	if ids := stored(); !slices.Equal(ids, []string{"es-3", "rs-1", "es-1"}) {
+		t.Fatalf("stored keys = %v, want [es-3 rs-1 es-1]", ids)
+	}
+	if r, err := s.Revision(ctx); err != nil || r == rev {
+		t.Fatalf("Revision = %d, %v after a key was deleted; want a change from %d", r, err, rev)
+	}
+
+	// Far in the future only retired keys go: current ones stay.
+	far := t0.Add(1000 * time.Hour)
+	n, err = s.DeleteExpired(ctx, far, 100)
+	noErr(t, err, "DeleteExpired(far)")
+	if n != 1 {
+		t.Fatalf("DeleteExpired(far) = %d, want 1 (es-1)", n)
+	}
+	keys, err := s.ListSigningKeys(ctx, far)
+	noErr(t, err, "ListSigningKeys")
+	if ids := keyIDs(keys); !slices.Equal(ids, []string{"es-3", "rs-1"}) {
+		t.Fatalf("keys after DeleteExpired(far) = %v, want the current [es-3 rs-1]", ids)
+	}
+	n, err = s.DeleteExpired(ctx, far, 100)
+	noErr(t, err, "DeleteExpired(far) again")
+	if n != 0 {
+		t.Fatalf("DeleteExpired(far) again = %d, want 0", n)
+	}
 }

@@ -9,9 +9,9 @@ import (
 	"github.com/tokengate/tokengate/oauth"
 )
 
-func testCreateTokensOnce(t *testing.T, s oauth.Store) {
+func testCreateTokensOnce(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
-	now := time.Now()
+	now := clk.Now()
 	n := oauth.Nonce{Key: newID("once"), ExpiresAt: now.Add(time.Hour)}
 	first := tok(oauth.KindAccess, "", now, time.Hour)
 	noErr(t, s.CreateTokensOnce(ctx, n, first), "CreateTokensOnce")
@@ -49,9 +49,9 @@ func testCreateTokensOnce(t *testing.T, s oauth.Store) {
 
 // testCreateTokensOnceRace: of many concurrent issuances on one nonce,
 // exactly one succeeds, and only its token is stored.
-func testCreateTokensOnceRace(t *testing.T, s oauth.Store) {
+func testCreateTokensOnceRace(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
-	now := time.Now()
+	now := clk.Now()
 	n := oauth.Nonce{Key: newID("race"), ExpiresAt: now.Add(time.Hour)}
 	const racers = 20
 	toks := make([]*oauth.Token, racers)

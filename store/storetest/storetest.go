@@ -14,7 +14,9 @@
 //     lowercase ASCII IDs, so any collation gives the same order.
 //   - RevokeFamily("") revokes nothing, and RotateRefreshToken on a reused
 //     token without a family revokes that token only.
-//   - UseNonce judges expiry by the store's clock (it gets no "now").
+//   - UseNonce and CreateTokensOnce judge nonce expiry by the clock the
+//     store was opened with (it gets no "now"); RunTests gives each store
+//     a fake clock and moves it to make nonces expire.
 package storetest
 
 import (
@@ -26,6 +28,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,14 +36,15 @@ import (
 )
 
 // RunTests runs the conformance suite. newStore must return a new, empty
-// store each call (one per subtest); RunTests closes it when the subtest
-// ends, so newStore should not. Resources the store lives in (a temporary
-// directory, a database schema) can be cleaned up with t.Cleanup, which
-// runs after the store is closed.
-func RunTests(t *testing.T, newStore func(t *testing.T) oauth.Store) {
+// store each call (one per subtest) whose clock is now (the backend's
+// clock option: nonce expiry is judged by it); RunTests closes the store
+// when the subtest ends, so newStore should not. Resources the store lives
+// in (a temporary directory, a database schema) can be cleaned up with
+// t.Cleanup, which runs after the store is closed.
+func RunTests(t *testing.T, newStore func(t *testing.T, now func() time.Time) oauth.Store) {
 	tests := []struct {
 		name string
-		run  func(t *testing.T, s oauth.Store)
+		run  func(t *testing.T, s oauth.Store, clk *clock)
 	}{
 		{"Clients", testClients},
 		{"UpdateClient", testUpdateClient},
@@ -55,6 +59,10 @@ func RunTests(t *testing.T, newStore func(t *testing.T) oauth.Store) {
 		{"RotateRefreshTokenReuse", testRotateReuse},
 		{"RotateRefreshTokenReuseWithoutFamily", testRotateReuseWithoutFamily},
 		{"RotateRefreshTokenReplacementConflict", testRotateReplacementConflict},
+		{"RotateRefreshTokenGrace", testRotateGrace},
+		{"RotateRefreshTokenGraceOver", testRotateGraceOver},
+		{"RotateRefreshTokenGraceZero", testRotateGraceZero},
+		{"RotateRefreshTokenGraceInactive", testRotateGraceInactive},
 		{"RevokeToken", testRevokeToken},
 		{"RevokeFamily", testRevokeFamily},
 		{"UseNonce", testUseNonce},
@@ -65,23 +73,27 @@ func RunTests(t *testing.T, newStore func(t *testing.T) oauth.Store) {
 		{"RewriteSecrets", testRewriteSecrets},
 		{"RewriteSecretsFailure", testRewriteSecretsFailure},
 		{"DeleteExpired", testDeleteExpired},
+		{"DeleteExpiredSigningKeys", testDeleteExpiredKeys},
 		{"Counts", testCounts},
+		{"NonceExpiresByStoreClock", testNonceExpiry},
 		{"CreateTokensOnce", testCreateTokensOnce},
 		{"CreateTokensOnceRace", testCreateTokensOnceRace},
 		{"Ping", testPing},
 		{"ConcurrentTokenTraffic", testConcurrentTokenTraffic},
 		{"ConcurrentRotationRace", testConcurrentRotationRace},
+		{"ConcurrentRotationGrace", testConcurrentRotationGrace},
 		{"ConcurrentNonceRace", testConcurrentNonceRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newStore(t)
+			clk := &clock{now: baseTime()}
+			s := newStore(t, clk.Now)
 			t.Cleanup(func() {
 				if err := s.Close(); err != nil {
 					t.Errorf("Close: %v", err)
 				}
 			})
-			tc.run(t, s)
+			tc.run(t, s, clk)
 		})
 	}
 }
@@ -89,6 +101,27 @@ func RunTests(t *testing.T, newStore func(t *testing.T) oauth.Store) {
 // zone is a non-UTC zone for fixture times: a backend must store instants,
 // whatever zone they were given in.
 var zone = time.FixedZone("WIB", 7*60*60)
+
+// clock is the fake clock a store under test reads (its Now is passed to
+// newStore); a test moves it with Set instead of waiting.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// Now returns the clock's time.
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Set moves the clock to t.
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
 
 // baseTime is "now" for a test: wall-clock time with a nanosecond part, in
 // a non-UTC zone.

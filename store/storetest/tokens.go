@@ -40,7 +40,7 @@ func tok(kind oauth.TokenKind, family string, now time.Time, ttl time.Duration) 
 	}
 }
 
-func testCreateTokens(t *testing.T, s oauth.Store) {
+func testCreateTokens(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	now := baseTime()
 	full := fullToken(now)
@@ -70,7 +70,7 @@ func testCreateTokens(t *testing.T, s oauth.Store) {
 	isErr(t, err, oauth.ErrNotFound, "GetToken(unknown)")
 }
 
-func testCreateTokensAllOrNone(t *testing.T, s oauth.Store) {
+func testCreateTokensAllOrNone(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	now := baseTime()
 	existing := tok(oauth.KindAccess, "", now, time.Hour)
@@ -98,7 +98,7 @@ func testCreateTokensAllOrNone(t *testing.T, s oauth.Store) {
 	getToken(t, s, after.ID)
 }
 
-func testRotate(t *testing.T, s oauth.Store) {
+func testRotate(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	now := baseTime()
 	fam := newID("fam")
@@ -108,7 +108,7 @@ func testRotate(t *testing.T, s oauth.Store) {
 
 	r2 := tok(oauth.KindRefresh, fam, now, 24*time.Hour)
 	a2 := tok(oauth.KindAccess, fam, now, time.Hour)
-	noErr(t, s.RotateRefreshToken(ctx, r1.ID, now, r2, a2), "RotateRefreshToken")
+	noErr(t, s.RotateRefreshToken(ctx, r1.ID, now, 0, r2, a2), "RotateRefreshToken")
 
 	old := getToken(t, s, r1.ID)
 	if !sameTime(old.RotatedAt, now) {
@@ -125,14 +125,14 @@ func testRotate(t *testing.T, s oauth.Store) {
 	requireNotRevoked(t, s, a1.ID)
 
 	// The replacement rotates in turn; rotating needs no replacements.
-	noErr(t, s.RotateRefreshToken(ctx, r2.ID, now.Add(time.Minute)), "RotateRefreshToken(r2) without replacements")
+	noErr(t, s.RotateRefreshToken(ctx, r2.ID, now.Add(time.Minute), 0), "RotateRefreshToken(r2) without replacements")
 
 	lost := tok(oauth.KindRefresh, fam, now, time.Hour)
-	isErr(t, s.RotateRefreshToken(ctx, "no-such-token", now, lost), oauth.ErrNotFound, "RotateRefreshToken(unknown)")
+	isErr(t, s.RotateRefreshToken(ctx, "no-such-token", now, 0, lost), oauth.ErrNotFound, "RotateRefreshToken(unknown)")
 	requireNoToken(t, s, lost.ID, "replacement of an unknown token")
 }
 
-func testRotateInactive(t *testing.T, s oauth.Store) {
+func testRotateInactive(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	now := baseTime()
 
@@ -148,13 +148,13 @@ func testRotateInactive(t *testing.T, s oauth.Store) {
 	}{{"expired", expired}, {"expiring now", atExpiry}, {"revoked", revoked}} {
 		repl := tok(oauth.KindRefresh, c.tok.FamilyID, now, time.Hour)
 		before := getToken(t, s, c.tok.ID)
-		isErr(t, s.RotateRefreshToken(ctx, c.tok.ID, now, repl), oauth.ErrTokenInactive, "RotateRefreshToken(%s)", c.name)
+		isErr(t, s.RotateRefreshToken(ctx, c.tok.ID, now, 0, repl), oauth.ErrTokenInactive, "RotateRefreshToken(%s)", c.name)
 		requireNoToken(t, s, repl.ID, "replacement of an "+c.name+" token")
 		checkEqual(t, c.name+" token after a refused rotation", before, getToken(t, s, c.tok.ID))
 	}
 }
 
-func testRotateReuse(t *testing.T, s oauth.Store) {
+func testRotateReuse(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	now := baseTime()
 	fam := newID("fam")
@@ -166,11 +166,11 @@ func testRotateReuse(t *testing.T, s oauth.Store) {
 
 	r2 := tok(oauth.KindRefresh, fam, now, 24*time.Hour)
 	a2 := tok(oauth.KindAccess, fam, now, time.Hour)
-	noErr(t, s.RotateRefreshToken(ctx, r1.ID, now, r2, a2), "first RotateRefreshToken")
+	noErr(t, s.RotateRefreshToken(ctx, r1.ID, now, 0, r2, a2), "first RotateRefreshToken")
 
 	later := now.Add(time.Minute)
 	r3 := tok(oauth.KindRefresh, fam, later, 24*time.Hour)
-	isErr(t, s.RotateRefreshToken(ctx, r1.ID, later, r3), oauth.ErrRefreshReused, "second RotateRefreshToken of the same token")
+	isErr(t, s.RotateRefreshToken(ctx, r1.ID, later, 0, r3), oauth.ErrRefreshReused, "second RotateRefreshToken of the same token")
 	requireNoToken(t, s, r3.ID, "replacement offered with a reused token")
 
 	// The whole family is revoked, durably, at the time of the reuse.
@@ -181,24 +181,24 @@ func testRotateReuse(t *testing.T, s oauth.Store) {
 	requireNotRevoked(t, s, loner.ID)
 
 	// The replacement is now revoked: it is inactive, not reused.
-	isErr(t, s.RotateRefreshToken(ctx, r2.ID, later.Add(time.Second)), oauth.ErrTokenInactive, "RotateRefreshToken(replacement) after the family was revoked")
+	isErr(t, s.RotateRefreshToken(ctx, r2.ID, later.Add(time.Second), 0), oauth.ErrTokenInactive, "RotateRefreshToken(replacement) after the family was revoked")
 	// Reuse stays reuse.
-	isErr(t, s.RotateRefreshToken(ctx, r1.ID, later.Add(time.Second)), oauth.ErrRefreshReused, "third RotateRefreshToken of the same token")
+	isErr(t, s.RotateRefreshToken(ctx, r1.ID, later.Add(time.Second), 0), oauth.ErrRefreshReused, "third RotateRefreshToken of the same token")
 }
 
-func testRotateReuseWithoutFamily(t *testing.T, s oauth.Store) {
+func testRotateReuseWithoutFamily(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	now := baseTime()
 	r1 := tok(oauth.KindRefresh, "", now, time.Hour)
 	bystander := tok(oauth.KindAccess, "", now, time.Hour)
 	noErr(t, s.CreateTokens(ctx, r1, bystander), "CreateTokens")
-	noErr(t, s.RotateRefreshToken(ctx, r1.ID, now), "RotateRefreshToken")
-	isErr(t, s.RotateRefreshToken(ctx, r1.ID, now.Add(time.Second)), oauth.ErrRefreshReused, "reuse")
+	noErr(t, s.RotateRefreshToken(ctx, r1.ID, now, 0), "RotateRefreshToken")
+	isErr(t, s.RotateRefreshToken(ctx, r1.ID, now.Add(time.Second), 0), oauth.ErrRefreshReused, "reuse")
 	requireRevoked(t, s, r1.ID, now.Add(time.Second))
 	requireNotRevoked(t, s, bystander.ID) // "no family" is not a family
 }
 
-func testRotateReplacementConflict(t *testing.T, s oauth.Store) {
+func testRotateReplacementConflict(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	now := baseTime()
 	fam := newID("fam")
@@ -209,17 +209,17 @@ func testRotateReplacementConflict(t *testing.T, s oauth.Store) {
 	fresh := tok(oauth.KindAccess, fam, now, time.Hour)
 	clash := tok(oauth.KindRefresh, fam, now, time.Hour)
 	clash.ID = taken.ID
-	if err := s.RotateRefreshToken(ctx, r1.ID, now, fresh, clash); err == nil {
+	if err := s.RotateRefreshToken(ctx, r1.ID, now, 0, fresh, clash); err == nil {
 		t.Fatal("RotateRefreshToken with a replacement whose ID is taken succeeded")
 	}
 	// Atomic: the old token is not marked rotated and nothing was stored.
 	checkEqual(t, "old token after a failed rotation", r1, getToken(t, s, r1.ID))
 	checkEqual(t, "token whose ID was offered again", taken, getToken(t, s, taken.ID))
 	requireNoToken(t, s, fresh.ID, "after a failed rotation")
-	noErr(t, s.RotateRefreshToken(ctx, r1.ID, now, fresh), "RotateRefreshToken after a failed attempt")
+	noErr(t, s.RotateRefreshToken(ctx, r1.ID, now, 0, fresh), "RotateRefreshToken after a failed attempt")
 }
 
-func testRevokeToken(t *testing.T, s oauth.Store) {
+func testRevokeToken(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	now := baseTime()
 	stored := tok(oauth.KindAccess, newID("fam"), now, time.Hour)
@@ -246,7 +246,7 @@ func testRevokeToken(t *testing.T, s oauth.Store) {
 	requireRevoked(t, s, jwt.ID, time.Time{})
 }
 
-func testRevokeFamily(t *testing.T, s oauth.Store) {
+func testRevokeFamily(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
 	now := baseTime()
 	fam, other := newID("fam"), newID("fam")
@@ -276,9 +276,9 @@ func testRevokeFamily(t *testing.T, s oauth.Store) {
 	}
 }
 
-func testUseNonce(t *testing.T, s oauth.Store) {
+func testUseNonce(t *testing.T, s oauth.Store, clk *clock) {
 	ctx := t.Context()
-	now := time.Now() // UseNonce judges expiry by the store's clock
+	now := clk.Now() // UseNonce judges expiry by the store's clock
 	noErr(t, s.UseNonce(ctx, "sig-1", now.Add(time.Minute)), "UseNonce(sig-1)")
 	isErr(t, s.UseNonce(ctx, "sig-1", now.Add(time.Minute)), oauth.ErrAlreadyExists, "UseNonce(sig-1) again")
 	isErr(t, s.UseNonce(ctx, "sig-1", now.Add(time.Hour)), oauth.ErrAlreadyExists, "UseNonce(sig-1) with a later expiry")
@@ -289,4 +289,36 @@ func testUseNonce(t *testing.T, s oauth.Store) {
 	noErr(t, s.UseNonce(ctx, "old", now.Add(-time.Second)), "UseNonce(old) already expired")
 	noErr(t, s.UseNonce(ctx, "old", now.Add(time.Minute)), "UseNonce(old) after it expired")
 	isErr(t, s.UseNonce(ctx, "old", now.Add(time.Minute)), oauth.ErrAlreadyExists, "UseNonce(old) while recorded again")
+}
+
+// testNonceExpiry: a nonce expires when the store's clock reaches its
+// expiry — the injected clock, not the wall clock.
+func testNonceExpiry(t *testing.T, s oauth.Store, clk *clock) {
+	ctx := t.Context()
+	t0 := clk.Now()
+	exp := t0.Add(time.Minute)
+	noErr(t, s.UseNonce(ctx, "sig", exp), "UseNonce(sig)")
+	clk.Set(exp.Add(-time.Millisecond))
+	isErr(t, s.UseNonce(ctx, "sig", exp.Add(time.Minute)), oauth.ErrAlreadyExists, "UseNonce(sig) just before it expires")
+	clk.Set(exp)
+	noErr(t, s.UseNonce(ctx, "sig", exp.Add(time.Minute)), "UseNonce(sig) once the store's clock reaches its expiry")
+	isErr(t, s.UseNonce(ctx, "sig", exp.Add(time.Minute)), oauth.ErrAlreadyExists, "UseNonce(sig) recorded again")
+
+	// CreateTokensOnce judges by the same clock.
+	n := oauth.Nonce{Key: newID("once"), ExpiresAt: clk.Now().Add(time.Minute)}
+	first, replay := tok(oauth.KindAccess, "", clk.Now(), time.Hour), tok(oauth.KindAccess, "", clk.Now(), time.Hour)
+	noErr(t, s.CreateTokensOnce(ctx, n, first), "CreateTokensOnce")
+	isErr(t, s.CreateTokensOnce(ctx, n, replay), oauth.ErrAlreadyExists, "CreateTokensOnce replayed")
+	clk.Set(n.ExpiresAt)
+	noErr(t, s.CreateTokensOnce(ctx, oauth.Nonce{Key: n.Key, ExpiresAt: n.ExpiresAt.Add(time.Minute)}, replay),
+		"CreateTokensOnce once the store's clock reaches the nonce's expiry")
+	getToken(t, s, replay.ID)
+
+	// A store whose clock lags the wall clock still holds a nonce the
+	// wall clock would call expired.
+	wall := time.Now()
+	clk.Set(wall.Add(-24 * time.Hour))
+	noErr(t, s.UseNonce(ctx, "lagging", wall.Add(-time.Hour)), "UseNonce(lagging)")
+	isErr(t, s.UseNonce(ctx, "lagging", wall.Add(-time.Hour)), oauth.ErrAlreadyExists,
+		"UseNonce(lagging) again: unexpired by the store's clock, expired by the wall clock")
 }

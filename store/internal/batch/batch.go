@@ -4,21 +4,26 @@
 // caller its own result.
 //
 // The batcher is generic over the backend's transaction type, so SQLite
-// (*sql.Conn with BEGIN IMMEDIATE) and PostgreSQL (pgx.Tx) share it.
+// (its writer connection, BEGIN IMMEDIATE and real savepoints) and
+// PostgreSQL (a pipelined transaction on a pooled connection, whose
+// savepoints cost nothing; see store/postgres/writer.go) share it.
 //
 // Semantics of one batch:
 //
-//   - Each operation runs between Backend.Savepoint and either
-//     Backend.ReleaseSavepoint (the op returned nil or a Keep error) or
-//     Backend.RollbackToSavepoint (any other error), so a failing
-//     operation's writes are undone without touching its neighbours'.
+//   - Each operation queued with Do runs between Backend.Savepoint and
+//     either Backend.ReleaseSavepoint (the op returned nil or a Keep
+//     error) or Backend.RollbackToSavepoint (any other error), so a
+//     failing operation's writes are undone without touching its
+//     neighbours'. An operation queued with DoAtomic runs without them
+//     (see DoAtomic and Clean).
 //   - The transaction commits once; only then are the callers woken.
 //   - If the transaction as a whole fails after it began (a savepoint
-//     statement or COMMIT fails), every operation of the batch is retried
-//     alone, in its own transaction, so one bad operation cannot fail the
-//     others. An operation may therefore run more than once; it must not
-//     have side effects outside the transaction (results captured by the
-//     closure must be reset at its start).
+//     statement or COMMIT fails, or an atomic operation fails other than
+//     cleanly), every operation of the batch is retried alone, in its own
+//     transaction, so one bad operation cannot fail the others. An
+//     operation may therefore run more than once; it must not have side
+//     effects outside the transaction (results captured by the closure
+//     must be reset at its start).
 //   - If Begin fails, nothing ran, and every operation of the batch gets
 //     that error (retrying would only wait for the same lock again).
 //   - A batch of one operation runs without a savepoint.
@@ -232,8 +237,6 @@ type keepError struct{ err error }
 func (e *keepError) Error() string { return e.err.Error() }
 func (e *keepError) Unwrap() error { return e.err }
 
-// outcome classifies an op's return: keep reports whether its writes stay,
-// and err is what the caller gets.
 // Clean marks the error of an operation run with DoAtomic as a clean
 // refusal: it wrote nothing and left the transaction as it was (a unique
 // conflict, a used nonce), so the batch goes on. Any other error of an
@@ -264,6 +267,8 @@ func unwrapClean(err error) error {
 	return err
 }
 
+// outcome classifies an op's return: keep reports whether its writes stay,
+// and callerErr is what the caller gets.
 func outcome(err error) (keep bool, callerErr error) {
 	if err == nil {
 		return true, nil

@@ -1,0 +1,82 @@
+package sqlite
+
+import (
+	"database/sql"
+	"io/fs"
+	"testing"
+
+	"github.com/pressly/goose/v3"
+
+	"github.com/tokengate/tokengate/oauth"
+)
+
+// TestMigrationKeepsExistingRows: clients and users stored before
+// migration 00002 read back with its defaults (no AuthMethods or
+// Endpoints, CanIntrospect false, no TokensNotBefore) and can be updated.
+func TestMigrationKeepsExistingRows(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	path, lk, err := prepareFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.close()
+	db, err := sql.Open("sqlite", writerDSN(path, buildOptions(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO clients (id, name, secrets, grants, scopes, default_scopes, access_ttl, token_format,
+			signing_alg, refresh_with_client_credentials, public_key_pem, disabled, created_at, updated_at)
+			VALUES ('old', 'Old merchant', '[]', '["client_credentials"]', '["a"]', '[]', 0, '', '', 0, '', 0, 1, 2)`,
+		`INSERT INTO users (username, password_hash, disabled, created_at, updated_at) VALUES ('bob', 'h', 0, 1, 2)`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := s.GetClient(ctx, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "Old merchant" || len(c.Grants) != 1 || c.AuthMethods != nil || c.Endpoints != nil ||
+		c.CanIntrospect || !c.TokensNotBefore.IsZero() {
+		t.Fatalf("pre-migration client reads back as %+v", c)
+	}
+	u, err := s.GetUser(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.PasswordHash != "h" || !u.TokensNotBefore.IsZero() {
+		t.Fatalf("pre-migration user reads back as %+v", u)
+	}
+	if err := s.UpdateClient(ctx, "old", func(c *oauth.Client) error {
+		c.AuthMethods, c.CanIntrospect = []string{oauth.AuthSecretBasic}, true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.GetClient(ctx, "old"); err != nil || !c.CanIntrospect || len(c.AuthMethods) != 1 {
+		t.Fatalf("pre-migration client after an update: %+v, %v", c, err)
+	}
+}
