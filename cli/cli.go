@@ -12,15 +12,15 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/alecthomas/kong"
 
-	"github.com/tokengate/tokengate/admin"
+	"github.com/tokengate/tokengate/app"
 	"github.com/tokengate/tokengate/config"
-	"github.com/tokengate/tokengate/engine"
+	"github.com/tokengate/tokengate/kek"
 	"github.com/tokengate/tokengate/oauth"
 	"github.com/tokengate/tokengate/server"
-	"github.com/tokengate/tokengate/store"
 )
 
 // IO is where a command reads and writes.
@@ -28,6 +28,8 @@ type IO struct {
 	In  io.Reader
 	Out io.Writer
 	Err io.Writer
+	// Now is the clock commands read (nil: time.Now); tests set it.
+	Now func() time.Time
 }
 
 // Globals are the flags every command accepts.
@@ -56,6 +58,7 @@ type run struct {
 	env     []string
 	globals *Globals
 	addr    string // serve --addr
+	now     func() time.Time
 }
 
 // exitCode carries kong's requested exit (after --help) out of Parse.
@@ -93,7 +96,11 @@ func Run(args []string, stdio IO, env []string) (code int) {
 	if a.Config == "" {
 		a.Config = lookupEnv(env, "TOKENGATE_CONFIG")
 	}
-	r := &run{ctx: context.Background(), io: stdio, env: env, globals: &a.Globals}
+	now := stdio.Now
+	if now == nil {
+		now = time.Now
+	}
+	r := &run{ctx: context.Background(), io: stdio, env: env, globals: &a.Globals, now: now}
 	if err := kctx.Run(r); err != nil {
 		fmt.Fprintf(stdio.Err, "tokengate: %s\n", oneLine(err))
 		return 1
@@ -150,32 +157,20 @@ func (r *run) logger(c config.Config) *slog.Logger {
 	return slog.New(slog.NewTextHandler(r.io.Err, opts))
 }
 
-// session is an open store with an engine and admin on it, for the
-// operator's commands.
-type session struct {
-	store  oauth.Store
-	engine *engine.Engine
-	admin  *admin.Admin
-}
-
-func (r *run) open() (*session, error) {
+// open opens the store with the engine and the admin service on it, for
+// the operator's commands, through the same composition root as serve.
+func (r *run) open() (*app.Admin, error) {
 	c, err := r.config()
 	if err != nil {
 		return nil, err
 	}
-	st, err := server.OpenStore(r.ctx, c, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return nil, err
-	}
-	eng, err := server.NewEngine(r.ctx, c, st, slog.New(slog.DiscardHandler))
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
-	return &session{store: st, engine: eng, admin: admin.New(st, eng.Secrets(), eng.Passwords(), nil)}, nil
+	return app.OpenAdmin(r.ctx, c, app.Deps{Now: r.now})
 }
 
-func (s *session) Close() error { return s.store.Close() }
+// openStore opens the store alone (sealed under the KEK, as the server does).
+func (r *run) openStore(cfg config.Config) (*kek.Store, error) {
+	return app.OpenStore(r.ctx, cfg, app.Deps{Now: r.now})
+}
 
 func (r *run) printJSON(v any) error {
 	enc := json.NewEncoder(r.io.Out)
@@ -196,19 +191,19 @@ func (c *serveCmd) Run(r *run) error {
 		return err
 	}
 	log := r.logger(cfg)
-	srv, err := server.Open(r.ctx, cfg, log)
+	node, err := app.Open(r.ctx, cfg, app.Deps{Logger: log, Now: r.now})
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(); err != nil {
-		srv.Close()
+	if err := node.Start(); err != nil {
+		node.Close()
 		return err
 	}
 	ctx, stop := signalContext(r.ctx)
 	defer stop()
 	<-ctx.Done()
 	log.Info("shutting down")
-	return srv.Close()
+	return node.Close()
 }
 
 type migrateCmd struct{}
@@ -218,7 +213,7 @@ func (c *migrateCmd) Run(r *run) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(r.ctx, cfg.Store)
+	st, err := r.openStore(cfg)
 	if err != nil {
 		return err
 	}
@@ -235,12 +230,12 @@ func (c *gcCmd) Run(r *run) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(r.ctx, cfg.Store)
+	st, err := r.openStore(cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	n, err := server.CollectGarbage(r.ctx, st, cfg.GC.Batch)
+	n, err := server.CollectGarbage(r.ctx, st, cfg.GC.Batch, r.now)
 	if err != nil {
 		return err
 	}

@@ -152,7 +152,7 @@ func (c *clientCreateCmd) Run(r *run) error {
 		RefreshWithClientCredentials: c.RefreshWithCC,
 		AuthMethods:                  splitAll(c.AuthMethod), Endpoints: splitAll(c.Endpoint), CanIntrospect: c.CanIntrospect,
 	}
-	cl, sec, err := s.admin.CreateClient(r.ctx, spec)
+	cl, sec, err := s.Admin.CreateClient(r.ctx, spec)
 	if err != nil {
 		return err
 	}
@@ -182,7 +182,7 @@ func (c *clientListCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	cls, err := s.store.ListClients(r.ctx)
+	cls, err := s.Store.ListClients(r.ctx)
 	if err != nil {
 		return err
 	}
@@ -216,7 +216,7 @@ func (c *clientShowCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	cl, err := s.store.GetClient(r.ctx, c.ID)
+	cl, err := s.Store.GetClient(r.ctx, c.ID)
 	if err != nil {
 		return fmt.Errorf("client %s: %w", c.ID, err)
 	}
@@ -254,7 +254,7 @@ func (c *clientUpdateCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	err = s.admin.UpdateClient(r.ctx, c.ID, func(cl *oauth.Client) error {
+	err = s.Admin.UpdateClient(r.ctx, c.ID, func(cl *oauth.Client) error {
 		if c.Name != "" {
 			cl.Name = c.Name
 		}
@@ -307,7 +307,7 @@ func (c *clientUpdateCmd) Run(r *run) error {
 	if err != nil {
 		return fmt.Errorf("client %s: %w", c.ID, err)
 	}
-	cl, err := s.store.GetClient(r.ctx, c.ID)
+	cl, err := s.Store.GetClient(r.ctx, c.ID)
 	if err != nil {
 		return err
 	}
@@ -341,7 +341,7 @@ func (r *run) setClientDisabled(a clientIDArg, disabled bool) error {
 		return err
 	}
 	defer s.Close()
-	if err := s.admin.SetClientDisabled(r.ctx, a.ID, disabled); err != nil {
+	if err := s.Admin.SetClientDisabled(r.ctx, a.ID, disabled); err != nil {
 		return fmt.Errorf("client %s: %w", a.ID, err)
 	}
 	if disabled {
@@ -358,7 +358,7 @@ func (c *clientDeleteCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	if err := s.store.DeleteClient(r.ctx, c.ID); err != nil {
+	if err := s.Store.DeleteClient(r.ctx, c.ID); err != nil {
 		return fmt.Errorf("client %s: %w", c.ID, err)
 	}
 	return r.done(c.JSON, c.ID, "deleted")
@@ -376,7 +376,7 @@ func (c *clientRotateSecretCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	sec, err := s.admin.RotateSecret(r.ctx, c.ID, c.Grace)
+	sec, err := s.Admin.RotateSecret(r.ctx, c.ID, c.Grace)
 	if err != nil {
 		return fmt.Errorf("client %s: %w", c.ID, err)
 	}

@@ -1,11 +1,9 @@
 package cli
 
 import (
-	"log/slog"
 	"strings"
 
 	"github.com/tokengate/tokengate/kek"
-	"github.com/tokengate/tokengate/server"
 )
 
 type kekCmd struct {
@@ -41,7 +39,7 @@ func (c *kekRotateCmd) Run(r *run) error {
 	}
 	// The store only: building the engine would read the very values
 	// this command may have to repair.
-	st, err := server.OpenStore(r.ctx, cfg, slog.New(slog.DiscardHandler))
+	st, err := r.openStore(cfg)
 	if err != nil {
 		return err
 	}

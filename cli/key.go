@@ -30,7 +30,7 @@ func (c *keyListCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	keys, err := s.store.ListSigningKeys(r.ctx, time.Now())
+	keys, err := s.Store.ListSigningKeys(r.ctx, time.Now())
 	if err != nil {
 		return err
 	}
@@ -71,16 +71,16 @@ func (c *keyRotateCmd) Run(r *run) error {
 	defer s.Close()
 	alg := c.Alg
 	if alg == "" {
-		alg = s.engine.Config().DefaultAlg
+		alg = s.Engine.Config().DefaultAlg
 	}
-	k, err := s.engine.RotateKey(r.ctx, alg)
+	k, err := s.Engine.RotateKey(r.ctx, alg)
 	if err != nil {
 		return err
 	}
 	if c.JSON {
 		return r.printJSON(keyView{KID: k.ID, Alg: k.Alg, State: "current", CreatedAt: k.CreatedAt})
 	}
-	cfg := s.engine.Config()
+	cfg := s.Engine.Config()
 	r.printf("new %s key %s is published now and signs from %s; the previous one signs until then and stays published %s longer\n",
 		k.Alg, k.ID, k.CreatedAt.Add(cfg.KeyActivationDelay).UTC().Format(time.RFC3339), cfg.MaxAccessTTL)
 	return nil

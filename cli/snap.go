@@ -38,7 +38,7 @@ func (c *clientSetSnapKeyCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	err = s.admin.SetSNAPKey(r.ctx, c.ID, pemText)
+	err = s.Admin.SetSNAPKey(r.ctx, c.ID, pemText)
 	if err != nil {
 		return fmt.Errorf("client %s: %w", c.ID, err)
 	}

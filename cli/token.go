@@ -36,7 +36,7 @@ func (c *tokenIntrospectCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	in, err := s.engine.Introspect(r.ctx, nil, value)
+	in, err := s.Engine.Introspect(r.ctx, nil, value)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func (c *tokenRevokeCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	found, err := s.engine.Revoke(r.ctx, nil, value)
+	found, err := s.Engine.Revoke(r.ctx, nil, value)
 	if err != nil {
 		return err
 	}
@@ -118,10 +118,10 @@ func (r *run) revokeAll(clientID, username string, asJSON bool) error {
 	what := ""
 	if clientID != "" {
 		what = "client " + clientID
-		at, err = s.admin.RevokeClientTokens(r.ctx, clientID)
+		at, err = s.Admin.RevokeClientTokens(r.ctx, clientID)
 	} else {
 		what = "user " + username
-		at, err = s.admin.RevokeUserTokens(r.ctx, username)
+		at, err = s.Admin.RevokeUserTokens(r.ctx, username)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)

@@ -64,7 +64,7 @@ func (c *userCreateCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	if err := s.admin.CreateUser(r.ctx, c.Username, pw); err != nil {
+	if err := s.Admin.CreateUser(r.ctx, c.Username, pw); err != nil {
 		return fmt.Errorf("user %s: %w", c.Username, err)
 	}
 	return r.userDone(c.usernameArg, "created")
@@ -82,7 +82,7 @@ func (c *userSetPasswordCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	if err := s.admin.SetPassword(r.ctx, c.Username, pw); err != nil {
+	if err := s.Admin.SetPassword(r.ctx, c.Username, pw); err != nil {
 		return fmt.Errorf("user %s: %w", c.Username, err)
 	}
 	return r.userDone(c.usernameArg, "password set")
@@ -102,7 +102,7 @@ func (r *run) setUserDisabled(a usernameArg, disabled bool) error {
 		return err
 	}
 	defer s.Close()
-	if err := s.admin.SetUserDisabled(r.ctx, a.Username, disabled); err != nil {
+	if err := s.Admin.SetUserDisabled(r.ctx, a.Username, disabled); err != nil {
 		return fmt.Errorf("user %s: %w", a.Username, err)
 	}
 	if disabled {
@@ -128,7 +128,7 @@ func (c *userListCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	users, err := s.store.ListUsers(r.ctx)
+	users, err := s.Store.ListUsers(r.ctx)
 	if err != nil {
 		return err
 	}

@@ -91,8 +91,8 @@ func TestSNAPB2BThroughTheServer(t *testing.T) {
 	key := testSnapKey(t)
 	privPath, pubPath := writeKeys(t, key)
 	id, secret := e.createClient("--name", "nicepay merchant", "--grant", "client_credentials", "--scope", "payments",
-		"--snap-public-key", pubPath)
-	rsID, rsSecret := e.createClient("--name", "resource server", "--grant", "client_credentials")
+		"--snap-public-key", pubPath, "--auth-method", "snap_signature", "--auth-method", "client_secret_basic")
+	rsID, rsSecret := e.createClient("--name", "resource server", "--grant", "client_credentials", "--can-introspect")
 	body := `{"grantType":"client_credentials","additionalInfo":{}}`
 
 	sign := func(ts string) string {
@@ -225,7 +225,7 @@ func TestNeoXThroughTheServer(t *testing.T) {
 		"--scope", "collections", "--access-ttl", "10m")
 	offID, offSecret := e.createClient("--name", "off", "--grant", "client_credentials", "--scope", "disbursement")
 	e.mustRun("", "client", "disable", offID)
-	rsID, rsSecret := e.createClient("--name", "resource server", "--grant", "client_credentials")
+	rsID, rsSecret := e.createClient("--name", "resource server", "--grant", "client_credentials", "--can-introspect")
 
 	post := func(body string) *response {
 		req, _ := http.NewRequest(http.MethodPost, e.base+"/v2/auth/oauth2/token", strings.NewReader(body))
@@ -272,7 +272,7 @@ func TestRateLimitInEveryDialect(t *testing.T) {
 	key := testSnapKey(t)
 	_, pub := writeKeys(t, key)
 	mk := func() (string, string) {
-		return e.createClient("--name", "m", "--grant", "client_credentials", "--scope", "disbursement", "--snap-public-key", pub)
+		return e.createClient("--name", "m", "--grant", "client_credentials", "--scope", "disbursement", "--snap-public-key", pub, "--auth-method", "snap_signature,client_secret_basic,client_secret_post")
 	}
 	cc := url.Values{"grant_type": {"client_credentials"}}
 
@@ -283,7 +283,8 @@ func TestRateLimitInEveryDialect(t *testing.T) {
 	e.token(cc, id, secret)
 	e.token(cc, id, secret)
 	r := e.postForm("/oauth/token", cc, id, secret)
-	if r.status != 429 || r.str("error") != "temporarily_unavailable" || r.header.Get("Retry-After") != "1" {
+	// Retry-After is the real wait: one request at 0.01 a second is 100 s.
+	if r.status != 429 || r.str("error") != "temporarily_unavailable" || r.header.Get("Retry-After") != "100" {
 		t.Errorf("oauth2 over the limit: %d %s %v", r.status, r.body, r.header)
 	}
 
@@ -318,7 +319,7 @@ func TestSNAPFailedRequestSpendsNoNonce(t *testing.T) {
 	key := testSnapKey(t)
 	_, pub := writeKeys(t, key)
 	id, _ := e.createClient("--name", "m", "--grant", "client_credentials", "--scope", "payments", "--default-scope", "payments",
-		"--snap-public-key", pub)
+		"--snap-public-key", pub, "--auth-method", "snap_signature,client_secret_basic,client_secret_post")
 	e.mustRun("", "client", "update", id, "--grant", "password")
 	ts := uniqueTimestamp()
 	sig, _ := snap.Sign(key, id, ts)

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/app"
 	"github.com/tokengate/tokengate/cli"
 	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/kek"
@@ -47,7 +48,9 @@ type env struct {
 	t       *testing.T
 	dir     string
 	cfgFile string
+	node    *app.Node
 	srv     *server.Server
+	now     func() time.Time // the server's clock (nil: the real one)
 	base    string
 	ops     string // the operations listener: /metrics, /debug/pprof/
 	logs    *syncBuffer
@@ -85,11 +88,35 @@ func start(t *testing.T, mutate func(*config.Config)) *env {
 	return startIn(t, t.TempDir(), mutate)
 }
 
+// startClock is start with the server (and the CLI the test runs against
+// it) reading clk instead of the real clock.
+func startClock(t *testing.T, clk *clock, mutate func(*config.Config)) *env {
+	t.Helper()
+	return startWith(t, t.TempDir(), clk.Now, mutate)
+}
+
+// clock is a fake clock a test moves by hand; it starts at the real time.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Now()} }
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
 // startIn is start on the data directory dir, which may hold a store
 // already (a restart).
 func startIn(t *testing.T, dir string, mutate func(*config.Config)) *env {
 	t.Helper()
-	e := &env{t: t, dir: dir, logs: &syncBuffer{}}
+	return startWith(t, dir, nil, mutate)
+}
+
+func startWith(t *testing.T, dir string, now func() time.Time, mutate func(*config.Config)) *env {
+	t.Helper()
+	e := &env{t: t, dir: dir, logs: &syncBuffer{}, now: now}
 	cfg, err := config.Load("", nil, config.Overrides{Listen: "127.0.0.1:0", DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -104,14 +131,16 @@ func startIn(t *testing.T, dir string, mutate func(*config.Config)) *env {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := server.Open(context.Background(), cfg, log)
+	node, err := app.Open(context.Background(), cfg, app.Deps{Logger: log, Now: e.now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(); err != nil {
+	if err := node.Start(); err != nil {
+		node.Close()
 		t.Fatal(err)
 	}
-	e.srv = srv
+	srv := node.Server
+	e.node, e.srv = node, srv
 	e.base = "http://" + srv.Addr()
 	e.cliEnv = cliEnv(cfg)
 	e.remember(cfg.Secrets.KEK)
@@ -135,13 +164,13 @@ func startIn(t *testing.T, dir string, mutate func(*config.Config)) *env {
 func (e *env) stop() {
 	e.t.Helper()
 	e.mu.Lock()
-	srv := e.srv
-	e.srv = nil
+	node := e.node
+	e.node, e.srv = nil, nil
 	e.mu.Unlock()
-	if srv == nil {
+	if node == nil {
 		return
 	}
-	if err := srv.Close(); err != nil {
+	if err := node.Close(); err != nil {
 		e.t.Errorf("close: %v", err)
 	}
 }
@@ -192,7 +221,7 @@ func (e *env) run(stdin string, args ...string) (stdout, stderr string, code int
 	e.t.Helper()
 	var out, errb bytes.Buffer
 	full := append([]string{"--data", e.dir}, args...)
-	code = cli.Run(full, cli.IO{In: strings.NewReader(stdin), Out: &out, Err: &errb}, e.cliEnv)
+	code = cli.Run(full, cli.IO{In: strings.NewReader(stdin), Out: &out, Err: &errb, Now: e.now}, e.cliEnv)
 	return out.String(), errb.String(), code
 }
 

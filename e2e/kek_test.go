@@ -67,7 +67,7 @@ func storedSecrets(t *testing.T, db *sql.DB) map[string][]byte {
 func TestSecretsEncryptedAtRest(t *testing.T) {
 	e := start(t, nil)
 	id, secret := e.createClient("--name", "m", "--grant", "client_credentials", "--scope", "a", "--token-format", "jwt")
-	rsID, rsSecret := e.createClient("--name", "resource server", "--grant", "client_credentials")
+	rsID, rsSecret := e.createClient("--name", "resource server", "--grant", "client_credentials", "--can-introspect")
 	tok := e.token(url.Values{"grant_type": {"client_credentials"}}, id, secret).str("access_token")
 	if strings.Count(tok, ".") != 2 || !e.active(tok, rsID, rsSecret) {
 		t.Fatalf("no active JWT to start with: %q", tok)
@@ -174,7 +174,7 @@ func TestKEKRotation(t *testing.T) {
 	e := startIn(t, dir, func(c *config.Config) { c.Secrets.KEKFile = oldFile })
 	jwtID, jwtSecret := e.createClient("--name", "j", "--grant", "client_credentials", "--token-format", "jwt")
 	opID, opSecret := e.createClient("--name", "o", "--grant", "client_credentials")
-	rsID, rsSecret := e.createClient("--name", "resource server", "--grant", "client_credentials")
+	rsID, rsSecret := e.createClient("--name", "resource server", "--grant", "client_credentials", "--can-introspect")
 	cc := url.Values{"grant_type": {"client_credentials"}}
 	jwt := e.token(cc, jwtID, jwtSecret).str("access_token")
 	opaque := e.token(cc, opID, opSecret).str("access_token")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/dialect/snap"
 	"github.com/tokengate/tokengate/internal/pgtest"
 )
@@ -15,13 +16,16 @@ import (
 // database, as behind a load balancer.
 func TestTwoNodesOnePostgres(t *testing.T) {
 	dsn := pgtest.FreshSchema(t, pgtest.DSN(t))
-	a := start(t, withPostgres(dsn, snapEndpoints))
-	b := start(t, withPostgres(dsn, snapEndpoints))
+	// Without the refresh reuse grace: its exactly-once rotation is what
+	// is tested here (TestRefreshGraceAcrossNodes covers the grace).
+	noGrace := func(c *config.Config) { c.Tokens.RefreshReuseGrace = 0 }
+	a := start(t, withPostgres(dsn, snapEndpoints, noGrace))
+	b := start(t, withPostgres(dsn, snapEndpoints, noGrace))
 	key := testSnapKey(t)
 	_, pub := writeKeys(t, key)
 	id, secret := a.createClient("--name", "merchant", "--grant", "client_credentials", "--grant", "password",
-		"--grant", "refresh_token", "--snap-public-key", pub)
-	rsID, rsSecret := b.createClient("--name", "resource server", "--grant", "client_credentials")
+		"--grant", "refresh_token", "--snap-public-key", pub, "--auth-method", "snap_signature,client_secret_basic,client_secret_post")
+	rsID, rsSecret := b.createClient("--name", "resource server", "--grant", "client_credentials", "--can-introspect")
 	b.remember(secret)
 	a.remember(rsSecret)
 	cc := url.Values{"grant_type": {"client_credentials"}}
@@ -94,4 +98,56 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 		})
 		t.Logf("B refused the client %v after it was disabled", took.Round(time.Millisecond))
 	})
+}
+
+// TestRefreshGraceAcrossNodes: with the reuse grace (the default), one
+// refresh token presented to two nodes at once gets each a valid pair of
+// the family, and a retry of a lost reply is honoured too; nothing is
+// revoked. After the grace, reuse revokes the whole family on every node.
+func TestRefreshGraceAcrossNodes(t *testing.T) {
+	dsn := pgtest.FreshSchema(t, pgtest.DSN(t))
+	clk := newClock()
+	withClock := func(c *config.Config) { c.Tokens.RefreshReuseGrace = 5 * time.Second }
+	a := startClock(t, clk, withPostgres(dsn, withClock))
+	b := startClock(t, clk, withPostgres(dsn, withClock))
+	id, secret := a.createClient("--name", "merchant", "--grant", "password", "--grant", "refresh_token")
+	rsID, rsSecret := a.createClient("--name", "resource server", "--grant", "client_credentials", "--can-introspect")
+	b.remember(secret, rsSecret)
+	a.createUser("payer", "payer's password")
+	b.remember("payer's password")
+	r := a.token(url.Values{"grant_type": {"password"}, "username": {"payer"}, "password": {"payer's password"}}, id, secret)
+	rt := r.str("refresh_token")
+	b.remember(rt, r.str("access_token"))
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+	var wg sync.WaitGroup
+	got := make([]*response, 2)
+	for i, node := range []*env{a, b} {
+		wg.Go(func() { got[i] = node.postForm("/oauth/token", form, id, secret) })
+	}
+	wg.Wait()
+	clk.Advance(4 * time.Second)
+	retry := b.postForm("/oauth/token", form, id, secret)
+	var fresh []string
+	for i, res := range append(got, retry) {
+		if res.status != 200 {
+			t.Fatalf("request %d within the grace: %d %s", i, res.status, res.body)
+		}
+		a.remember(res.str("access_token"), res.str("refresh_token"))
+		b.remember(res.str("access_token"), res.str("refresh_token"))
+		fresh = append(fresh, res.str("access_token"), res.str("refresh_token"))
+	}
+	for _, tok := range fresh {
+		if !a.active(tok, rsID, rsSecret) || !b.active(tok, rsID, rsSecret) {
+			t.Fatal("a token issued within the grace is inactive")
+		}
+	}
+	clk.Advance(2 * time.Second)
+	if res := a.postForm("/oauth/token", form, id, secret); res.status != 400 || res.str("error") != "invalid_grant" {
+		t.Fatalf("reuse after the grace: %d %s", res.status, res.body)
+	}
+	for _, tok := range fresh {
+		if a.active(tok, rsID, rsSecret) || b.active(tok, rsID, rsSecret) {
+			t.Fatal("a family token survived reuse after the grace")
+		}
+	}
 }

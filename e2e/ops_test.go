@@ -62,7 +62,7 @@ func TestDiscoveryAndHealth(t *testing.T) {
 func TestCLIChangesReachRunningServer(t *testing.T) {
 	e := start(t, nil)
 	id, secret := e.createClient("--name", "m", "--grant", "client_credentials", "--scope", "a")
-	rsID, rsSecret := e.createClient("--name", "resource server", "--grant", "client_credentials")
+	rsID, rsSecret := e.createClient("--name", "resource server", "--grant", "client_credentials", "--can-introspect")
 	form := url.Values{"grant_type": {"client_credentials"}}
 	tok := e.token(form, id, secret).str("access_token")
 

@@ -25,7 +25,7 @@ func TestPostgresOutage(t *testing.T) {
 	key := testSnapKey(t)
 	_, pub := writeKeys(t, key)
 	id, secret := e.createClient("--name", "m", "--grant", "client_credentials", "--scope", "disbursement",
-		"--snap-public-key", pub)
+		"--snap-public-key", pub, "--auth-method", "snap_signature,client_secret_basic,client_secret_post")
 	cc := url.Values{"grant_type": {"client_credentials"}}
 	tok := e.token(cc, id, secret).str("access_token")
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/secevent"
 )
 
 // failedChecks is how many credential checks every failed client
@@ -26,6 +27,41 @@ const failedChecks = 2
 // again (its secret or key may have just changed on another node) and
 // checked again; an unknown ID spends the difference on dummy checks.
 func (e *Engine) AuthenticateClient(ctx context.Context, creds oauth.ClientCredentials, path string) (*oauth.Client, *oauth.Error) {
+	cl, ae := e.authenticateClient(ctx, creds, path)
+	if ae != nil {
+		e.authEvent(ctx, creds, ae)
+	}
+	return cl, ae
+}
+
+// authEvent records a failed client authentication.
+func (e *Engine) authEvent(ctx context.Context, creds oauth.ClientCredentials, ae *oauth.Error) {
+	t := secevent.ClientAuthFailed
+	switch {
+	case ae.Cause == oauth.CauseMethodNotAllowed:
+		t = secevent.AuthMethodNotAllowed
+	case ae.Cause == oauth.CauseEndpointNotAllowed:
+		t = secevent.EndpointNotAllowed
+	case ae.Code != oauth.CodeInvalidClient:
+		return // the store failed: not a security event
+	case creds.Method == oauth.AuthSNAPSignature:
+		t = secevent.SnapSignatureFailed
+	}
+	e.event(ctx, t, creds.ClientID, "", causeReason[ae.Cause])
+}
+
+// causeReason is the fixed reason phrase of a security event.
+var causeReason = map[oauth.Cause]string{
+	oauth.CauseNoCredentials:      "no credentials",
+	oauth.CauseUnknownClient:      "unknown client",
+	oauth.CauseBadCredentials:     "bad credentials",
+	oauth.CauseNoClientKey:        "no usable public key registered",
+	oauth.CauseMethodNotAllowed:   "authentication method not allowed for the client",
+	oauth.CauseEndpointNotAllowed: "token endpoint not allowed for the client",
+	oauth.CauseClientDisabled:     "client disabled",
+}
+
+func (e *Engine) authenticateClient(ctx context.Context, creds oauth.ClientCredentials, path string) (*oauth.Client, *oauth.Error) {
 	if creds.Method == "" || creds.ClientID == "" {
 		return nil, oauth.InvalidClient(oauth.CauseNoCredentials, "client authentication required")
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tokengate/tokengate/limit"
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/secevent"
 	"github.com/tokengate/tokengate/secret"
 	"github.com/tokengate/tokengate/token"
 )
@@ -53,6 +54,8 @@ type Config struct {
 	// Lockout throttles wrong passwords per username (nil: none).
 	RateLimiter limit.RateLimiter
 	Lockout     limit.Lockout
+	// Events records security events (nil: none).
+	Events secevent.Recorder
 	// Pepper, when set, keys client-secret hashes instead of the pepper the
 	// store generates on first start.
 	Pepper []byte
@@ -90,6 +93,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Lockout == nil {
 		c.Lockout = noLockout{}
+	}
+	if c.Events == nil {
+		c.Events = secevent.Discard
 	}
 }
 
@@ -275,4 +281,10 @@ func (e *Engine) StoreError(ctx context.Context, op string, err error) *oauth.Er
 		e.cfg.Logger.Error("store failure", "op", op, "err", err)
 		return oauth.ServerError()
 	}
+}
+
+// event records a security event; reason is a fixed phrase, never request
+// data.
+func (e *Engine) event(ctx context.Context, t secevent.Type, clientID, username, reason string) {
+	e.cfg.Events.Record(ctx, secevent.Event{Type: t, ClientID: clientID, Username: username, Reason: reason})
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/secevent"
 	"github.com/tokengate/tokengate/secret"
 )
 
@@ -34,9 +35,11 @@ func (e *Engine) password(ctx context.Context, cl *oauth.Client, req *oauth.Toke
 		return nil, badCredentials()
 	}
 	if d, err := e.cfg.Lockout.Check(ctx, req.Username); err == nil && !d.Allowed {
+		e.event(ctx, secevent.UserLocked, cl.ID, req.Username, "sign-in refused: the username is locked")
 		return nil, locked(d.RetryAfter)
 	}
 	if !e.signingIn.acquire(req.Username) {
+		e.event(ctx, secevent.RateLimited, cl.ID, req.Username, "another sign-in for the username is in progress")
 		return nil, oauth.RateLimited("another sign-in for this username is in progress, retry shortly", time.Second)
 	}
 	defer e.signingIn.release(req.Username)
@@ -55,6 +58,7 @@ func (e *Engine) password(ctx context.Context, cl *oauth.Client, req *oauth.Toke
 	}
 	switch {
 	case errors.Is(err, secret.ErrBusy):
+		e.event(ctx, secevent.Overloaded, cl.ID, "", "password check queue full")
 		return nil, oauth.Overloaded("too many password checks in progress, retry shortly", time.Second)
 	case err != nil && ctx.Err() != nil:
 		return nil, oauth.Timeout()
@@ -63,7 +67,9 @@ func (e *Engine) password(ctx context.Context, cl *oauth.Client, req *oauth.Toke
 		return nil, oauth.ServerError()
 	}
 	if !ok {
+		e.event(ctx, secevent.PasswordFailed, cl.ID, req.Username, "wrong password or unknown username")
 		if d, err := e.cfg.Lockout.Fail(ctx, req.Username); err == nil && !d.Allowed {
+			e.event(ctx, secevent.UserLocked, cl.ID, req.Username, "too many failed sign-ins: the username is locked")
 			return nil, locked(d.RetryAfter)
 		}
 		return nil, badCredentials()

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/secevent"
 	"github.com/tokengate/tokengate/token"
 )
 
@@ -70,6 +71,7 @@ func (e *Engine) Introspect(ctx context.Context, caller *oauth.Client, value str
 		return &oauth.Introspection{}, err
 	}
 	if caller != nil && caller.ID != t.ClientID && !caller.CanIntrospect {
+		e.event(ctx, secevent.IntrospectionDenied, caller.ID, "", "introspection of another client's token without permission")
 		return &oauth.Introspection{}, nil
 	}
 	active, err := e.honoured(ctx, t)
@@ -114,10 +116,12 @@ func (e *Engine) honoured(ctx context.Context, t *oauth.Token) (bool, error) {
 		// A JWT signed with a stolen key could claim anything; claims the
 		// engine never issues to this client mark it as forged.
 		if t.ExpiresAt.Sub(t.IssuedAt) > e.cfg.MaxAccessTTL {
+			e.event(ctx, secevent.JWTPolicyViolation, t.ClientID, "", "a validly signed JWT outlives max_access_ttl: is a signing key leaked?")
 			return false, nil
 		}
 		for _, s := range t.Scopes {
 			if !slices.Contains(cl.Scopes, s) {
+				e.event(ctx, secevent.JWTPolicyViolation, t.ClientID, "", "a validly signed JWT carries a scope its client is not (or no longer) allowed")
 				return false, nil
 			}
 		}
@@ -149,6 +153,11 @@ func (e *Engine) Revoke(ctx context.Context, client *oauth.Client, value string)
 		return true, ErrNotOwner
 	}
 	now := e.cfg.Now()
+	clientID := ""
+	if client != nil {
+		clientID = client.ID
+	}
+	e.event(ctx, secevent.TokenRevoked, clientID, "", "a token was revoked")
 	if t.Kind == oauth.KindRefresh && t.FamilyID != "" {
 		return true, e.store.RevokeFamily(ctx, t.FamilyID, now)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/secevent"
 	"github.com/tokengate/tokengate/secret"
 	"github.com/tokengate/tokengate/token"
 )
@@ -45,6 +46,7 @@ func (e *Engine) Token(ctx context.Context, req *oauth.TokenRequest) (*oauth.Tok
 		// The limiter's own fallback failed too: serving beats refusing.
 		e.cfg.Logger.Warn("rate limiter failed; request allowed", "err", err)
 	} else if !d.Allowed {
+		e.event(ctx, secevent.RateLimited, cl.ID, "", "token requests over the client's rate limit")
 		return nil, oauth.RateLimited("too many token requests for this client, retry later", d.RetryAfter)
 	}
 	if !cl.AllowsGrant(req.GrantType) {
@@ -191,7 +193,7 @@ func (e *Engine) persist(ctx context.Context, is issuance, records []*oauth.Toke
 	case err == nil:
 		return nil
 	case errors.Is(err, oauth.ErrRefreshReused):
-		e.cfg.Logger.Warn("refresh token reuse detected; family revoked", "client_id", is.client.ID)
+		e.event(ctx, secevent.RefreshReuse, is.client.ID, "", "a rotated refresh token was presented again; its family is revoked")
 		return badRefresh()
 	case errors.Is(err, oauth.ErrTokenInactive), errors.Is(err, oauth.ErrNotFound):
 		return badRefresh()
@@ -249,6 +251,7 @@ func (e *Engine) firstKey(ctx context.Context, alg string) (*token.KeySet, error
 // the store's trouble.
 func (e *Engine) nonceError(ctx context.Context, err error) *oauth.Error {
 	if errors.Is(err, oauth.ErrAlreadyExists) {
+		e.event(ctx, secevent.SnapReplay, "", "", "a signed request was replayed")
 		return oauth.InvalidClient(oauth.CauseReplay, "request replayed")
 	}
 	return e.StoreError(ctx, "use nonce", err)

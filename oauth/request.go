@@ -65,8 +65,6 @@ type TokenRequest struct {
 	// NoRefreshToken: the dialect's response cannot carry a refresh token
 	// (SNAP, NeoX), so none is issued or stored.
 	NoRefreshToken bool
-	// Remote is the caller's address, for security events only.
-	Remote string
 }
 
 // TokenResponse is a successful token endpoint response in dialect-neutral form.

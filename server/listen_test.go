@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/cli"
+	"github.com/tokengate/tokengate/app"
 	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/testcert"
 	"github.com/tokengate/tokengate/server"
@@ -82,10 +83,11 @@ func start(t *testing.T, mutate func(*config.Config)) *node {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.Open(context.Background(), cfg, nil)
+	a, err := app.Open(context.Background(), cfg, app.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv := a.Server
 	n := &node{srv: srv, dir: dir}
 	server.SetListen(srv, func(network, addr string) (net.Listener, error) {
 		ln, err := net.Listen(network, addr)
@@ -95,12 +97,12 @@ func start(t *testing.T, mutate func(*config.Config)) *node {
 		n.public = &counting{Listener: ln}
 		return n.public, nil
 	})
-	if err := srv.Start(); err != nil {
-		srv.Close()
+	if err := a.Start(); err != nil {
+		a.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
+		if err := a.Close(); err != nil {
 			t.Errorf("close: %v", err)
 		}
 	})
@@ -272,12 +274,12 @@ func TestStartRefusesBadTLSFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.TLS = config.TLS{CertFile: filepath.Join(dir, "missing.crt"), KeyFile: filepath.Join(dir, "missing.key")}
-	srv, err := server.Open(context.Background(), cfg, nil)
+	a, err := app.Open(context.Background(), cfg, app.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-	if err := srv.Start(); err == nil || !strings.Contains(err.Error(), "missing.crt") {
+	defer a.Close()
+	if err := a.Start(); err == nil || !strings.Contains(err.Error(), "missing.crt") {
 		t.Errorf("Start with missing TLS files: %v", err)
 	}
 }

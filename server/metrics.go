@@ -18,9 +18,9 @@ type metrics struct {
 	gcDeleted     prometheus.Counter
 }
 
-func newMetrics() *metrics {
+func newMetrics(reg *prometheus.Registry) *metrics {
 	m := &metrics{
-		registry: prometheus.NewRegistry(),
+		registry: reg,
 		tokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokengate_token_requests_total",
 			Help: "Token endpoint requests by endpoint path and result (ok or the OAuth error code).",

@@ -10,6 +10,7 @@ import (
 	"github.com/tokengate/tokengate/dialect/oauth2"
 	"github.com/tokengate/tokengate/engine"
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/secevent"
 )
 
 // recoverJSON turns a panic into an RFC 6749 server_error instead of a
@@ -62,7 +63,7 @@ type introspection struct {
 
 // introspect serves RFC 7662 §2.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(secevent.WithRequest(r.Context(), r.RemoteAddr, r.URL.Path), s.cfg.RequestTimeout)
 	defer cancel()
 	params, caller, e := s.authenticated(ctx, r)
 	if e != nil {
@@ -91,7 +92,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 
 // revoke serves RFC 7009 §2.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(secevent.WithRequest(r.Context(), r.RemoteAddr, r.URL.Path), s.cfg.RequestTimeout)
 	defer cancel()
 	params, cl, e := s.authenticated(ctx, r)
 	if e != nil {

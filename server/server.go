@@ -8,7 +8,6 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/dialect"
@@ -25,10 +26,7 @@ import (
 	"github.com/tokengate/tokengate/engine"
 	"github.com/tokengate/tokengate/internal/certreload"
 	"github.com/tokengate/tokengate/internal/connlimit"
-	"github.com/tokengate/tokengate/kek"
-	"github.com/tokengate/tokengate/limit"
 	"github.com/tokengate/tokengate/oauth"
-	"github.com/tokengate/tokengate/store"
 )
 
 // Dialects maps a configuration's dialect name to its factory. A new
@@ -43,6 +41,7 @@ var Dialects = map[string]dialect.Factory{
 type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
+	now      func() time.Time
 	store    oauth.Store
 	engine   *engine.Engine
 	metrics  *metrics
@@ -63,93 +62,33 @@ type Server struct {
 	listen func(network, addr string) (net.Listener, error)
 }
 
-// Open opens the configured store (see OpenStore) and builds the engine
-// and the routes. Nothing listens until Start.
-func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	st, err := OpenStore(ctx, cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	s, err := New(ctx, cfg, st, log)
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
-	return s, nil
+// Deps are what the composition root lends a server.
+type Deps struct {
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Registry *prometheus.Registry // the metrics registry; nil: a new one
 }
 
-// OpenStore opens the configured store with its secrets (signing keys,
-// settings) encrypted under the configured key-encryption key; the server
-// and the admin CLI both open it this way. When the KEK is the one kept in
-// the embedded store's data directory, it logs a warning saying to move
-// it out. Errors: the KEK's configuration (for example none on
-// PostgreSQL, or a KEK file readable by others), the store's.
-func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*kek.Store, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// New builds a node's HTTP side on an open store and engine: the token
+// endpoints, introspection, revocation, discovery, health and metrics.
+// Nothing listens until Start. The store stays the caller's to close.
+func New(cfg config.Config, st oauth.Store, eng *engine.Engine, d Deps) (*Server, error) {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	ring, inDataDir, err := kek.Load(cfg.Secrets, cfg.Store.DataDir, cfg.Store.DSN != "")
-	if err != nil {
-		return nil, err
+	if d.Now == nil {
+		d.Now = time.Now
 	}
-	if inDataDir != "" {
-		log.Warn("the key-encryption key is kept beside the data it protects; move it out of the data directory and set secrets.kek_file",
-			"path", inDataDir, "kek_id", ring.ID())
+	if d.Registry == nil {
+		d.Registry = prometheus.NewRegistry()
 	}
-	st, err := store.Open(ctx, cfg.Store)
-	if err != nil {
-		return nil, err
-	}
-	return kek.WrapStore(st, ring), nil
-}
-
-// New builds a server on an open store; Close closes the store.
-func New(ctx context.Context, cfg config.Config, st oauth.Store, log *slog.Logger) (*Server, error) {
-	eng, err := NewEngine(ctx, cfg, st, log)
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{cfg: cfg, log: log, store: st, engine: eng, metrics: newMetrics(), listen: net.Listen}
+	s := &Server{cfg: cfg, log: d.Logger, now: d.Now, store: st, engine: eng, metrics: newMetrics(d.Registry), listen: net.Listen}
 	mux, err := s.routes()
 	if err != nil {
 		return nil, err
 	}
 	s.handler = mux
 	return s, nil
-}
-
-// NewEngine builds the engine a configuration describes; the admin CLI uses
-// it too, so both hash secrets with the same pepper.
-func NewEngine(ctx context.Context, cfg config.Config, st oauth.Store, log *slog.Logger) (*engine.Engine, error) {
-	var pepper []byte
-	if cfg.Pepper != "" {
-		var err error
-		if pepper, err = hex.DecodeString(cfg.Pepper); err != nil {
-			return nil, errors.New("pepper: not valid hex")
-		}
-	}
-	limits := openLimits(cfg, log)
-	return engine.New(ctx, st, engine.Config{
-		Issuer:                  cfg.Issuer,
-		Audience:                cfg.Tokens.Audience,
-		DefaultAccessTTL:        cfg.Tokens.AccessTTL,
-		MaxAccessTTL:            cfg.Tokens.MaxAccessTTL,
-		KeyActivationDelay:      cfg.Tokens.KeyActivationDelay,
-		RefreshTTL:              cfg.Tokens.RefreshTTL,
-		DefaultFormat:           oauth.TokenFormat(cfg.Tokens.Format),
-		DefaultAlg:              cfg.Tokens.SigningAlg,
-		RefreshReuseGrace:       cfg.Tokens.RefreshReuseGrace,
-		PasswordHashConcurrency: cfg.PasswordHashConcurrency,
-		PasswordHashQueue:       cfg.PasswordHashQueue,
-		Authenticators:          []oauth.ClientAuthenticator{snap.NewAuthenticator(log)},
-		RateLimiter:             limits.rate,
-		Lockout:                 limits.lockout,
-		Pepper:                  pepper,
-		Logger:                  log,
-	})
 }
 
 // Engine is the server's issuance engine.
@@ -274,8 +213,7 @@ func (s *Server) ReloadTLS() error {
 }
 
 // Close stops accepting requests, lets running ones finish (up to 10
-// seconds), stops the operations listener and the background loops and
-// closes the store.
+// seconds), and stops the operations listener and the background loops.
 func (s *Server) Close() error {
 	var errs []error
 	if s.http != nil {
@@ -290,7 +228,6 @@ func (s *Server) Close() error {
 		s.cancel()
 	}
 	s.wg.Wait()
-	errs = append(errs, s.store.Close())
 	return errors.Join(errs...)
 }
 
@@ -302,7 +239,7 @@ func (s *Server) collectGarbage(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			n, err := CollectGarbage(ctx, s.store, s.cfg.GC.Batch)
+			n, err := CollectGarbage(ctx, s.store, s.cfg.GC.Batch, s.now)
 			s.metrics.gcDeleted.Add(float64(n))
 			if err != nil && ctx.Err() == nil {
 				s.log.Warn("cleanup of expired tokens failed", "err", err)
@@ -311,12 +248,13 @@ func (s *Server) collectGarbage(ctx context.Context) {
 	}
 }
 
-// CollectGarbage deletes expired tokens and nonces in batches of batch
-// rows, pausing between batches so issuance is never starved of the writer.
-func CollectGarbage(ctx context.Context, st oauth.Store, batch int) (int, error) {
+// CollectGarbage deletes expired tokens and nonces, and signing keys no
+// longer published, in batches of batch rows, pausing between batches so
+// issuance is never starved of the writer.
+func CollectGarbage(ctx context.Context, st oauth.Store, batch int, now func() time.Time) (int, error) {
 	total := 0
 	for {
-		n, err := st.DeleteExpired(ctx, time.Now(), batch)
+		n, err := st.DeleteExpired(ctx, now(), batch)
 		total += n
 		if err != nil || n < batch {
 			return total, err
@@ -331,7 +269,7 @@ func CollectGarbage(ctx context.Context, st oauth.Store, batch int) (int, error)
 
 func (s *Server) routes() (*http.ServeMux, error) {
 	mux := http.NewServeMux()
-	deps := dialect.Deps{Now: time.Now, Logger: s.log}
+	deps := dialect.Deps{Now: s.now, Logger: s.log}
 	for i, ep := range s.cfg.Endpoints {
 		factory, ok := Dialects[ep.Dialect]
 		if !ok {
@@ -398,12 +336,3 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeText(w, http.StatusOK, "ready\n")
 }
 
-// limitSet is the rate limiter and the lockout a configuration describes.
-type limitSet struct {
-	rate    limit.RateLimiter
-	lockout limit.Lockout
-}
-
-func openLimits(cfg config.Config, log *slog.Logger) limitSet {
-	return limitSet{}
-}

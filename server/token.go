@@ -7,6 +7,7 @@ import (
 
 	"github.com/tokengate/tokengate/dialect"
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/secevent"
 )
 
 // tokenHandler serves one configured token endpoint.
@@ -21,14 +22,13 @@ func (s *Server) tokenHandler(path string, d dialect.Dialect, policy oauth.Endpo
 				d.WriteError(w, r, oauth.ServerError())
 			}
 		}()
-		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		ctx, cancel := context.WithTimeout(secevent.WithRequest(r.Context(), r.RemoteAddr, path), s.cfg.RequestTimeout)
 		defer cancel()
 		req, e := d.DecodeTokenRequest(r)
 		var resp *oauth.TokenResponse
 		if e == nil {
 			req.Policy = policy
 			req.Endpoint = path
-			req.Remote = r.RemoteAddr
 			resp, e = s.engine.Token(ctx, req)
 		}
 		if e != nil {

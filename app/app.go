@@ -1,0 +1,206 @@
+// Package app is tokengate's composition root: the one place that builds
+// the store, the engine, the limits, the security-event log and the HTTP
+// server from a configuration. `tokengate serve`, the operator commands and
+// the tests all build a node through it, so they cannot drift apart (wtf's
+// Main, in a package of its own).
+package app
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokengate/tokengate/admin"
+	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/dialect/snap"
+	"github.com/tokengate/tokengate/engine"
+	"github.com/tokengate/tokengate/internal/logthrottle"
+	"github.com/tokengate/tokengate/kek"
+	"github.com/tokengate/tokengate/limit"
+	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/secevent"
+	"github.com/tokengate/tokengate/server"
+	"github.com/tokengate/tokengate/store"
+)
+
+// Deps are what the process lends: where logs go and the clock. Zero
+// values discard logs and read time.Now. Every part of a node reads Now, so
+// a test that sets it controls expiry, grace windows and lockouts.
+type Deps struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+func (d *Deps) defaults() {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+}
+
+// OpenStore opens the configured store with its secrets (signing keys,
+// server settings) sealed under the configured key-encryption key. When
+// the KEK is the one generated into the embedded store's data directory it
+// logs a warning saying to move it out. Errors: the KEK's configuration
+// (none on PostgreSQL, a KEK file readable by others), the store's.
+func OpenStore(ctx context.Context, cfg config.Config, d Deps) (*kek.Store, error) {
+	d.defaults()
+	ring, inDataDir, err := kek.Load(cfg.Secrets, cfg.Store.DataDir, cfg.Store.DSN != "")
+	if err != nil {
+		return nil, err
+	}
+	if inDataDir != "" {
+		d.Logger.Warn("the key-encryption key is kept beside the data it protects; move it out of the data directory and set secrets.kek_file",
+			"path", inDataDir, "kek_id", ring.ID())
+	}
+	st, err := store.Open(ctx, cfg.Store, d.Now)
+	if err != nil {
+		return nil, err
+	}
+	return kek.WrapStore(st, ring), nil
+}
+
+// Admin is an open store with the engine and the admin service on it:
+// what the operator commands need. It serves no requests.
+type Admin struct {
+	Config config.Config
+	Store  *kek.Store
+	Engine *engine.Engine
+	Admin  *admin.Admin
+}
+
+// OpenAdmin opens the store and builds the engine and the admin service on
+// it, as a server would (same pepper, same keys), without limits or HTTP.
+func OpenAdmin(ctx context.Context, cfg config.Config, d Deps) (*Admin, error) {
+	d.defaults()
+	st, err := OpenStore(ctx, cfg, d)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := newEngine(ctx, cfg, st, d, nil, secevent.Discard)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &Admin{Config: cfg, Store: st, Engine: eng, Admin: admin.New(st, eng.Secrets(), eng.Passwords(), d.Now)}, nil
+}
+
+// Close closes the store.
+func (a *Admin) Close() error { return a.Store.Close() }
+
+// Node is one whole tokengate server: the admin parts plus the limits, the
+// security-event log and the HTTP server.
+type Node struct {
+	*Admin
+	Server *server.Server
+	Limits *limit.Limits
+	Events *secevent.Log
+
+	logs   *logthrottle.Handler
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Open builds a node; nothing listens until Start. Its general log is
+// throttled (a flood of identical warnings becomes a count); its security
+// events go to d.Logger unthrottled by that, sampled per event type instead.
+func Open(ctx context.Context, cfg config.Config, d Deps) (*Node, error) {
+	d.defaults()
+	logs := logthrottle.New(d.Logger.Handler(), d.Now, logthrottle.Options{})
+	log := slog.New(logs)
+	reg := prometheus.NewRegistry()
+	events := secevent.New(d.Logger, reg, d.Now, secevent.Options{})
+	lim, err := limit.Open(ctx, cfg.RateLimit, log, d.Now)
+	if err != nil {
+		return nil, err
+	}
+	st, err := OpenStore(ctx, cfg, Deps{Logger: log, Now: d.Now})
+	if err != nil {
+		lim.Close()
+		return nil, err
+	}
+	n := &Node{Limits: lim, Events: events, logs: logs}
+	fail := func(err error) (*Node, error) {
+		st.Close()
+		lim.Close()
+		return nil, err
+	}
+	eng, err := newEngine(ctx, cfg, st, Deps{Logger: log, Now: d.Now}, lim, events)
+	if err != nil {
+		return fail(err)
+	}
+	n.Admin = &Admin{Config: cfg, Store: st, Engine: eng, Admin: admin.New(st, eng.Secrets(), eng.Passwords(), d.Now)}
+	if n.Server, err = server.New(cfg, st, eng, server.Deps{Logger: log, Now: d.Now, Registry: reg}); err != nil {
+		return fail(err)
+	}
+	return n, nil
+}
+
+// Start listens and serves in the background (see server.Start), with
+// the log throttle's and the event log's periodic summaries.
+func (n *Node) Start() error {
+	if err := n.Server.Start(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel, n.done = cancel, make(chan struct{})
+	go func() {
+		defer close(n.done)
+		go n.logs.Run(ctx, 10*time.Second)
+		n.Events.Run(ctx, 10*time.Second)
+	}()
+	return nil
+}
+
+// Close stops the server, flushes the log summaries and closes the limits
+// and the store.
+func (n *Node) Close() error {
+	errs := []error{n.Server.Close()}
+	if n.cancel != nil {
+		n.cancel()
+		<-n.done
+	}
+	n.logs.Close()
+	errs = append(errs, n.Limits.Close(), n.Store.Close())
+	return errors.Join(errs...)
+}
+
+// newEngine builds the engine a configuration describes. lim nil: no rate
+// limit and no lockout (the operator commands issue no tokens).
+func newEngine(ctx context.Context, cfg config.Config, st oauth.Store, d Deps, lim *limit.Limits, events secevent.Recorder) (*engine.Engine, error) {
+	var pepper []byte
+	if cfg.Pepper != "" {
+		var err error
+		if pepper, err = hex.DecodeString(cfg.Pepper); err != nil {
+			return nil, errors.New("pepper: not valid hex")
+		}
+	}
+	ec := engine.Config{
+		Issuer:                  cfg.Issuer,
+		Audience:                cfg.Tokens.Audience,
+		DefaultAccessTTL:        cfg.Tokens.AccessTTL,
+		MaxAccessTTL:            cfg.Tokens.MaxAccessTTL,
+		KeyActivationDelay:      cfg.Tokens.KeyActivationDelay,
+		RefreshTTL:              cfg.Tokens.RefreshTTL,
+		DefaultFormat:           oauth.TokenFormat(cfg.Tokens.Format),
+		DefaultAlg:              cfg.Tokens.SigningAlg,
+		RefreshReuseGrace:       cfg.Tokens.RefreshReuseGrace,
+		PasswordHashConcurrency: cfg.PasswordHashConcurrency,
+		PasswordHashQueue:       cfg.PasswordHashQueue,
+		Authenticators:          []oauth.ClientAuthenticator{snap.NewAuthenticator(d.Logger)},
+		Events:                  events,
+		Pepper:                  pepper,
+		Now:                     d.Now,
+		Logger:                  d.Logger,
+	}
+	if lim != nil {
+		ec.RateLimiter, ec.Lockout = lim.Rate, lim.Lockout
+	}
+	return engine.New(ctx, st, ec)
+}
