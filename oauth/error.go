@@ -24,29 +24,29 @@ const (
 type Cause int
 
 const (
-	CauseUnspecified     Cause = iota
-	CauseMissingField          // a mandatory parameter or header is absent; Field names it
-	CauseMalformedField        // a parameter or header has a bad format; Field names it
-	CauseBadRequest            // the request as a whole is unacceptable (method, content type, size, duplicates)
-	CauseUnknownClient         // no such client
-	CauseBadCredentials        // wrong secret or wrong signature
-	CauseNoCredentials         // the request carries no client authentication at all
-	CauseMethodNotAllowed      // the client may not authenticate with the method it used
-	CauseEndpointNotAllowed    // the client may not use this token endpoint
-	CauseNoClientKey           // the dialect needs a registered key and the client has none
-	CauseClientDisabled        // the client exists but is disabled
-	CauseStaleRequest          // a request timestamp outside the allowed window
-	CauseReplay                // a request seen before
-	CauseGrantNotAllowed       // the client may not use this grant
-	CauseScopeNotAllowed       // a requested scope is not allowed for the client
-	CauseBadGrant              // wrong password, unknown/expired/revoked/reused refresh token
-	CauseUserDisabled          // the resource owner is disabled
-	CauseUserLocked            // too many wrong passwords for the username: locked for a while
-	CauseRateLimited           // too many requests
-	CauseOverloaded            // the server is at capacity for this kind of work (a full queue)
-	CauseUnavailable           // the store or another dependency is unreachable
-	CauseTimeout               // a dependency did not answer in time
-	CauseInternal              // a server fault
+	CauseUnspecified        Cause = iota
+	CauseMissingField             // a mandatory parameter or header is absent; Field names it
+	CauseMalformedField           // a parameter or header has a bad format; Field names it
+	CauseBadRequest               // the request as a whole is unacceptable (method, content type, size, duplicates)
+	CauseUnknownClient            // no such client
+	CauseBadCredentials           // wrong secret or wrong signature
+	CauseNoCredentials            // the request carries no client authentication at all
+	CauseMethodNotAllowed         // the client may not authenticate with the method it used
+	CauseEndpointNotAllowed       // the client may not use this token endpoint
+	CauseNoClientKey              // the dialect needs a registered key and the client has none
+	CauseClientDisabled           // the client exists but is disabled
+	CauseStaleRequest             // a request timestamp outside the allowed window
+	CauseReplay                   // a request seen before
+	CauseGrantNotAllowed          // the client may not use this grant
+	CauseScopeNotAllowed          // a requested scope is not allowed for the client
+	CauseBadGrant                 // wrong password, unknown/expired/revoked/reused refresh token
+	CauseUserDisabled             // the resource owner is disabled
+	CauseUserLocked               // too many wrong passwords for the username: locked for a while
+	CauseRateLimited              // too many requests
+	CauseOverloaded               // the server is at capacity for this kind of work (a full queue)
+	CauseUnavailable              // the store or another dependency is unreachable
+	CauseTimeout                  // a dependency did not answer in time
+	CauseInternal                 // a server fault
 )
 
 // Error is an OAuth error as a value: what went wrong (Code, Cause, Field),

@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/tokengate/cli"
 	"github.com/tokengate/tokengate/app"
+	"github.com/tokengate/tokengate/cli"
 	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/testcert"
 	"github.com/tokengate/tokengate/server"

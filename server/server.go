@@ -335,4 +335,3 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	writeText(w, http.StatusOK, "ready\n")
 }
-
