@@ -133,16 +133,22 @@ func TestDialectsAgreeOnJSON(t *testing.T) {
 			t.Errorf("%s refused depth 32: %v", d.name, e)
 		}
 		for name, b := range refused {
-			req, e := d.d.DecodeTokenRequest(d.request(b, "c"))
+			r := d.request(b, "c")
+			req, e := d.d.DecodeTokenRequest(r)
 			if e == nil {
 				t.Errorf("%s accepted %s: %q -> %+v", d.name, name, b, req)
 				continue
 			}
 			// Refused as a bad body, the dialect's own invalid_request,
-			// not for a member's type or content.
-			if e.Code != oauth.CodeInvalidRequest || e.Status != http.StatusBadRequest ||
+			// not for a member's type or content, and answered 400.
+			if e.Code != oauth.CodeInvalidRequest ||
 				strings.Contains(e.Description, "must be a string") || e.Field == "scope" {
 				t.Errorf("%s, %s: %+v", d.name, name, e)
+			}
+			w := httptest.NewRecorder()
+			d.d.WriteError(w, r, e)
+			if w.Code != http.StatusBadRequest {
+				t.Errorf("%s, %s: answered %d", d.name, name, w.Code)
 			}
 		}
 	}
@@ -165,6 +171,45 @@ func TestDialectsBoundClientID(t *testing.T) {
 				t.Errorf("%s, client ID of %d bytes: %v", d.name, n, e)
 			case !ok && (e == nil || e.Code != oauth.CodeInvalidRequest || e.Cause != oauth.CauseMalformedField):
 				t.Errorf("%s, client ID of %d bytes: %+v", d.name, n, e)
+			}
+		}
+	}
+}
+
+// Every dialect tells a client how long to wait, in whole seconds rounded
+// up, when the error says; and sends no Retry-After when it does not.
+func TestDialectsWriteRetryAfter(t *testing.T) {
+	for _, d := range jsonDialects(t) {
+		for _, tt := range []struct {
+			e    *oauth.Error
+			want string
+		}{
+			{oauth.RateLimited("slow down", 1500*time.Millisecond), "2"},
+			{oauth.RateLimited("slow down", 30*time.Second), "30"},
+			{oauth.RateLimited("slow down", time.Millisecond), "1"},
+			{oauth.Overloaded("queue full", 2*time.Second), "2"},
+			{oauth.Unavailable(), "1"},
+			{oauth.Timeout(), "1"},
+			{oauth.RateLimited("slow down", 0), ""},
+			{oauth.RateLimited("slow down", -time.Second), ""},
+			{oauth.Overloaded("queue full", 0), ""},
+			{oauth.ServerError(), ""},
+			{oauth.InvalidClient(oauth.CauseBadCredentials, "client authentication failed"), ""},
+			{oauth.BadRequest("bad"), ""},
+			{nil, ""},
+		} {
+			r := d.request(body(`"1"`), "c")
+			w := httptest.NewRecorder()
+			d.d.WriteError(w, r, tt.e)
+			got, present := w.Header()["Retry-After"]
+			switch {
+			case tt.want == "" && present:
+				t.Errorf("%s, %v: Retry-After %q", d.name, tt.e, got)
+			case tt.want != "" && (len(got) != 1 || got[0] != tt.want):
+				t.Errorf("%s, %v: Retry-After %q, want %q", d.name, tt.e, got, tt.want)
+			}
+			if tt.e != nil && tt.e.Cause == oauth.CauseRateLimited && w.Code != http.StatusTooManyRequests {
+				t.Errorf("%s, %v: rate limited answered %d", d.name, tt.e, w.Code)
 			}
 		}
 	}

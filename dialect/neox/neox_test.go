@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokengate/tokengate/dialect"
 	"github.com/tokengate/tokengate/oauth"
@@ -23,8 +24,9 @@ type fakeClient struct {
 }
 
 // fakeEngine does what the engine does around a dialect, in its order:
-// look the client up, check the secret, disabled, grant, then an injected
-// failure (scope, rate limit, store...), then mint.
+// credentials present, look the client up, check the secret, then what an
+// authenticated client may do (method, endpoint, disabled), grant, then an
+// injected failure (scope, rate limit, store...), then mint.
 type fakeEngine struct {
 	clients map[string]*fakeClient
 	inject  *oauth.Error
@@ -35,6 +37,7 @@ func (en *fakeEngine) serve(d dialect.Dialect, r *http.Request) *httptest.Respon
 	w := httptest.NewRecorder()
 	req, e := d.DecodeTokenRequest(r)
 	if e == nil {
+		req.Endpoint = r.URL.Path // as the server does
 		en.got = req
 		e = en.issue(r.Context(), req)
 	}
@@ -47,12 +50,22 @@ func (en *fakeEngine) serve(d dialect.Dialect, r *http.Request) *httptest.Respon
 }
 
 func (en *fakeEngine) issue(ctx context.Context, req *oauth.TokenRequest) *oauth.Error {
-	fc := en.clients[req.Credentials.ClientID]
-	if fc == nil {
-		return oauth.InvalidClient(oauth.CauseUnknownClient, "unknown client")
+	creds := req.Credentials
+	if creds.Method == "" || creds.ClientID == "" {
+		return oauth.InvalidClient(oauth.CauseNoCredentials, "client authentication required")
 	}
-	if req.Credentials.Method != oauth.AuthSecretPost || req.Credentials.Secret != fc.secret {
-		return oauth.InvalidClient(oauth.CauseBadCredentials, "bad credentials")
+	fc := en.clients[creds.ClientID]
+	if fc == nil {
+		return oauth.InvalidClient(oauth.CauseUnknownClient, "client authentication failed")
+	}
+	if creds.Method != oauth.AuthSecretPost || creds.Secret != fc.secret {
+		return oauth.InvalidClient(oauth.CauseBadCredentials, "client authentication failed")
+	}
+	if !fc.client.AllowsAuthMethod(creds.Method) {
+		return oauth.InvalidClient(oauth.CauseMethodNotAllowed, "the client is not registered for this client authentication method")
+	}
+	if req.Endpoint != "" && !fc.client.AllowsEndpoint(req.Endpoint) {
+		return oauth.InvalidClient(oauth.CauseEndpointNotAllowed, "the client is not registered for this token endpoint")
 	}
 	if fc.client.Disabled {
 		return oauth.InvalidClient(oauth.CauseClientDisabled, "client disabled")
@@ -188,11 +201,22 @@ func TestNeoXCodes(t *testing.T) {
 			return post(`{"grant_type":"client_credentials","client_id":"merchant-1","client_secret":"nope"}`)
 		}, nil, 401, "invalid client credentials"},
 
+		{"client registered for Basic only", func() *http.Request { return post(okBody) }, func(en *fakeEngine) {
+			en.clients["merchant-1"].client.AuthMethods = []string{oauth.AuthSecretBasic}
+		}, 401, "invalid client credentials"},
+		{"client registered for another endpoint", func() *http.Request { return post(okBody) }, func(en *fakeEngine) {
+			en.clients["merchant-1"].client.Endpoints = []string{"/oauth/token"}
+		}, 401, "invalid client credentials"},
+		{"client registered for this endpoint", func() *http.Request { return post(okBody) }, func(en *fakeEngine) {
+			en.clients["merchant-1"].client.Endpoints = []string{"/oauth/token", "/v2/auth/oauth2/token"}
+		}, 1, "SUCCESS"},
+
 		{"disabled", func() *http.Request { return post(okBody) }, func(en *fakeEngine) { en.clients["merchant-1"].client.Disabled = true }, 403, "client disabled"},
 		{"grant not allowed", func() *http.Request { return post(okBody) }, func(en *fakeEngine) { en.clients["merchant-1"].client.Grants = nil }, 403, "grant type not allowed for this client"},
 		{"scope not allowed", func() *http.Request { return post(okBody) }, func(en *fakeEngine) { en.inject = oauth.InvalidScope("scope disbursement not allowed") }, 403, "scope not allowed"},
 
-		{"rate limited", func() *http.Request { return post(okBody) }, func(en *fakeEngine) { en.inject = oauth.RateLimited() }, 429, "too many requests"},
+		{"rate limited", func() *http.Request { return post(okBody) }, func(en *fakeEngine) { en.inject = oauth.RateLimited("slow down", time.Second) }, 429, "too many requests"},
+		{"overloaded", func() *http.Request { return post(okBody) }, func(en *fakeEngine) { en.inject = oauth.Overloaded("queue full", time.Second) }, 503, "service temporarily unavailable, try again shortly"},
 		{"internal", func() *http.Request { return post(okBody) }, func(en *fakeEngine) { en.inject = oauth.ServerError() }, 500, "internal error"},
 		{"store unavailable", func() *http.Request { return post(okBody) }, func(en *fakeEngine) { en.inject = oauth.Unavailable() }, 503, "service temporarily unavailable, try again shortly"},
 		{"store timeout", func() *http.Request { return post(okBody) }, func(en *fakeEngine) { en.inject = oauth.Timeout() }, 503, "service temporarily unavailable, try again shortly"},
@@ -237,6 +261,10 @@ func TestNeoXSuccessExact(t *testing.T) {
 		got.Credentials.ClientID != "merchant-1" || got.Credentials.Secret != "s3cret" ||
 		!slices.Equal(got.Scopes, []string{"disbursement"}) {
 		t.Fatalf("decoded %+v", got)
+	}
+	// NeoX's response has no member for a refresh token: none is to be issued.
+	if !got.NoRefreshToken {
+		t.Error("NoRefreshToken not set")
 	}
 }
 
@@ -286,10 +314,48 @@ func TestNeoXOptions(t *testing.T) {
 }
 
 func TestNeoXMapError(t *testing.T) {
+	// The Cause alone decides: no Code, and a Status that would say otherwise.
+	want := map[oauth.Cause]int{
+		oauth.CauseMissingField:       400,
+		oauth.CauseMalformedField:     400,
+		oauth.CauseBadRequest:         400,
+		oauth.CauseUnknownClient:      401,
+		oauth.CauseBadCredentials:     401,
+		oauth.CauseNoCredentials:      401,
+		oauth.CauseMethodNotAllowed:   401,
+		oauth.CauseEndpointNotAllowed: 401,
+		oauth.CauseNoClientKey:        401,
+		oauth.CauseClientDisabled:     403,
+		oauth.CauseStaleRequest:       401,
+		oauth.CauseReplay:             401,
+		oauth.CauseGrantNotAllowed:    403,
+		oauth.CauseScopeNotAllowed:    403,
+		oauth.CauseBadGrant:           400,
+		oauth.CauseUserDisabled:       400,
+		oauth.CauseUserLocked:         400,
+		oauth.CauseRateLimited:        429,
+		oauth.CauseOverloaded:         503,
+		oauth.CauseUnavailable:        503,
+		oauth.CauseTimeout:            503,
+		oauth.CauseInternal:           500,
+	}
 	for c := oauth.CauseMissingField; c <= oauth.CauseInternal; c++ {
 		status, msg := mapError(&oauth.Error{Cause: c, Field: "f", Status: 418})
-		if !slices.Contains(allCodes[1:], status) || msg == "" {
-			t.Errorf("cause %d: %d %q", c, status, msg)
+		if status != want[c] || msg == "" {
+			t.Errorf("cause %d: %d %q, want %d", c, status, msg, want[c])
+		}
+	}
+	if len(want) != int(oauth.CauseInternal) {
+		t.Errorf("a Cause is missing from this test")
+	}
+	for c, msg := range map[oauth.Cause]string{
+		oauth.CauseMethodNotAllowed:   msgBadCredentials,
+		oauth.CauseEndpointNotAllowed: msgBadCredentials,
+		oauth.CauseUserLocked:         msgInvalidGrant,
+		oauth.CauseOverloaded:         msgUnavailable,
+	} {
+		if _, got := mapError(&oauth.Error{Cause: c}); got != msg {
+			t.Errorf("cause %d: %q, want %q", c, got, msg)
 		}
 	}
 	for _, c := range []struct {
@@ -302,7 +368,7 @@ func TestNeoXMapError(t *testing.T) {
 		{&oauth.Error{Code: oauth.CodeUnauthorizedClient}, 403},
 		{&oauth.Error{Code: oauth.CodeInvalidScope}, 403},
 		{&oauth.Error{Code: oauth.CodeInvalidGrant}, 400},
-		{oauth.RateLimited(), 429},
+		{oauth.RateLimited("slow down", time.Second), 429},
 		{&oauth.Error{Code: oauth.CodeTemporarilyUnavail}, 503},
 		{&oauth.Error{Code: oauth.CodeServerError}, 500},
 		{&oauth.Error{Code: "x", Status: 401}, 401},
@@ -317,6 +383,35 @@ func TestNeoXMapError(t *testing.T) {
 		if status, _ := mapError(c.e); status != c.status {
 			t.Errorf("%+v: %d, want %d", c.e, status, c.status)
 		}
+	}
+}
+
+// The causes the engine gives since client authentication methods and
+// endpoints are registered per client, and since lockout and bounded
+// queues, as the engine builds them.
+func TestNeoXMapNewCauses(t *testing.T) {
+	for _, c := range []struct {
+		e      *oauth.Error
+		status int
+		msg    string
+	}{
+		{oauth.InvalidClient(oauth.CauseMethodNotAllowed, "the client is not registered for this client authentication method"), 401, msgBadCredentials},
+		{oauth.InvalidClient(oauth.CauseEndpointNotAllowed, "the client is not registered for this token endpoint"), 401, msgBadCredentials},
+		{oauth.InvalidClient(oauth.CauseNoCredentials, "client authentication required"), 401, msgBadCredentials},
+		{oauth.Overloaded("queue full", time.Second), 503, msgUnavailable},
+		{oauth.InvalidGrant(oauth.CauseUserLocked, "too many failed attempts"), 400, msgInvalidGrant},
+		{oauth.InvalidGrant(oauth.CauseUserDisabled, "user disabled"), 400, msgInvalidGrant},
+		{oauth.RateLimited("slow down", 0), 429, msgRateLimited},
+	} {
+		if status, msg := mapError(c.e); status != c.status || msg != c.msg {
+			t.Errorf("%+v: %d %q, want %d %q", c.e, status, msg, c.status, c.msg)
+		}
+	}
+	// A locked user gets the answer a wrong password gets.
+	ls, lm := mapError(oauth.InvalidGrant(oauth.CauseUserLocked, "x"))
+	bs, bm := mapError(oauth.InvalidGrant(oauth.CauseBadGrant, "y"))
+	if ls != bs || lm != bm {
+		t.Errorf("locked %d %q, bad password %d %q", ls, lm, bs, bm)
 	}
 }
 

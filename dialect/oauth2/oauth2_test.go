@@ -240,8 +240,8 @@ func TestDecodeErrors(t *testing.T) {
 			if req != nil {
 				t.Errorf("non-nil request with an error")
 			}
-			if e.Status != tt.status && !(tt.basic && tt.status == 401) {
-				t.Errorf("Status = %d, want %d", e.Status, tt.status)
+			if got := Status(r, e); got != tt.status {
+				t.Errorf("Status = %d, want %d", got, tt.status)
 			}
 			if e.Code != tt.code {
 				t.Errorf("Code = %q, want %q (%s)", e.Code, tt.code, e.Description)
@@ -252,8 +252,8 @@ func TestDecodeErrors(t *testing.T) {
 			if !strings.Contains(e.Description, tt.desc) {
 				t.Errorf("Description = %q, want it to contain %q", e.Description, tt.desc)
 			}
-			if e.BasicAuthFailed != tt.basic {
-				t.Errorf("BasicAuthFailed = %v, want %v", e.BasicAuthFailed, tt.basic)
+			if basic := e.Code == oauth.CodeInvalidClient && e.Field == "Authorization"; basic != tt.basic {
+				t.Errorf("failed Basic authentication = %v, want %v", basic, tt.basic)
 			}
 			rec := httptest.NewRecorder()
 			d.WriteError(rec, r, e)
@@ -269,7 +269,7 @@ func TestDecodeTwoContentTypes(t *testing.T) {
 	r := reqSpec{body: "grant_type=client_credentials"}.build()
 	r.Header.Add("Content-Type", jsonCT)
 	_, e := newDialect(t, nil).DecodeTokenRequest(r)
-	if e == nil || e.Code != "invalid_request" || e.Status != 400 || e.Field != "Content-Type" {
+	if e == nil || e.Code != "invalid_request" || Status(r, e) != 400 || e.Field != "Content-Type" {
 		t.Fatalf("got %#v", e)
 	}
 }
@@ -283,7 +283,7 @@ func TestDecodeTooLargeChunked(t *testing.T) {
 		t.Fatalf("got %#v", e)
 	}
 	rec := httptest.NewRecorder()
-	WriteError(rec, e)
+	WriteError(rec, r, e)
 	checkErrorResponse(t, rec, 413, "invalid_request")
 	if rec.Header().Get("Connection") != "close" {
 		t.Errorf("Connection = %q", rec.Header().Get("Connection"))
@@ -311,7 +311,7 @@ func TestDecodeBodyReadError(t *testing.T) {
 	r.Body = io.NopCloser(errReader{})
 	r.ContentLength = -1
 	_, e := newDialect(t, nil).DecodeTokenRequest(r)
-	if e == nil || e.Status != 400 || e.Code != "invalid_request" || !strings.Contains(e.Description, "could not be read") {
+	if e == nil || Status(r, e) != 400 || e.Code != "invalid_request" || !strings.Contains(e.Description, "could not be read") {
 		t.Fatalf("got %#v", e)
 	}
 }
@@ -590,46 +590,147 @@ func TestWriteToken(t *testing.T) {
 }
 
 func TestWriteError(t *testing.T) {
+	withBasic := reqSpec{auth: []string{basic("c", "wrong")}, body: "grant_type=client_credentials"}.build()
+	withPost := reqSpec{body: "grant_type=client_credentials&client_id=c&client_secret=wrong"}.build()
 	tests := []struct {
 		name   string
+		r      *http.Request
 		e      *oauth.Error
 		status int
 		body   string
 	}{
-		{"basic failed", &oauth.Error{Code: "invalid_client", Status: 400, Description: "bad", BasicAuthFailed: true}, 401,
-			`{"error":"invalid_client","error_description":"bad"}`},
-		{"post failed", oauth.InvalidClient(oauth.CauseBadCredentials, "client authentication failed"), 401,
+		{"basic failed", withBasic, oauth.InvalidClient(oauth.CauseBadCredentials, "client authentication failed"), 401,
 			`{"error":"invalid_client","error_description":"client authentication failed"}`},
-		{"invalid grant", oauth.InvalidGrant(oauth.CauseBadGrant, "invalid username or password"), 400,
+		{"malformed basic", withBasic, &oauth.Error{Code: "invalid_client", Cause: oauth.CauseMalformedField, Field: "Authorization", Description: "bad"}, 401,
+			`{"error":"invalid_client","error_description":"bad"}`},
+		{"post failed", withPost, oauth.InvalidClient(oauth.CauseBadCredentials, "client authentication failed"), 400,
+			`{"error":"invalid_client","error_description":"client authentication failed"}`},
+		{"no credentials", withPost, oauth.InvalidClient(oauth.CauseNoCredentials, "client authentication required"), 401,
+			`{"error":"invalid_client","error_description":"client authentication required"}`},
+		{"invalid grant", withBasic, oauth.InvalidGrant(oauth.CauseBadGrant, "invalid username or password"), 400,
 			`{"error":"invalid_grant","error_description":"invalid username or password"}`},
-		{"sanitized", oauth.BadRequest("say \"hi\" \\ café\n\x00"), 400,
+		{"sanitized", nil, oauth.BadRequest("say \"hi\" \\ café\n\x00"), 400,
 			`{"error":"invalid_request","error_description":"say 'hi' / caf???"}`},
-		{"no description", &oauth.Error{Code: "invalid_scope", Status: 400}, 400, `{"error":"invalid_scope"}`},
-		{"unavailable", oauth.Unavailable(), 503,
+		{"no description", nil, &oauth.Error{Code: "invalid_scope"}, 400, `{"error":"invalid_scope"}`},
+		{"unavailable", nil, oauth.Unavailable(), 503,
 			`{"error":"temporarily_unavailable","error_description":"the token store is unavailable, try again shortly"}`},
-		{"rate limited", oauth.RateLimited(), 429, `{"error":"temporarily_unavailable","error_description":"too many token requests for this client, retry later"}`},
-		{"nil", nil, 500, `{"error":"server_error","error_description":"internal error"}`},
-		{"no status", &oauth.Error{Code: "invalid_client"}, 401, `{"error":"invalid_client"}`},
-		{"no code", &oauth.Error{Status: 400}, 400, `{"error":"invalid_request"}`},
-		{"method", &oauth.Error{Code: "invalid_request", Status: 405, Description: "the method must be POST"}, 405,
+		{"rate limited", nil, oauth.RateLimited("too many token requests for this client, retry later", 0), 429,
+			`{"error":"temporarily_unavailable","error_description":"too many token requests for this client, retry later"}`},
+		{"overloaded", nil, oauth.Overloaded("the server is busy", 0), 503,
+			`{"error":"temporarily_unavailable","error_description":"the server is busy"}`},
+		{"nil", nil, nil, 500, `{"error":"server_error","error_description":"internal error"}`},
+		{"invalid_client without a request", nil, &oauth.Error{Code: "invalid_client"}, 400, `{"error":"invalid_client"}`},
+		{"no code, a 400", nil, &oauth.Error{Status: 400}, 400, `{"error":"invalid_request"}`},
+		{"no code, no status", nil, &oauth.Error{}, 500, `{"error":"server_error"}`},
+		{"method", nil, &oauth.Error{Code: "invalid_request", Status: 405, Description: "the method must be POST"}, 405,
 			`{"error":"invalid_request","error_description":"the method must be POST"}`},
+		{"too large, with Authorization", withBasic, &oauth.Error{Code: "invalid_request", Status: 413, Description: "too large"}, 413,
+			`{"error":"invalid_request","error_description":"too large"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			WriteError(rec, tt.e)
+			WriteError(rec, tt.r, tt.e)
 			code := "server_error"
 			if tt.e != nil {
 				code = tt.e.Code
-				if code == "" {
+				if code == "" && tt.status < 500 {
 					code = "invalid_request"
+				} else if code == "" {
+					code = "server_error"
 				}
 			}
 			checkErrorResponse(t, rec, tt.status, code)
 			if got := rec.Body.String(); got != tt.body {
 				t.Errorf("body\n got %s\nwant %s", got, tt.body)
 			}
+			if got := rec.Header().Get("Retry-After"); got != "" && (tt.e == nil || tt.e.RetryAfter == 0) {
+				t.Errorf("Retry-After %q without RetryAfter", got)
+			}
 		})
+	}
+}
+
+// Status follows RFC 6749 §5.2 for invalid_client: 401 with a challenge
+// only when the client tried HTTP authentication (or sent no credentials
+// at all), 400 when its body credentials failed.
+func TestStatus(t *testing.T) {
+	withBasic := reqSpec{auth: []string{basic("c", "s")}, body: "grant_type=client_credentials"}.build()
+	withOther := reqSpec{auth: []string{"Bearer x"}, body: "grant_type=client_credentials"}.build()
+	withEmpty := reqSpec{auth: []string{""}, body: "grant_type=client_credentials"}.build()
+	withPost := reqSpec{body: "grant_type=client_credentials&client_id=c&client_secret=s"}.build()
+	bare := reqSpec{body: "grant_type=client_credentials"}.build()
+	tooMany := func(c oauth.Cause) *oauth.Error { return &oauth.Error{Code: oauth.CodeTemporarilyUnavail, Cause: c} }
+	for _, tt := range []struct {
+		name string
+		r    *http.Request
+		e    *oauth.Error
+		want int
+	}{
+		{"body credentials failed", withPost, oauth.InvalidClient(oauth.CauseBadCredentials, "x"), 400},
+		{"body credentials of an unknown client", withPost, oauth.InvalidClient(oauth.CauseUnknownClient, "x"), 400},
+		{"body credentials, method not allowed", withPost, oauth.InvalidClient(oauth.CauseMethodNotAllowed, "x"), 400},
+		{"body credentials, endpoint not allowed", withPost, oauth.InvalidClient(oauth.CauseEndpointNotAllowed, "x"), 400},
+		{"body credentials, client disabled", withPost, oauth.InvalidClient(oauth.CauseClientDisabled, "x"), 400},
+		{"Basic credentials failed", withBasic, oauth.InvalidClient(oauth.CauseBadCredentials, "x"), 401},
+		{"Basic, method not allowed", withBasic, oauth.InvalidClient(oauth.CauseMethodNotAllowed, "x"), 401},
+		{"Basic, client disabled", withBasic, oauth.InvalidClient(oauth.CauseClientDisabled, "x"), 401},
+		{"another scheme", withOther, oauth.InvalidClient(oauth.CauseMalformedField, "x"), 401},
+		{"an empty Authorization header", withEmpty, oauth.InvalidClient(oauth.CauseMalformedField, "x"), 401},
+		{"no credentials at all", bare, oauth.InvalidClient(oauth.CauseNoCredentials, "x"), 401},
+		{"no credentials, no request", nil, oauth.InvalidClient(oauth.CauseNoCredentials, "x"), 401},
+		{"invalid_client, no request", nil, oauth.InvalidClient(oauth.CauseBadCredentials, "x"), 400},
+		{"rate limited", withBasic, oauth.RateLimited("x", time.Second), 429},
+		{"rate limited, bare cause", nil, tooMany(oauth.CauseRateLimited), 429},
+		{"overloaded", nil, oauth.Overloaded("x", time.Second), 503},
+		{"store unavailable", nil, oauth.Unavailable(), 503},
+		{"store timeout", nil, oauth.Timeout(), 503},
+		{"temporarily_unavailable without cause", nil, tooMany(oauth.CauseUnspecified), 503},
+		{"server error", withBasic, oauth.ServerError(), 500},
+		{"no code", nil, &oauth.Error{}, 500},
+		{"invalid_grant with Basic", withBasic, oauth.InvalidGrant(oauth.CauseBadGrant, "x"), 400},
+		{"locked user", withBasic, oauth.InvalidGrant(oauth.CauseUserLocked, "x"), 400},
+		{"unauthorized_client", withBasic, oauth.UnauthorizedClient("x"), 400},
+		{"invalid_scope", nil, oauth.InvalidScope("x"), 400},
+		{"unsupported_grant_type", nil, oauth.UnsupportedGrant("x"), 400},
+		{"unsupported_token_type", nil, &oauth.Error{Code: oauth.CodeUnsupportedTokenType}, 400},
+		{"invalid_request", withBasic, oauth.Missing("grant_type"), 400},
+		{"unknown code", nil, &oauth.Error{Code: "weird"}, 400},
+		{"own 405 wins", withBasic, &oauth.Error{Code: oauth.CodeInvalidRequest, Status: 405}, 405},
+		{"own 413 wins", nil, &oauth.Error{Code: oauth.CodeInvalidRequest, Status: 413}, 413},
+		{"a set Status wins over invalid_client", withBasic, &oauth.Error{Code: oauth.CodeInvalidClient, Status: 400}, 400},
+		{"a Status out of range is ignored", withBasic, &oauth.Error{Code: oauth.CodeInvalidClient, Status: 200}, 401},
+		{"a Status over 599 is ignored", nil, &oauth.Error{Code: oauth.CodeServerError, Status: 600}, 500},
+	} {
+		if got := Status(tt.r, tt.e); got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
+		}
+		// WriteError writes that status, with the challenge exactly on a 401.
+		rec := httptest.NewRecorder()
+		WriteError(rec, tt.r, tt.e)
+		if rec.Code != tt.want || (rec.Code == 401) != (rec.Header().Get("WWW-Authenticate") == WWWAuthenticate) {
+			t.Errorf("%s: wrote %d, WWW-Authenticate %q", tt.name, rec.Code, rec.Header().Get("WWW-Authenticate"))
+		}
+	}
+}
+
+// An invalid_client answered through the dialect: the same engine error is
+// a 401 with a challenge after Basic, a 400 without one after body
+// credentials.
+func TestDialectWriteErrorUsesRequest(t *testing.T) {
+	d := newDialect(t, nil)
+	e := oauth.InvalidClient(oauth.CauseBadCredentials, "client authentication failed")
+	for _, tt := range []struct {
+		r      *http.Request
+		status int
+	}{
+		{reqSpec{auth: []string{basic("c", "wrong")}, body: "grant_type=client_credentials"}.build(), 401},
+		{reqSpec{body: "grant_type=client_credentials&client_id=c&client_secret=wrong"}.build(), 400},
+		{reqSpec{ct: jsonCT, body: `{"grant_type":"client_credentials","client_id":"c","client_secret":"wrong"}`}.build(), 400},
+	} {
+		rec := httptest.NewRecorder()
+		d.WriteError(rec, tt.r, e)
+		checkErrorResponse(t, rec, tt.status, "invalid_client")
 	}
 }
 
@@ -806,14 +907,16 @@ func TestClientCredentialBounds(t *testing.T) {
 				if e == nil {
 					t.Fatalf("%s: accepted %d-byte client ID, %d-byte secret", target, len(c.ClientID), len(c.Secret))
 				}
-				if e.Status != tt.want.status || e.Code != tt.want.code || e.Field != tt.want.field ||
-					!strings.Contains(e.Description, tt.want.desc) || e.BasicAuthFailed != tt.want.basic {
+				basic := e.Code == oauth.CodeInvalidClient && e.Field == "Authorization"
+				if Status(req, e) != tt.want.status || e.Code != tt.want.code || e.Field != tt.want.field ||
+					!strings.Contains(e.Description, tt.want.desc) || basic != tt.want.basic {
 					t.Errorf("%s: %+v, want %+v", target, e, tt.want)
 				}
 			}
 			// The token endpoint answers the same, on the wire.
-			_, e := newDialect(t, nil).DecodeTokenRequest(tt.req.build())
-			if (e == nil) != (tt.want == okWant) || e != nil && (e.Code != tt.want.code || e.Status != tt.want.status) {
+			req := tt.req.build()
+			_, e := newDialect(t, nil).DecodeTokenRequest(req)
+			if (e == nil) != (tt.want == okWant) || e != nil && (e.Code != tt.want.code || Status(req, e) != tt.want.status) {
 				t.Errorf("token endpoint: %v", e)
 			}
 		})

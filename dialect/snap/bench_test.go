@@ -13,8 +13,8 @@ import (
 )
 
 // BenchmarkSNAPVerify measures one access token request's dialect work:
-// decoding headers and body, then Verify with a cached parsed key (the
-// nonce store accepts everything, so the store is not measured).
+// decoding headers and body, then the snap_signature Authenticator with a
+// cached parsed key (the store is not measured).
 func BenchmarkSNAPVerify(b *testing.B) {
 	d, err := NewB2B(nil, dialect.Deps{Now: func() time.Time { return t0 }})
 	if err != nil {
@@ -26,6 +26,7 @@ func BenchmarkSNAPVerify(b *testing.B) {
 	}
 	client := &oauth.Client{ID: testClientID, PublicKeyPEM: spkiPEM(b, &clientKey().PublicKey)}
 	ctx := context.Background()
+	auth := NewAuthenticator(nil)
 	body := strings.NewReader(okBody)
 	r := httptest.NewRequest(http.MethodPost, "/v1.0/access-token/b2b", body)
 	r.Header.Set("Content-Type", "application/json")
@@ -40,7 +41,7 @@ func BenchmarkSNAPVerify(b *testing.B) {
 		if e != nil {
 			b.Fatal(e)
 		}
-		if e := req.Credentials.Verify(ctx, client); e != nil {
+		if e := auth.Authenticate(ctx, req.Credentials, client, t0); e != nil {
 			b.Fatal(e)
 		}
 	}

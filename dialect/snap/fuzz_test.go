@@ -18,8 +18,8 @@ import (
 	"github.com/tokengate/tokengate/oauth"
 )
 
-// FuzzDecodeSNAP feeds arbitrary headers and bodies through decode, verify
-// and the error writer: nothing panics, and only SNAP service-73 codes
+// FuzzDecodeSNAP feeds arbitrary headers and bodies through decode, the
+// snap_signature Authenticator and the error writer: nothing panics, and only SNAP service-73 codes
 // whose first three digits are the HTTP status come out.
 func FuzzDecodeSNAP(f *testing.F) {
 	sig, err := Sign(clientKey(), testClientID, ts0)
@@ -36,6 +36,7 @@ func FuzzDecodeSNAP(f *testing.F) {
 	f.Add("POST", ct+"; charset=utf-8", ts0, testClientID, sig, `{"grantType":"client_credentials","grantType":"client_credentials"}`)
 
 	pub := spkiPEM(f, &clientKey().PublicKey)
+	auth := NewAuthenticator(nil)
 	f.Fuzz(func(t *testing.T, method, contentType, ts, clientID, signature, body string) {
 		d, err := NewB2B(nil, dialect.Deps{Now: func() time.Time { return t0 }})
 		if err != nil {
@@ -60,11 +61,13 @@ func FuzzDecodeSNAP(f *testing.F) {
 
 		req, e := d.DecodeTokenRequest(r)
 		if e == nil {
-			if req.GrantType != oauth.GrantClientCredentials || req.Credentials.Method != oauth.AuthDialect ||
-				req.Credentials.ClientID != strings.TrimSpace(clientID) || req.Credentials.Verify == nil {
+			ev, ok := req.Credentials.Evidence.(Evidence)
+			if req.GrantType != oauth.GrantClientCredentials || req.Credentials.Method != oauth.AuthSNAPSignature ||
+				req.Credentials.ClientID != strings.TrimSpace(clientID) || req.Credentials.Secret != "" ||
+				!ok || ev.Timestamp != strings.TrimSpace(ts) || len(ev.Signature) == 0 || !req.NoRefreshToken {
 				t.Fatalf("decoded %+v", req)
 			}
-			e = req.Credentials.Verify(context.Background(), &oauth.Client{ID: req.Credentials.ClientID, PublicKeyPEM: pub})
+			e = auth.Authenticate(context.Background(), req.Credentials, &oauth.Client{ID: req.Credentials.ClientID, PublicKeyPEM: pub}, t0)
 		}
 		if e == nil {
 			// PKCS #1 v1.5 is deterministic, so a request verifies only if

@@ -123,18 +123,23 @@ func (s *memNonces) UseNonce(ctx context.Context, key string, expiresAt time.Tim
 }
 
 // fakeEngine does what the engine does around a dialect, in the same order:
-// look the client up, Verify, disabled, grant, then an injected failure
-// (scope, rate limit, store...), then mint.
+// the credentials' method, look the client up (Dummy for an unknown one),
+// the snap_signature Authenticator, then what an authenticated client may
+// do (method, endpoint, disabled), grant, then an injected failure (scope,
+// rate limit, store...), then mint.
 type fakeEngine struct {
 	clients map[string]*oauth.Client
 	inject  *oauth.Error
-	nonces  *memNonces // where the real engine's store uses up req.Nonce
+	nonces  *memNonces     // where the real engine's store uses up req.Nonce
+	auth    *Authenticator // nil: a fresh one per request
+	now     func() time.Time
 }
 
 func (en *fakeEngine) serve(d dialect.Dialect, r *http.Request) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
 	req, e := d.DecodeTokenRequest(r)
 	if e == nil {
+		req.Endpoint = r.URL.Path // as the server does
 		e = en.issue(r.Context(), req)
 	}
 	if e != nil {
@@ -151,15 +156,34 @@ func (en *fakeEngine) serve(d dialect.Dialect, r *http.Request) *httptest.Respon
 }
 
 func (en *fakeEngine) issue(ctx context.Context, req *oauth.TokenRequest) *oauth.Error {
-	c := en.clients[req.Credentials.ClientID]
+	creds := req.Credentials
+	if creds.Method == "" || creds.ClientID == "" {
+		return oauth.InvalidClient(oauth.CauseNoCredentials, "client authentication required")
+	}
+	if creds.Method != oauth.AuthSNAPSignature {
+		return oauth.InvalidClient(oauth.CauseMethodNotAllowed, "unsupported client authentication method")
+	}
+	auth := en.auth
+	if auth == nil {
+		auth = NewAuthenticator(nil)
+	}
+	now := time.Now
+	if en.now != nil {
+		now = en.now
+	}
+	c := en.clients[creds.ClientID]
 	if c == nil {
-		return oauth.InvalidClient(oauth.CauseUnknownClient, "unknown client")
+		auth.Dummy(creds)
+		return oauth.InvalidClient(oauth.CauseUnknownClient, "client authentication failed")
 	}
-	if req.Credentials.Method != oauth.AuthDialect || req.Credentials.Verify == nil {
-		return oauth.ServerError()
-	}
-	if e := req.Credentials.Verify(ctx, c); e != nil {
+	if e := auth.Authenticate(ctx, creds, c, now()); e != nil {
 		return e
+	}
+	if !c.AllowsAuthMethod(creds.Method) {
+		return oauth.InvalidClient(oauth.CauseMethodNotAllowed, "the client is not registered for this client authentication method")
+	}
+	if req.Endpoint != "" && !c.AllowsEndpoint(req.Endpoint) {
+		return oauth.InvalidClient(oauth.CauseEndpointNotAllowed, "the client is not registered for this token endpoint")
 	}
 	if c.Disabled {
 		return oauth.InvalidClient(oauth.CauseClientDisabled, "client disabled")

@@ -69,4 +69,3 @@ func replayKey(ts time.Time, sig []byte) string {
 	sum := sha256.Sum256(sig)
 	return fmt.Sprintf("snap:%013x:", ts.UnixMilli()) + base64.StdEncoding.EncodeToString(sum[:])
 }
-
