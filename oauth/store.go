@@ -33,7 +33,9 @@ var (
 type Store interface {
 	// CreateClient stores a new client. Errors: ErrAlreadyExists.
 	CreateClient(ctx context.Context, c *Client) error
-	// GetClient returns a client by ID. Errors: ErrNotFound.
+	// GetClient returns a client by ID. A miss costs what a hit costs (it
+	// decodes a typical record too), so timing does not tell which client
+	// IDs exist. Errors: ErrNotFound.
 	GetClient(ctx context.Context, id string) (*Client, error)
 	// ListClients returns all clients ordered by ID.
 	ListClients(ctx context.Context) ([]*Client, error)

@@ -1,12 +1,18 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/store/internal/codec"
 )
 
 // adminTx runs fn in its own transaction for a client, user or signing-key
@@ -52,9 +58,48 @@ func (s *Store) GetClient(ctx context.Context, id string) (*oauth.Client, error)
 	defer cancel()
 	c, err := scanClient(pool.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
 	if err != nil {
-		return nil, notFound(err, "client "+id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			// A miss decodes a typical record too: see codec.TypicalClient.
+			scanClient(typicalClientRow)
+		}
+		return nil, notFound(err, "client")
 	}
 	return c, nil
+}
+
+// typicalClientRow is codec.TypicalClient's columns as a pgx.Row.
+var typicalClientRow = columnsRow(clientArgs(codec.TypicalClient()))
+
+// columnsRow scans fixed column values into the types scanClient uses,
+// copying as pgx does.
+type columnsRow []any
+
+func (r columnsRow) Scan(dest ...any) error {
+	if len(dest) != len(r) {
+		return fmt.Errorf("postgres: %d columns scanned into %d values", len(r), len(dest))
+	}
+	for i, d := range dest {
+		switch d := d.(type) {
+		case *string:
+			s, _ := r[i].(string)
+			*d = strings.Clone(s)
+		case *[]byte:
+			b, _ := r[i].([]byte)
+			*d = bytes.Clone(b)
+		case *[]string:
+			l, _ := r[i].([]string)
+			*d = slices.Clone(l)
+		case *int64:
+			*d, _ = r[i].(int64)
+		case *bool:
+			*d, _ = r[i].(bool)
+		case *pgtype.Timestamptz:
+			*d, _ = r[i].(pgtype.Timestamptz)
+		default:
+			return fmt.Errorf("postgres: cannot scan into %T", d)
+		}
+	}
+	return nil
 }
 
 // ListClients returns all clients ordered by ID (byte order).

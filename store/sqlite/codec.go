@@ -162,9 +162,41 @@ func scanClient(sc scanner) (*oauth.Client, error) {
 func getClient(ctx context.Context, q queryer, id string) (*oauth.Client, error) {
 	c, err := scanClient(q.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = ?`, id))
 	if err != nil {
-		return nil, notFound(err, "client "+id)
+		if errors.Is(err, sql.ErrNoRows) {
+			// A miss decodes a typical record too: see codec.TypicalClient.
+			scanClient(typicalClientRow)
+		}
+		return nil, notFound(err, "client")
 	}
 	return c, nil
+}
+
+// typicalClientRow is codec.TypicalClient's columns as a scanner.
+var typicalClientRow = columnsRow(clientArgs(codec.TypicalClient()))
+
+// columnsRow scans fixed column values the way database/sql does for the
+// types clientArgs produces.
+type columnsRow []any
+
+func (r columnsRow) Scan(dest ...any) error {
+	if len(dest) != len(r) {
+		return fmt.Errorf("sqlite: %d columns scanned into %d values", len(r), len(dest))
+	}
+	for i, d := range dest {
+		switch d := d.(type) {
+		case *string:
+			s, _ := r[i].(string)
+			*d = strings.Clone(s) // database/sql copies text too
+		case *int64:
+			*d, _ = r[i].(int64)
+		case *sql.NullInt64:
+			n, ok := r[i].(int64)
+			*d = sql.NullInt64{Int64: n, Valid: ok}
+		default:
+			return fmt.Errorf("sqlite: cannot scan into %T", d)
+		}
+	}
+	return nil
 }
 
 // Users.

@@ -72,3 +72,18 @@ func IsContractError(err error) bool {
 	}
 	return false
 }
+
+// TypicalClient is a client record of typical size and shape. A store
+// decodes its encoding when GetClient finds no client, so that a miss costs
+// what a hit costs and timing does not tell which client IDs exist.
+func TypicalClient() *oauth.Client {
+	t := time.Unix(1_700_000_000, 0)
+	return &oauth.Client{
+		ID: "00000000000000000000000000000000", Name: "typical merchant",
+		Secrets:     []oauth.SecretHash{{Hash: make([]byte, 32)}},
+		Grants:      []string{oauth.GrantClientCredentials},
+		Scopes:      []string{"payments", "refunds"},
+		AuthMethods: []string{oauth.AuthSecretBasic, oauth.AuthSecretPost},
+		CreatedAt:   t, UpdatedAt: t,
+	}
+}
