@@ -77,9 +77,12 @@ type Store interface {
 	// stores its replacements too, beside the winner's, and succeeds: a
 	// retry after a lost reply, or a concurrent duplicate, gets a valid pair
 	// of the same family (RFC 9700 §4.14's grace period); grace 0 disables it.
-	// Errors: ErrNotFound; ErrTokenInactive (expired or revoked — nothing is
-	// written); ErrRefreshReused (rotated at least grace ago — the store has
-	// durably revoked every token of the family before returning).
+	// Errors: ErrNotFound; ErrTokenInactive (expired, revoked, or issued
+	// before its client's or its user's TokensNotBefore, read in the same
+	// transaction, so a refresh racing a revoke-all on another node cannot
+	// outlive it — nothing is written); ErrRefreshReused (rotated at least
+	// grace ago — the store has durably revoked every token of the family
+	// before returning).
 	RotateRefreshToken(ctx context.Context, oldID string, now time.Time, grace time.Duration, replacements ...*Token) error
 	// RevokeToken durably marks t.ID revoked at now, inserting t as a
 	// revoked record if it was never stored (a stateless JWT). Revoking an

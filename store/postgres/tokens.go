@@ -21,14 +21,19 @@ const (
 	// number of nodes, one updates the row and the others wait for its
 	// commit and then find rotated_at set (READ COMMITTED rechecks the
 	// WHERE clause on the new row version).
-	rotateSQL = `UPDATE tokens SET rotated_at = $2
+	rotateSQL = `UPDATE tokens t SET rotated_at = $2
 		WHERE id = $1 AND kind = 'refresh' AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $2
+		AND NOT ` + cutByNotBefore + `
 		RETURNING 1`
+	// cutByNotBefore is true for a token t issued before its client's or
+	// its user's tokens_not_before (revoke-all, disable, password change).
+	cutByNotBefore = `(EXISTS (SELECT 1 FROM clients c WHERE c.id = t.client_id AND c.tokens_not_before > t.issued_at)
+		OR EXISTS (SELECT 1 FROM users u WHERE u.username = t.subject AND t.subject <> t.client_id AND u.tokens_not_before > t.issued_at))`
 	// tokenStateSQL reads a token that could not be claimed. It locks the
 	// row, so a revocation of it in flight on another node is waited for
 	// and seen (a grace-window retry of a token being revoked is refused).
-	tokenStateSQL = `SELECT kind, family_id, expires_at, revoked_at, rotated_at FROM tokens WHERE id = $1
-		FOR NO KEY UPDATE`
+	tokenStateSQL = `SELECT kind, family_id, expires_at, revoked_at, rotated_at, ` + cutByNotBefore + ` FROM tokens t WHERE id = $1
+		FOR NO KEY UPDATE OF t`
 	revokeIDSQL   = `UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`
 	revokeFamSQL  = `UPDATE tokens SET revoked_at = $1 WHERE family_id = $2 AND family_id <> '' AND revoked_at IS NULL`
 	upsertRevoked = `INSERT INTO tokens (` + tokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -106,19 +111,22 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 			return nil
 		}
 		var (
-			found                     bool
+			found, cut                bool
 			kind, family              string
 			expires, revoked, rotated pgtype.Timestamptz
 		)
 		err := t.query(ctx, func(r pgx.Rows) error {
 			found = true
-			return r.Scan(&kind, &family, &expires, &revoked, &rotated)
+			return r.Scan(&kind, &family, &expires, &revoked, &rotated, &cut)
 		}, tokenStateSQL, oldID)
 		if err != nil {
 			return err
 		}
 		if !found || kind != string(oauth.KindRefresh) {
 			return fmt.Errorf("postgres: refresh token: %w", oauth.ErrNotFound)
+		}
+		if cut {
+			return fmt.Errorf("postgres: %w", oauth.ErrTokenInactive)
 		}
 		if rotated.Valid && (grace <= 0 || !now.Before(rotated.Time.Add(grace))) {
 			t.exec(revokeIDSQL, at, oldID)

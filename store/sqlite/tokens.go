@@ -99,13 +99,17 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 		var (
 			kind, family              string
 			expires, revoked, rotated sql.NullInt64
+			cut                       bool
 		)
-		err := w.tokenState.QueryRowContext(ctx, oldID).Scan(&kind, &family, &expires, &revoked, &rotated)
+		err := w.tokenState.QueryRowContext(ctx, oldID).Scan(&kind, &family, &expires, &revoked, &rotated, &cut)
 		if err != nil {
 			return notFound(err, "refresh token")
 		}
 		if kind != string(oauth.KindRefresh) {
 			return fmt.Errorf("sqlite: %w: not a refresh token", oauth.ErrNotFound)
+		}
+		if cut {
+			return fmt.Errorf("sqlite: %w", oauth.ErrTokenInactive)
 		}
 		inactive := revoked.Valid || !expires.Valid || expires.Int64 <= nowUS
 		if rotated.Valid {

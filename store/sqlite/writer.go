@@ -57,7 +57,11 @@ func newWriter(ctx context.Context, db *sql.DB, lk *fileLock, busy time.Duration
 		{&w.rollbackTo, `ROLLBACK TO op`},
 		{&w.insertToken, insertToken},
 		{&w.insertToken2, insertTokensSQL(2)},
-		{&w.tokenState, `SELECT kind, family_id, expires_at, revoked_at, rotated_at FROM tokens WHERE id = ?`},
+		// cut: issued before its client's or its user's tokens_not_before.
+		{&w.tokenState, `SELECT t.kind, t.family_id, t.expires_at, t.revoked_at, t.rotated_at,
+			EXISTS (SELECT 1 FROM clients c WHERE c.id = t.client_id AND c.tokens_not_before > t.issued_at)
+			OR EXISTS (SELECT 1 FROM users u WHERE u.username = t.subject AND t.subject <> t.client_id AND u.tokens_not_before > t.issued_at)
+			FROM tokens t WHERE t.id = ?`},
 		{&w.markRotated, `UPDATE tokens SET rotated_at = ? WHERE id = ?`},
 		{&w.revokeID, `UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`},
 		{&w.revokeFam, `UPDATE tokens SET revoked_at = ? WHERE family_id = ? AND family_id <> '' AND revoked_at IS NULL`},

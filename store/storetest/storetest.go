@@ -63,6 +63,7 @@ func RunTests(t *testing.T, newStore func(t *testing.T, now func() time.Time) oa
 		{"RotateRefreshTokenGraceOver", testRotateGraceOver},
 		{"RotateRefreshTokenGraceZero", testRotateGraceZero},
 		{"RotateRefreshTokenGraceInactive", testRotateGraceInactive},
+		{"RotateRefreshTokenCutByNotBefore", testRotateCutByNotBefore},
 		{"RevokeToken", testRevokeToken},
 		{"RevokeFamily", testRevokeFamily},
 		{"UseNonce", testUseNonce},
