@@ -136,7 +136,7 @@ func Open(ctx context.Context, cfg config.Config, d Deps) (*Node, error) {
 		return fail(err)
 	}
 	n.Admin = &Admin{Config: cfg, Store: st, Engine: eng, Admin: admin.New(st, eng.Secrets(), eng.Passwords(), d.Now)}
-	if n.Server, err = server.New(cfg, st, eng, server.Deps{Logger: log, Now: d.Now, Registry: reg}); err != nil {
+	if n.Server, err = server.New(cfg, st, eng, server.Deps{Logger: log, Now: d.Now, Registry: reg, Events: events}); err != nil {
 		return fail(err)
 	}
 	return n, nil

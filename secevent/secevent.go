@@ -43,8 +43,9 @@ const (
 	// ClientAuthFailed: client authentication failed (unknown client, wrong
 	// secret, disabled client, malformed credentials).
 	ClientAuthFailed Type = "client_auth_failed"
-	// ClientIDInvalid: a client_id was refused before any lookup because it
-	// is too long or not printable (the memory-exhaustion probe of issue 8.1).
+	// ClientIDInvalid: client credentials (client_id, X-CLIENT-KEY or a
+	// Basic header) were refused before any lookup because they are
+	// malformed or too long (the memory-exhaustion probe of issue 8.1).
 	ClientIDInvalid Type = "client_id_invalid"
 	// PasswordFailed: a password grant presented a wrong password or an
 	// unknown or disabled username.
@@ -55,17 +56,14 @@ const (
 	// SnapSignatureFailed: a SNAP X-SIGNATURE did not verify (or the client
 	// has no public key registered).
 	SnapSignatureFailed Type = "snap_signature_failed"
-	// SnapReplay: a SNAP request was refused as a replay (timestamp out of
-	// range or a nonce seen before).
+	// SnapReplay: a signed SNAP request was refused as a replay (its
+	// signature was used before).
 	SnapReplay Type = "snap_replay"
 	// RefreshReuse: a rotated refresh token was presented again after the
 	// grace window and its family was revoked.
 	RefreshReuse Type = "refresh_reuse"
 	// TokenRevoked: a token was revoked through the revocation endpoint.
 	TokenRevoked Type = "token_revoked"
-	// TokensRevokedAll: every token of a client or a user was revoked (a
-	// client or user "not before" instant moved).
-	TokensRevokedAll Type = "tokens_revoked_all"
 	// JWTPolicyViolation: a JWT whose signature verifies was refused because
 	// its lifetime exceeds max_access_ttl or its scope is not allowed for its
 	// client: a sign that a signing key may be in someone else's hands.
@@ -92,7 +90,7 @@ const unknownType Type = "unknown"
 var allTypes = []Type{
 	ClientAuthFailed, ClientIDInvalid, PasswordFailed, UserLocked,
 	SnapSignatureFailed, SnapReplay, RefreshReuse, TokenRevoked,
-	TokensRevokedAll, JWTPolicyViolation, RateLimited, Overloaded,
+	JWTPolicyViolation, RateLimited, Overloaded,
 	IntrospectionDenied, AuthMethodNotAllowed, EndpointNotAllowed,
 }
 

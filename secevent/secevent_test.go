@@ -499,13 +499,13 @@ func TestRunFlushesOnTickAndClosesOnCancel(t *testing.T) {
 	if sums := byMsg(f.out.lines(t), "security events suppressed"); len(sums) != 1 || sums[0]["type"] != "refresh_reuse" {
 		t.Fatalf("after a tick: summaries %v, want one for refresh_reuse", sums)
 	}
-	f.log.Record(ctx, Event{Type: TokensRevokedAll})
-	f.log.Record(ctx, Event{Type: TokensRevokedAll})
+	f.log.Record(ctx, Event{Type: TokenRevoked})
+	f.log.Record(ctx, Event{Type: TokenRevoked})
 	cancel()
 	<-done
 	sums := byMsg(f.out.lines(t), "security events suppressed")
-	if len(sums) != 2 || sums[1]["type"] != "tokens_revoked_all" || sums[1]["count"] != float64(1) {
-		t.Errorf("after cancel: summaries %v, want Close's tokens_revoked_all summary last", sums)
+	if len(sums) != 2 || sums[1]["type"] != "token_revoked" || sums[1]["count"] != float64(1) {
+		t.Errorf("after cancel: summaries %v, want Close's token_revoked summary last", sums)
 	}
 }
 

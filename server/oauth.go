@@ -67,6 +67,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	params, caller, e := s.authenticated(ctx, r)
 	if e != nil {
+		s.credentialsRefused(ctx, e)
 		s.metrics.introspect.WithLabelValues(resultLabel(e)).Inc()
 		oauth2.WriteError(w, r, e)
 		return
@@ -96,6 +97,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	params, cl, e := s.authenticated(ctx, r)
 	if e != nil {
+		s.credentialsRefused(ctx, e)
 		s.metrics.revoke.WithLabelValues(resultLabel(e)).Inc()
 		oauth2.WriteError(w, r, e)
 		return

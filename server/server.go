@@ -27,6 +27,7 @@ import (
 	"github.com/tokengate/tokengate/internal/certreload"
 	"github.com/tokengate/tokengate/internal/connlimit"
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/secevent"
 )
 
 // Dialects maps a configuration's dialect name to its factory. A new
@@ -42,6 +43,7 @@ type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
 	now      func() time.Time
+	events   secevent.Recorder
 	store    oauth.Store
 	engine   *engine.Engine
 	metrics  *metrics
@@ -67,6 +69,7 @@ type Deps struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 	Registry *prometheus.Registry // the metrics registry; nil: a new one
+	Events   secevent.Recorder    // security events of the HTTP layer; nil: none
 }
 
 // New builds a node's HTTP side on an open store and engine: the token
@@ -82,7 +85,11 @@ func New(cfg config.Config, st oauth.Store, eng *engine.Engine, d Deps) (*Server
 	if d.Registry == nil {
 		d.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: d.Logger, now: d.Now, store: st, engine: eng, metrics: newMetrics(d.Registry), listen: net.Listen}
+	if d.Events == nil {
+		d.Events = secevent.Discard
+	}
+	s := &Server{cfg: cfg, log: d.Logger, now: d.Now, store: st, engine: eng, metrics: newMetrics(d.Registry), events: d.Events,
+		listen: net.Listen}
 	mux, err := s.routes()
 	if err != nil {
 		return nil, err

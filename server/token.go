@@ -32,6 +32,7 @@ func (s *Server) tokenHandler(path string, d dialect.Dialect, policy oauth.Endpo
 			resp, e = s.engine.Token(ctx, req)
 		}
 		if e != nil {
+			s.credentialsRefused(ctx, e)
 			s.metrics.tokenRequests.WithLabelValues(path, resultLabel(e)).Inc()
 			d.WriteError(w, r, e)
 		} else {
@@ -56,5 +57,17 @@ func resultLabel(e *oauth.Error) string {
 		return "overloaded"
 	default:
 		return "unavailable"
+	}
+}
+
+// credentialsRefused records a client_id_invalid event when a dialect
+// refused client credentials before any lookup (too long, malformed).
+func (s *Server) credentialsRefused(ctx context.Context, e *oauth.Error) {
+	if e.Cause != oauth.CauseMalformedField {
+		return
+	}
+	switch e.Field {
+	case "client_id", "client_secret", "X-CLIENT-KEY", "Authorization":
+		s.events.Record(ctx, secevent.Event{Type: secevent.ClientIDInvalid, Reason: "malformed or oversized client credentials"})
 	}
 }
