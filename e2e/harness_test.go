@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -387,20 +388,37 @@ func (r *response) str(k string) string {
 
 func (e *env) do(req *http.Request) *response {
 	e.t.Helper()
-	e.rememberSent(req)
-	res, err := http.DefaultClient.Do(req)
+	r, err := e.try(req)
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	return r
+}
+
+// httpClient keeps enough idle connections for the tests that send from
+// several goroutines at once.
+var httpClient = func() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 16
+	return &http.Client{Transport: tr}
+}()
+
+// try is do for any goroutine: it returns what would fail the test.
+func (e *env) try(req *http.Request) (*response, error) {
+	e.rememberSent(req)
+	res, err := httpClient.Do(req)
+	if err != nil {
+		return nil, err
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(res.Body)
 	if err != nil {
-		e.t.Fatal(err)
+		return nil, err
 	}
 	r := &response{status: res.StatusCode, header: res.Header, body: body}
 	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(body, &r.json); err != nil {
-			e.t.Fatalf("%s %s: bad JSON %q: %v", req.Method, req.URL.Path, body, err)
+			return nil, fmt.Errorf("%s %s: bad JSON %q: %v", req.Method, req.URL.Path, body, err)
 		}
 		for _, k := range []string{"access_token", "refresh_token", "accessToken"} {
 			if v := r.str(k); v != "" {
@@ -408,7 +426,7 @@ func (e *env) do(req *http.Request) *response {
 			}
 		}
 	}
-	return r
+	return r, nil
 }
 
 // metrics returns the Prometheus text from the operations listener.
