@@ -189,11 +189,11 @@ func TestLimitsFallBackWhenRedisIsDown(t *testing.T) {
 	}
 	id, secret := e.createClient("--name", "merchant", "--grant", "client_credentials")
 	cc := url.Values{"grant_type": {"client_credentials"}}
-	// Long enough for the limiter to try Redis again (every second) a
-	// few times.
+	// Longer than the second after which the limiter tries Redis again,
+	// so the retries' failures are not logged either.
 	begin := time.Now()
 	ok, refused := 0, 0
-	for time.Since(begin) < 2500*time.Millisecond {
+	for time.Since(begin) < 1600*time.Millisecond {
 		r := e.postForm("/oauth/token", cc, id, secret)
 		switch r.status {
 		case 200:
@@ -208,7 +208,7 @@ func TestLimitsFallBackWhenRedisIsDown(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if ok != 3 || refused < 20 {
+	if ok != 3 || refused < 10 {
 		t.Errorf("%d allowed and %d refused, want the burst of 3 allowed and the rest refused", ok, refused)
 	}
 
