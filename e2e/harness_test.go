@@ -6,8 +6,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -55,8 +57,8 @@ type env struct {
 	ops     string // the operations listener: /metrics, /debug/pprof/
 	logs    *syncBuffer
 	mu      sync.Mutex
-	secrets []string // every secret value the test saw: none may be logged
-	cliEnv  []string // the environment the CLI runs with
+	secrets map[string]struct{} // every secret value the test saw or sent: none may be logged
+	cliEnv  []string            // the environment the CLI runs with
 }
 
 // postgresKEK is the KEK of every PostgreSQL-backed server of this test
@@ -198,22 +200,136 @@ func cliEnv(cfg config.Config) []string {
 func (e *env) remember(values ...string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.secrets == nil {
+		e.secrets = make(map[string]struct{})
+	}
 	for _, v := range values {
 		if v != "" {
-			e.secrets = append(e.secrets, v)
+			e.secrets[v] = struct{}{}
 		}
 	}
 }
 
+// minSentCredential is the shortest credential value a request sent is
+// remembered by: 8, the shortest password the server accepts (client
+// secrets have 43 characters, tokens more), so every value the server
+// could ever take for a real credential is checked, however wrong it was.
+// Shorter values ("x", "nope", "c2ln") are words tests send on purpose that
+// may well appear in the log for good reasons ("wrong", "no such"...).
+const minSentCredential = 8
+
+// credentialFields are the request fields (form, query or JSON, at any
+// depth) that carry a credential.
+var credentialFields = map[string]bool{
+	"client_secret": true, "clientSecret": true, "password": true,
+	"refresh_token": true, "refreshToken": true, "token": true,
+	"access_token": true, "accessToken": true, "assertion": true, "client_assertion": true,
+}
+
+// rememberSent records every credential value req carries, right or
+// wrong: the Basic password (and the header's whole base64 value), a
+// bearer token, the SNAP signature, and the credential fields of its query
+// and body. A server that logs what it was sent leaks a user's mistyped
+// (often nearly right) password as surely as the right one.
+func (e *env) rememberSent(req *http.Request) {
+	var vals []string
+	if auth := req.Header.Get("Authorization"); auth != "" {
+		scheme, cred, _ := strings.Cut(auth, " ")
+		cred = strings.TrimSpace(cred)
+		vals = append(vals, cred)
+		if strings.EqualFold(scheme, "Basic") {
+			if raw, err := base64.StdEncoding.DecodeString(cred); err == nil {
+				_, pw, _ := strings.Cut(string(raw), ":")
+				vals = append(vals, pw)
+				if u, err := url.QueryUnescape(pw); err == nil {
+					vals = append(vals, u)
+				}
+			}
+		}
+	}
+	vals = append(vals, req.Header.Get("X-SIGNATURE"))
+	vals = append(vals, formCredentials(req.URL.Query())...)
+	if req.GetBody != nil {
+		if rc, err := req.GetBody(); err == nil {
+			body, _ := io.ReadAll(io.LimitReader(rc, 1<<20))
+			rc.Close()
+			var v any
+			if json.Unmarshal(body, &v) == nil {
+				vals = append(vals, jsonCredentials(v)...)
+			} else {
+				q, _ := url.ParseQuery(string(body)) // partial on error
+				vals = append(vals, formCredentials(q)...)
+			}
+		}
+	}
+	for _, v := range vals {
+		if len(v) >= minSentCredential {
+			e.remember(v)
+		}
+	}
+}
+
+func formCredentials(q url.Values) []string {
+	var out []string
+	for k, vs := range q {
+		if credentialFields[k] {
+			out = append(out, vs...)
+		}
+	}
+	return out
+}
+
+func jsonCredentials(v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if s, ok := x.(string); ok && credentialFields[k] {
+				out = append(out, s)
+			} else {
+				out = append(out, jsonCredentials(x)...)
+			}
+		}
+	case []any:
+		for _, x := range v {
+			out = append(out, jsonCredentials(x)...)
+		}
+	}
+	return out
+}
+
+// nearMisses are wrong secrets as close to s as a broken comparison
+// could let through: the last character changed, one character appended,
+// and a 32-character prefix (s less its last character when shorter).
+func nearMisses(s string) []string {
+	last := byte('A')
+	if s[len(s)-1] == last {
+		last = 'B'
+	}
+	return []string{s[:len(s)-1] + string(last), s + "A", s[:min(32, len(s)-1)]}
+}
+
+// nearMiss is nearMisses(s)[i % 3].
+func nearMiss(s string, i int) string { return nearMisses(s)[i%3] }
+
 func (e *env) assertNoSecretsLogged() {
+	for _, s := range e.leakedSecrets() {
+		e.t.Errorf("a secret value (%d chars, starting %q) appears in the server log", len(s), s[:min(4, len(s))])
+	}
+}
+
+// leakedSecrets are the remembered values that appear in the log.
+func (e *env) leakedSecrets() []string {
 	logs := e.logs.String()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, s := range e.secrets {
+	var leaked []string
+	for s := range e.secrets {
 		if strings.Contains(logs, s) {
-			e.t.Errorf("a secret value (%d chars, starting %q) appears in the server log", len(s), s[:min(4, len(s))])
+			leaked = append(leaked, s)
 		}
 	}
+	return leaked
 }
 
 // run runs the CLI on the server's data directory.
@@ -272,19 +388,37 @@ func (r *response) str(k string) string {
 
 func (e *env) do(req *http.Request) *response {
 	e.t.Helper()
-	res, err := http.DefaultClient.Do(req)
+	r, err := e.try(req)
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	return r
+}
+
+// httpClient keeps enough idle connections for the tests that send from
+// several goroutines at once.
+var httpClient = func() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 16
+	return &http.Client{Transport: tr}
+}()
+
+// try is do for any goroutine: it returns what would fail the test.
+func (e *env) try(req *http.Request) (*response, error) {
+	e.rememberSent(req)
+	res, err := httpClient.Do(req)
+	if err != nil {
+		return nil, err
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(res.Body)
 	if err != nil {
-		e.t.Fatal(err)
+		return nil, err
 	}
 	r := &response{status: res.StatusCode, header: res.Header, body: body}
 	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(body, &r.json); err != nil {
-			e.t.Fatalf("%s %s: bad JSON %q: %v", req.Method, req.URL.Path, body, err)
+			return nil, fmt.Errorf("%s %s: bad JSON %q: %v", req.Method, req.URL.Path, body, err)
 		}
 		for _, k := range []string{"access_token", "refresh_token", "accessToken"} {
 			if v := r.str(k); v != "" {
@@ -292,7 +426,7 @@ func (e *env) do(req *http.Request) *response {
 			}
 		}
 	}
-	return r
+	return r, nil
 }
 
 // metrics returns the Prometheus text from the operations listener.

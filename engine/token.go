@@ -178,13 +178,13 @@ func (e *Engine) persist(ctx context.Context, is issuance, records []*oauth.Toke
 			// No dialect signs refresh requests today; were one to, the
 			// nonce is spent first rather than atomically.
 			if err := e.store.UseNonce(ctx, is.nonce.Key, is.nonce.ExpiresAt); err != nil {
-				return e.nonceError(ctx, err)
+				return e.nonceError(ctx, is.client.ID, err)
 			}
 		}
 		err = e.store.RotateRefreshToken(ctx, is.rotateFrom, e.cfg.Now(), e.cfg.RefreshReuseGrace, records...)
 	case is.nonce != nil:
 		if err := e.store.CreateTokensOnce(ctx, *is.nonce, records...); err != nil {
-			return e.nonceError(ctx, err)
+			return e.nonceError(ctx, is.client.ID, err)
 		}
 	case len(records) > 0:
 		err = e.store.CreateTokens(ctx, records...)
@@ -248,10 +248,11 @@ func (e *Engine) firstKey(ctx context.Context, alg string) (*token.KeySet, error
 }
 
 // nonceError answers a failure to use up a request's nonce: a replay, or
-// the store's trouble.
-func (e *Engine) nonceError(ctx context.Context, err error) *oauth.Error {
+// the store's trouble. clientID is the authenticated client whose signed
+// request it was.
+func (e *Engine) nonceError(ctx context.Context, clientID string, err error) *oauth.Error {
 	if errors.Is(err, oauth.ErrAlreadyExists) {
-		e.event(ctx, secevent.SnapReplay, "", "", "a signed request was replayed")
+		e.event(ctx, secevent.SnapReplay, clientID, "", "a signed request was replayed")
 		return oauth.InvalidClient(oauth.CauseReplay, "request replayed")
 	}
 	return e.StoreError(ctx, "use nonce", err)
