@@ -188,12 +188,13 @@ func (a *Admin) UpdateClient(ctx context.Context, id string, change func(*oauth.
 	})
 }
 
-// SetClientDisabled disables or re-enables a client. Disabling also
-// revokes every token the client holds (TokensNotBefore), so enabling it
-// again, even after a secret rotation, brings none of them back.
+// SetClientDisabled disables or re-enables a client. Either change
+// revokes every token the client holds (TokensNotBefore): disabling, so the
+// tokens stay dead; enabling, so that tokens a node issued in the second
+// or two before it saw the disable do not come back to life either.
 func (a *Admin) SetClientDisabled(ctx context.Context, id string, disabled bool) error {
 	return a.UpdateClient(ctx, id, func(c *oauth.Client) error {
-		if disabled && !c.Disabled {
+		if disabled != c.Disabled {
 			c.TokensNotBefore = a.now()
 		}
 		c.Disabled = disabled
@@ -318,12 +319,12 @@ func (a *Admin) SetPassword(ctx context.Context, username, password string) erro
 	})
 }
 
-// SetUserDisabled disables or re-enables a user. Disabling also revokes
-// every token the user holds, so enabling the user again brings none back.
+// SetUserDisabled disables or re-enables a user. Either change revokes
+// every token the user holds (see SetClientDisabled).
 func (a *Admin) SetUserDisabled(ctx context.Context, username string, disabled bool) error {
 	return a.store.UpdateUser(ctx, username, func(u *oauth.User) error {
 		now := a.now()
-		if disabled && !u.Disabled {
+		if disabled != u.Disabled {
 			u.TokensNotBefore = now
 		}
 		u.Disabled, u.UpdatedAt = disabled, now

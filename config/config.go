@@ -71,6 +71,9 @@ type Store struct {
 	DataDir  string `yaml:"data_dir"`
 	DSN      string `yaml:"dsn"`
 	MaxConns int    `yaml:"max_conns"`
+	// Timeout bounds one PostgreSQL call and one group-commit transaction,
+	// so a database that stops answering fails requests instead of hanging.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Secrets configures the key-encryption key (KEK) that encrypts the
@@ -156,7 +159,7 @@ func Default() Config {
 	return Config{
 		Listen:      "127.0.0.1:8080",
 		IdleTimeout: 30 * time.Second,
-		Store:       Store{DataDir: "tokengate-data", MaxConns: 16},
+		Store:       Store{DataDir: "tokengate-data", MaxConns: 16, Timeout: 5 * time.Second},
 		Tokens: Tokens{
 			AccessTTL:    time.Hour,
 			MaxAccessTTL: 24 * time.Hour,
@@ -165,7 +168,7 @@ func Default() Config {
 			SigningAlg:   "ES256",
 			// The JWKS is served with max-age=60.
 			KeyActivationDelay: 2 * time.Minute,
-			RefreshReuseGrace:  5 * time.Second,
+			RefreshReuseGrace:  15 * time.Second,
 		},
 		PasswordHashConcurrency: 2,
 		PasswordHashQueue:       16,
@@ -328,6 +331,9 @@ func (c *Config) Validate() error {
 	if c.Store.DSN != "" && !strings.HasPrefix(c.Store.DSN, "postgres://") && !strings.HasPrefix(c.Store.DSN, "postgresql://") {
 		bad("store.dsn: must be a postgres:// URL")
 	}
+	if c.Store.Timeout < 100*time.Millisecond {
+		bad("store.timeout: must be at least 100ms")
+	}
 	if c.Store.MaxConns < 1 {
 		bad("store.max_conns: must be at least 1")
 	}
@@ -372,8 +378,15 @@ func (c *Config) Validate() error {
 	if c.PasswordHashQueue < 1 {
 		bad("password_hash_queue: must be at least 1")
 	}
-	if c.Tokens.RefreshReuseGrace < 0 || c.Tokens.RefreshReuseGrace > time.Minute {
-		bad("tokens.refresh_reuse_grace: must be between 0 and 1m")
+	switch g := c.Tokens.RefreshReuseGrace; {
+	case g < 0 || g > 2*time.Minute:
+		bad("tokens.refresh_reuse_grace: must be between 0 and 2m")
+	case g > 0 && g < max(c.RequestTimeout, c.Store.Timeout)+retryMargin:
+		// A rotation that commits but whose reply is lost is answered 503
+		// with Retry-After; the store recovers within its timeout, and the
+		// client's retry must still fall in the grace.
+		bad("tokens.refresh_reuse_grace: must be 0 or at least the longer of request_timeout and store.timeout, plus %s (%s), so that a retry after a rotation whose reply was lost falls inside it",
+			retryMargin, max(c.RequestTimeout, c.Store.Timeout)+retryMargin)
 	}
 	if c.RequestTimeout < 100*time.Millisecond {
 		bad("request_timeout: must be at least 100ms")
@@ -469,6 +482,10 @@ func isHex(s string, n int) bool {
 	}
 	return true
 }
+
+// retryMargin is what a client's retry after a 503 (Retry-After: 1) may
+// take beyond the request timeout: the advised second and a network's worth.
+const retryMargin = 5 * time.Second
 
 // reserved are the server's own paths.
 var reserved = map[string]bool{

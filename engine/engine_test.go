@@ -1080,3 +1080,30 @@ func TestFirstKeyForAnAlgorithmIsMadeOnce(t *testing.T) {
 		t.Errorf("%d EdDSA keys after 10 concurrent first requests, want 1", n)
 	}
 }
+
+// TestTokensIssuedBeforeANodeSawTheDisableStayDead: a node whose cache
+// still holds the enabled client issues tokens after the disable; enabling
+// the client again must not bring those back either.
+func TestTokensIssuedBeforeANodeSawTheDisableStayDead(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials}})
+	f.issue(t, c, sec) // cached
+	if err := f.admin.SetClientDisabled(ctx, c.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Millisecond)
+	stale := f.issue(t, c, sec) // this engine has not seen the disable yet
+	f.clock.Advance(time.Millisecond)
+	if err := f.admin.SetClientDisabled(ctx, c.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	f.refreshCaches(t)
+	f.clock.Advance(time.Millisecond)
+	if f.active(t, nil, stale.AccessToken) {
+		t.Error("a token issued by a stale node during the disable is active after enable")
+	}
+	if r := f.issue(t, c, sec); !f.active(t, nil, r.AccessToken) {
+		t.Error("a token issued after enable is inactive")
+	}
+}

@@ -21,7 +21,7 @@ func Open(ctx context.Context, cfg config.Store, now func() time.Time) (oauth.St
 		now = time.Now
 	}
 	if cfg.DSN != "" {
-		return postgres.Open(ctx, cfg.DSN, postgres.Options{MaxConns: cfg.MaxConns, Now: now})
+		return postgres.Open(ctx, cfg.DSN, postgres.Options{MaxConns: cfg.MaxConns, Timeout: cfg.Timeout, Now: now})
 	}
 	return sqlite.Open(ctx, cfg.DataDir, sqlite.WithClock(now))
 }
