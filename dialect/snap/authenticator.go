@@ -45,13 +45,18 @@ func (a *Authenticator) Method() string { return oauth.AuthSNAPSignature }
 func (a *Authenticator) Authenticate(ctx context.Context, creds oauth.ClientCredentials, c *oauth.Client, _ time.Time) *oauth.Error {
 	ev, ok := creds.Evidence.(Evidence)
 	if !ok || c == nil {
+		a.Dummy(creds)
 		return oauth.InvalidClient(oauth.CauseBadCredentials, "invalid signature")
 	}
+	// Every refusal costs one RSA verification, like a wrong signature, so
+	// timing does not tell a client without a key from one with a key.
 	if c.PublicKeyPEM == "" {
+		a.Dummy(creds)
 		return oauth.InvalidClient(oauth.CauseNoClientKey, "no public key is registered for the client")
 	}
 	key, err := a.keys.get(c.PublicKeyPEM)
 	if err != nil {
+		a.Dummy(creds)
 		a.log.ErrorContext(ctx, "snap: registered public key is unusable", "client_id", c.ID, "err", err)
 		return oauth.InvalidClient(oauth.CauseNoClientKey, "the client's registered public key is unusable")
 	}

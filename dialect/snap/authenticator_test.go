@@ -7,9 +7,11 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tokengate/tokengate/oauth"
 )
@@ -199,4 +201,39 @@ func TestAuthenticatorConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestAuthenticatorRefusalsCostAVerification: a client without a usable key
+// costs an RSA verification like a wrong signature, so with
+// uniform_auth_errors the timing does not tell a secret-only client ID
+// (known) from an unknown one. An RSA-2048 verification is tens of
+// microseconds, a refusal without one well under a microsecond, so the
+// medians are far apart if a path skips it. (A signature of the wrong
+// length fails fast in crypto/rsa whatever the key, on every path alike.)
+func TestAuthenticatorRefusalsCostAVerification(t *testing.T) {
+	a := NewAuthenticator(nil)
+	ctx := context.Background()
+	creds := signedCreds(t, clientKey(), testClientID, ts0)
+	wrong := signedCreds(t, otherKey(), testClientID, ts0)
+	withKey := &oauth.Client{ID: testClientID, PublicKeyPEM: spkiPEM(t, &clientKey().PublicKey)}
+	median := func(f func()) time.Duration {
+		var d []time.Duration
+		for range 31 {
+			start := time.Now()
+			f()
+			d = append(d, time.Since(start))
+		}
+		slices.Sort(d)
+		return d[len(d)/2]
+	}
+	badSig := median(func() { a.Authenticate(ctx, wrong, withKey, t0) })
+	for name, f := range map[string]func(){
+		"no key":       func() { a.Authenticate(ctx, creds, &oauth.Client{ID: testClientID}, t0) },
+		"unusable key": func() { a.Authenticate(ctx, creds, &oauth.Client{ID: testClientID, PublicKeyPEM: "garbage"}, t0) },
+		"dummy":        func() { a.Dummy(creds) },
+	} {
+		if got := median(f); got < badSig/3 {
+			t.Errorf("%s: median %v against %v for a wrong signature: it skips the RSA verification", name, got, badSig)
+		}
+	}
 }
