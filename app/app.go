@@ -193,6 +193,7 @@ func newEngine(ctx context.Context, cfg config.Config, st oauth.Store, d Deps, l
 		RefreshReuseGrace:       cfg.Tokens.RefreshReuseGrace,
 		PasswordHashConcurrency: cfg.PasswordHashConcurrency,
 		PasswordHashQueue:       cfg.PasswordHashQueue,
+		PasswordHashPerClient:   cfg.PasswordHashPerClient,
 		Authenticators:          []oauth.ClientAuthenticator{snap.NewAuthenticator(d.Logger)},
 		Events:                  events,
 		Pepper:                  pepper,

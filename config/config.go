@@ -42,15 +42,18 @@ type Config struct {
 	// Pepper keys client-secret hashes (hex, at least 32 bytes). Empty: a
 	// random pepper is generated into the store on first start. Set it
 	// before creating clients; changing it invalidates every client secret.
-	Pepper                  string        `yaml:"pepper"`
-	Secrets                 Secrets       `yaml:"secrets"`
-	PasswordHashConcurrency int           `yaml:"password_hash_concurrency"`
-	PasswordHashQueue       int           `yaml:"password_hash_queue"`
-	RequestTimeout          time.Duration `yaml:"request_timeout"`
-	RateLimit               RateLimit     `yaml:"rate_limit"`
-	GC                      GC            `yaml:"gc"`
-	Log                     Log           `yaml:"log"`
-	Endpoints               []Endpoint    `yaml:"endpoints"`
+	Pepper                  string  `yaml:"pepper"`
+	Secrets                 Secrets `yaml:"secrets"`
+	PasswordHashConcurrency int     `yaml:"password_hash_concurrency"`
+	PasswordHashQueue       int     `yaml:"password_hash_queue"`
+	// PasswordHashPerClient caps one client's password checks running or
+	// waiting (0: half of password_hash_concurrency + password_hash_queue).
+	PasswordHashPerClient int           `yaml:"password_hash_per_client"`
+	RequestTimeout        time.Duration `yaml:"request_timeout"`
+	RateLimit             RateLimit     `yaml:"rate_limit"`
+	GC                    GC            `yaml:"gc"`
+	Log                   Log           `yaml:"log"`
+	Endpoints             []Endpoint    `yaml:"endpoints"`
 }
 
 // TLS names the PEM files of the server's certificate (with any
@@ -374,6 +377,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PasswordHashConcurrency < 1 {
 		bad("password_hash_concurrency: must be at least 1")
+	}
+	if c.PasswordHashPerClient < 0 {
+		bad("password_hash_per_client: must not be negative")
 	}
 	if c.PasswordHashQueue < 1 {
 		bad("password_hash_queue: must be at least 1")

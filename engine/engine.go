@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,11 @@ type Config struct {
 	// grant is answered 503 at once.
 	PasswordHashConcurrency int
 	PasswordHashQueue       int
+	// PasswordHashPerClient caps the password checks one client may have
+	// running or waiting, so a client spraying many usernames cannot take
+	// the whole queue from other clients' users (0: half of the slots and
+	// the queue together).
+	PasswordHashPerClient int
 	// Authenticators are client authentication methods beyond the client
 	// secret ones, which the engine always registers (e.g. SNAP signatures).
 	Authenticators []oauth.ClientAuthenticator
@@ -88,6 +94,15 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.PasswordHashConcurrency <= 0 {
+		c.PasswordHashConcurrency = runtime.NumCPU()
+	}
+	if c.PasswordHashQueue <= 0 {
+		c.PasswordHashQueue = secret.DefaultQueue
+	}
+	if c.PasswordHashPerClient <= 0 {
+		c.PasswordHashPerClient = max(1, (c.PasswordHashConcurrency+c.PasswordHashQueue)/2)
+	}
 	if c.RateLimiter == nil {
 		c.RateLimiter = unlimited{}
 	}
@@ -114,6 +129,7 @@ type Engine struct {
 	secrets   *secret.Hasher
 	passwords *secret.Passwords
 	signingIn *inFlight // usernames with a password check running on this node
+	hashing   *counter  // password checks running or waiting, per client
 	auth      map[string]oauth.ClientAuthenticator
 	grants    map[string]grantHandler
 	opaque    *token.Opaque
@@ -149,6 +165,7 @@ func New(ctx context.Context, store oauth.Store, cfg Config) (*Engine, error) {
 		secrets:   secret.NewHasher(pepper),
 		passwords: secret.NewPasswords(cfg.PasswordHashConcurrency, cfg.PasswordHashQueue),
 		signingIn: newInFlight(),
+		hashing:   newCounter(cfg.PasswordHashPerClient),
 		opaque:    token.NewOpaque(opaqueKey),
 	}
 	e.registerAuthenticators(cfg.Authenticators)

@@ -1107,3 +1107,49 @@ func TestTokensIssuedBeforeANodeSawTheDisableStayDead(t *testing.T) {
 		t.Error("a token issued after enable is inactive")
 	}
 }
+
+// TestPasswordSprayCannotStarveOtherClients: one client sprays guesses
+// across many usernames (no per-username lock applies) with far more
+// concurrent requests than the password queue holds; another client's
+// user still signs in every time, because a client gets only its share of
+// the queue.
+func TestPasswordSprayCannotStarveOtherClients(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.PasswordHashConcurrency, c.PasswordHashQueue = 2, 16 })
+	ctx := context.Background()
+	sprayer, secS := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantPassword}})
+	app, secA := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantPassword}})
+	if err := f.admin.CreateUser(ctx, "bob", "bob's password"); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var refused, spray atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 100 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, e := f.eng.Token(ctx, &oauth.TokenRequest{GrantType: oauth.GrantPassword, Username: fmt.Sprintf("victim-%d-%d", g, i),
+					Password: "Summer2026!", Credentials: basic(sprayer.ID, secS)})
+				spray.Add(1)
+				if e != nil && e.Cause == oauth.CauseRateLimited {
+					refused.Add(1)
+				}
+			}
+		})
+	}
+	for i := range 10 {
+		if _, e := f.eng.Token(ctx, &oauth.TokenRequest{GrantType: oauth.GrantPassword, Username: "bob", Password: "bob's password",
+			Credentials: basic(app.ID, secA)}); e != nil {
+			t.Errorf("bob's login %d during the spray: %v", i+1, e)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if refused.Load() == 0 {
+		t.Errorf("the spray (%d requests) never exceeded its client's share: the test shows nothing", spray.Load())
+	}
+}

@@ -51,3 +51,32 @@ func (f *inFlight) release(key string) {
 	delete(f.m, key)
 	f.mu.Unlock()
 }
+
+// counter counts operations in flight per key, up to a cap each. Like
+// inFlight, it holds only keys with something running.
+type counter struct {
+	max int
+	mu  sync.Mutex
+	m   map[string]int
+}
+
+func newCounter(max int) *counter { return &counter{max: max, m: make(map[string]int)} }
+
+// acquire counts one more operation for key; false if key is at the cap.
+func (c *counter) acquire(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[key] >= c.max {
+		return false
+	}
+	c.m[key]++
+	return true
+}
+
+func (c *counter) release(key string) {
+	c.mu.Lock()
+	if c.m[key]--; c.m[key] <= 0 {
+		delete(c.m, key)
+	}
+	c.mu.Unlock()
+}
