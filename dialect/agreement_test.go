@@ -214,3 +214,33 @@ func TestDialectsWriteRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestDialectsRefuseControlCharactersInClientIDs: a client ID or secret with
+// a control character (a JSON "\u0000", which PostgreSQL cannot even hold
+// in a key) is refused by every dialect before any lookup.
+func TestDialectsRefuseControlCharactersInClientIDs(t *testing.T) {
+	for _, d := range jsonDialects(t) {
+		for _, bad := range []struct{ json, raw string }{{`a\u0000b`, "a\x00b"}, {`a\nb`, "a\nb"}, {`a\u007fb`, "a\x7fb"}} {
+			for _, field := range []string{"client_id", "client_secret"} {
+				id, secret := "c", "s"
+				if field == "client_id" {
+					id = bad.json
+				} else {
+					secret = bad.json
+				}
+				b := `{"grant_type":"client_credentials","grantType":"client_credentials","client_id":"` + id + `","client_secret":"` + secret + `"}`
+				header := "c"
+				if d.name == "snap-b2b" {
+					if field == "client_secret" {
+						continue // SNAP carries no secret
+					}
+					b, header = `{"grantType":"client_credentials"}`, bad.raw
+				}
+				_, e := d.d.DecodeTokenRequest(d.request(b, header))
+				if e == nil || e.Code != oauth.CodeInvalidRequest {
+					t.Errorf("%s, %s %q: %+v, want invalid_request", d.name, field, bad.raw, e)
+				}
+			}
+		}
+	}
+}

@@ -60,7 +60,7 @@ func TestSecurityEventsCountedAndLogged(t *testing.T) {
 		c.RateLimit.PerClient, c.RateLimit.Burst = 0.01, 10
 		c.RateLimit.Lockout.Threshold, c.RateLimit.Lockout.Base = 3, time.Minute
 		c.Tokens.RefreshReuseGrace = 0
-		c.PasswordHashConcurrency, c.PasswordHashQueue = 1, 1
+		c.PasswordHashConcurrency, c.PasswordHashQueue, c.PasswordHashPerClient = 1, 1, 8
 	})
 	key := testSnapKey(t)
 	_, pub := writeKeys(t, key)
@@ -92,7 +92,8 @@ func TestSecurityEventsCountedAndLogged(t *testing.T) {
 	expect(3, secEvent{"client_auth_failed", merchant, "", tokenPath})
 	nobody := "nobody-" + pgtest.RandomID()
 	refused("unknown client", e.postForm(tokenPath, cc, nobody, merchantSecret), 401)
-	expect(1, secEvent{"client_auth_failed", nobody, "", tokenPath})
+	// An unknown client ID is not logged: it may be a secret in the wrong field.
+	expect(1, secEvent{"client_auth_failed", "", "", tokenPath})
 
 	snapID, snapSecret := e.createClient("--name", "snap merchant", "--grant", "client_credentials", "--snap-public-key", pub)
 	refused("SNAP-only client with Basic", e.postForm(tokenPath, cc, snapID, snapSecret), 401)
@@ -122,7 +123,9 @@ func TestSecurityEventsCountedAndLogged(t *testing.T) {
 	expect(3, secEvent{"password_failed", app2, "lou", tokenPath})
 	expect(1, secEvent{"user_locked", app2, "lou", tokenPath}) // the third failure locks
 	refused("locked user", e.postForm(tokenPath, pw("lou", "lou's password"), app2, app2Secret), 400)
-	expect(1, secEvent{"user_locked", app2, "lou", tokenPath})
+	// Refused before any lookup: the username, which may be a mistyped
+	// password, is not logged.
+	expect(1, secEvent{"user_locked", app2, "", tokenPath})
 
 	body := `{"grantType":"client_credentials","additionalInfo":{}}`
 	ts, other := uniqueTimestamp(), uniqueTimestamp()
@@ -294,4 +297,35 @@ func logLinesOfType(logs, typ string) []map[string]string {
 		}
 	}
 	return out
+}
+
+// TestSwappedCredentialsAreNotLogged: a client that swaps its ID and
+// secret, or a user who types the password into the username field, must
+// not find the secret in the server's log through the security events
+// (the log check at cleanup fails the test if it does).
+func TestSwappedCredentialsAreNotLogged(t *testing.T) {
+	e := start(t, nil)
+	id, secret := e.createClient("--name", "m", "--grant", "client_credentials")
+	// Another client for the password grant: its ID is logged, and the
+	// harness treats the swapped client's ID as a secret sent.
+	app, appSecret := e.createClient("--name", "app", "--grant", "password")
+	e.createUser("carol", "carol's real password")
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	if r := e.postForm("/oauth/token", cc, secret, id); r.status != 401 {
+		t.Fatalf("swapped Basic credentials: %d %s", r.status, r.body)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {secret}, "client_secret": {id}}
+	if r := e.postForm("/oauth/token", form, "", ""); r.status != 400 {
+		t.Fatalf("swapped body credentials: %d %s", r.status, r.body)
+	}
+	for range 6 { // past the lockout threshold too
+		r := e.postForm("/oauth/token", url.Values{"grant_type": {"password"}, "username": {"carol's real password"},
+			"password": {"carol"}}, app, appSecret)
+		if r.status != 400 {
+			t.Fatalf("password in the username field: %d %s", r.status, r.body)
+		}
+	}
+	if n := len(logLines(e.logs.String(), "security event")); n < 8 {
+		t.Errorf("%d security event lines, want one per refusal", n)
+	}
 }

@@ -47,7 +47,13 @@ func (e *Engine) authEvent(ctx context.Context, creds oauth.ClientCredentials, a
 	case creds.Method == oauth.AuthSNAPSignature:
 		t = secevent.SnapSignatureFailed
 	}
-	e.event(ctx, t, creds.ClientID, "", causeReason[ae.Cause])
+	// An unknown client ID is not logged: it may be a secret sent in the
+	// wrong field.
+	id := creds.ClientID
+	if ae.Cause == oauth.CauseUnknownClient || ae.Cause == oauth.CauseNoCredentials {
+		id = ""
+	}
+	e.event(ctx, t, id, "", causeReason[ae.Cause])
 }
 
 // causeReason is the fixed reason phrase of a security event.

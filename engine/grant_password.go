@@ -34,8 +34,10 @@ func (e *Engine) password(ctx context.Context, cl *oauth.Client, req *oauth.Toke
 	if len(req.Username) > maxUsernameLen {
 		return nil, badCredentials()
 	}
+	// Security events name the username only once it is known to be one:
+	// a caller may have typed a password into the username field.
 	if d, err := e.cfg.Lockout.Check(ctx, req.Username); err == nil && !d.Allowed {
-		e.event(ctx, secevent.UserLocked, cl.ID, req.Username, "sign-in refused: the username is locked")
+		e.event(ctx, secevent.UserLocked, cl.ID, "", "sign-in refused: the username is locked")
 		return nil, locked(d.RetryAfter)
 	}
 	if !e.signingIn.acquire(req.Username) {
@@ -72,18 +74,27 @@ func (e *Engine) password(ctx context.Context, cl *oauth.Client, req *oauth.Toke
 		return nil, oauth.ServerError()
 	}
 	if !ok {
-		e.event(ctx, secevent.PasswordFailed, cl.ID, req.Username, "wrong password or unknown username")
+		known := ""
+		if u != nil {
+			known = u.Username
+		}
+		e.event(ctx, secevent.PasswordFailed, cl.ID, known, "wrong password or unknown username")
 		if d, err := e.cfg.Lockout.Fail(ctx, req.Username); err == nil && !d.Allowed {
-			e.event(ctx, secevent.UserLocked, cl.ID, req.Username, "too many failed sign-ins: the username is locked")
+			e.event(ctx, secevent.UserLocked, cl.ID, known, "too many failed sign-ins: the username is locked")
 			return nil, locked(d.RetryAfter)
 		}
 		return nil, badCredentials()
 	}
+	if u.Disabled {
+		// Answered like a wrong password, so the answer does not confirm
+		// the password to someone who guessed it; the failures are not
+		// cleared either.
+		e := badCredentials()
+		e.Cause = oauth.CauseUserDisabled
+		return nil, e
+	}
 	if err := e.cfg.Lockout.Succeed(ctx, req.Username); err != nil {
 		e.cfg.Logger.Warn("lockout: clearing failures failed", "err", err)
-	}
-	if u.Disabled {
-		return nil, oauth.InvalidGrant(oauth.CauseUserDisabled, "the resource owner is disabled")
 	}
 	return e.issue(ctx, issuance{client: cl, subject: u.Username, scopes: scopes, scopeChanged: changed,
 		policy: req.Policy, withRefresh: cl.AllowsGrant(oauth.GrantRefreshToken) && !req.NoRefreshToken, nonce: req.Nonce})

@@ -149,10 +149,16 @@ func (e *Engine) Revoke(ctx context.Context, client *oauth.Client, value string)
 	if err != nil || t == nil {
 		return false, err
 	}
+	now := e.cfg.Now()
+	if !t.RevokedAt.IsZero() || !now.Before(t.ExpiresAt) {
+		// Nothing to do (RFC 7009 §2.2), whoever asks: answered before the
+		// owner check, so a dead token does not tell another client it was
+		// one of ours.
+		return true, nil
+	}
 	if client != nil && client.ID != t.ClientID {
 		return true, ErrNotOwner
 	}
-	now := e.cfg.Now()
 	clientID := ""
 	if client != nil {
 		clientID = client.ID
@@ -160,9 +166,6 @@ func (e *Engine) Revoke(ctx context.Context, client *oauth.Client, value string)
 	e.event(ctx, secevent.TokenRevoked, clientID, "", "a token was revoked")
 	if t.Kind == oauth.KindRefresh && t.FamilyID != "" {
 		return true, e.store.RevokeFamily(ctx, t.FamilyID, now)
-	}
-	if !t.RevokedAt.IsZero() || !now.Before(t.ExpiresAt) {
-		return true, nil
 	}
 	return true, e.store.RevokeToken(ctx, t, now)
 }

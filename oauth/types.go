@@ -3,6 +3,7 @@ package oauth
 import (
 	"slices"
 	"time"
+	"unicode/utf8"
 )
 
 // Grant types (RFC 6749 §4.4, §4.3, §6).
@@ -15,6 +16,28 @@ const (
 // KnownGrant reports whether g is a grant type tokengate implements.
 func KnownGrant(g string) bool {
 	return g == GrantClientCredentials || g == GrantPassword || g == GrantRefreshToken
+}
+
+// ValidCredentialText reports whether s may be a client ID, secret or
+// username as a request presents it: RFC 6749 Appendix A's
+// *UNICODECHARNOCRLF (no control character but HTAB, no U+FFFE or U+FFFF)
+// in valid UTF-8. Every dialect refuses anything else before a lookup (a
+// NUL byte, for one, cannot even be a key in PostgreSQL).
+func ValidCredentialText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+		// U+FFFE and U+FFFF are EF BF BE and EF BF BF.
+		if c == 0xef && i+2 < len(s) && s[i+1] == 0xbf && s[i+2] >= 0xbe {
+			return false
+		}
+	}
+	return true
 }
 
 // Bounds every dialect applies to presented client credentials before any

@@ -31,10 +31,12 @@ func (s *Server) recoverJSON(h http.Handler) http.Handler {
 func (s *Server) authenticated(ctx context.Context, r *http.Request) (map[string]string, *oauth.Client, *oauth.Error) {
 	params, e := oauth2.ParseParams(r)
 	if e != nil {
+		s.credentialsRefused(ctx, e)
 		return nil, nil, e
 	}
 	creds, e := oauth2.ClientCredentials(r, params)
 	if e != nil {
+		s.credentialsRefused(ctx, e)
 		return nil, nil, e
 	}
 	cl, e := s.engine.AuthenticateClient(ctx, creds, "")
@@ -67,7 +69,6 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	params, caller, e := s.authenticated(ctx, r)
 	if e != nil {
-		s.credentialsRefused(ctx, e)
 		s.metrics.introspect.WithLabelValues(resultLabel(e)).Inc()
 		oauth2.WriteError(w, r, e)
 		return
@@ -97,7 +98,6 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	params, cl, e := s.authenticated(ctx, r)
 	if e != nil {
-		s.credentialsRefused(ctx, e)
 		s.metrics.revoke.WithLabelValues(resultLabel(e)).Inc()
 		oauth2.WriteError(w, r, e)
 		return

@@ -26,13 +26,14 @@ func (s *Server) tokenHandler(path string, d dialect.Dialect, policy oauth.Endpo
 		defer cancel()
 		req, e := d.DecodeTokenRequest(r)
 		var resp *oauth.TokenResponse
-		if e == nil {
+		if e != nil {
+			s.credentialsRefused(ctx, e)
+		} else {
 			req.Policy = policy
 			req.Endpoint = path
 			resp, e = s.engine.Token(ctx, req)
 		}
 		if e != nil {
-			s.credentialsRefused(ctx, e)
 			s.metrics.tokenRequests.WithLabelValues(path, resultLabel(e)).Inc()
 			d.WriteError(w, r, e)
 		} else {
@@ -60,14 +61,20 @@ func resultLabel(e *oauth.Error) string {
 	}
 }
 
-// credentialsRefused records a client_id_invalid event when a dialect
-// refused client credentials before any lookup (too long, malformed).
+// credentialsRefused records the security event of a request a dialect
+// refused before the engine saw it: malformed or oversized credentials,
+// another authentication scheme, a stale SNAP timestamp.
 func (s *Server) credentialsRefused(ctx context.Context, e *oauth.Error) {
-	if e.Cause != oauth.CauseMalformedField {
+	var ev secevent.Event
+	switch {
+	case e.Cause == oauth.CauseStaleRequest:
+		ev = secevent.Event{Type: secevent.SnapReplay, Reason: "X-TIMESTAMP outside the allowed window (an old request replayed?)"}
+	case e.Cause == oauth.CauseMalformedField && (e.Field == "client_id" || e.Field == "client_secret" || e.Field == "X-CLIENT-KEY" || e.Field == "Authorization"):
+		ev = secevent.Event{Type: secevent.ClientIDInvalid, Reason: "malformed or oversized client credentials"}
+	case e.Code == oauth.CodeInvalidClient:
+		ev = secevent.Event{Type: secevent.ClientAuthFailed, Reason: "client authentication the endpoint does not accept"}
+	default:
 		return
 	}
-	switch e.Field {
-	case "client_id", "client_secret", "X-CLIENT-KEY", "Authorization":
-		s.events.Record(ctx, secevent.Event{Type: secevent.ClientIDInvalid, Reason: "malformed or oversized client credentials"})
-	}
+	s.events.Record(ctx, ev)
 }

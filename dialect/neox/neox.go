@@ -107,12 +107,18 @@ func (d *neox) DecodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.
 	if len(clientID) > oauth.MaxClientIDLen {
 		return nil, oauth.Malformed("client_id", "too long")
 	}
+	if !oauth.ValidCredentialText(clientID) {
+		return nil, oauth.Malformed("client_id", "control character")
+	}
 	secret, e := stringField(members, "client_secret", true)
 	if e != nil {
 		return nil, e
 	}
 	if len(secret) > oauth.MaxClientSecretLen {
 		return nil, oauth.Malformed("client_secret", "too long")
+	}
+	if !oauth.ValidCredentialText(secret) {
+		return nil, oauth.Malformed("client_secret", "control character")
 	}
 	scope, e := stringField(members, "scope", false)
 	if e != nil {

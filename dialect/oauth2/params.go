@@ -87,21 +87,8 @@ func checkedParam(k string) bool {
 }
 
 // unicodeNoCRLF reports whether s is RFC 6749 Appendix A's
-// *UNICODECHARNOCRLF: no control character but HTAB, no U+FFFE or U+FFFF.
-// s is already known to be valid UTF-8.
-func unicodeNoCRLF(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 && c != '\t' || c == 0x7f {
-			return false
-		}
-		// U+FFFE and U+FFFF are EF BF BE and EF BF BF.
-		if c == 0xef && i+2 < len(s) && s[i+1] == 0xbf && s[i+2] >= 0xbe {
-			return false
-		}
-	}
-	return true
-}
+// *UNICODECHARNOCRLF (see oauth.ValidCredentialText).
+func unicodeNoCRLF(s string) bool { return oauth.ValidCredentialText(s) }
 
 // contentType checks the Content-Type header and reports whether it is JSON.
 // The media type is case-insensitive; of its parameters only charset is

@@ -58,7 +58,7 @@ func (s *Store) GetClient(ctx context.Context, id string) (*oauth.Client, error)
 	defer cancel()
 	c, err := scanClient(pool.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
 	if err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
+		if errors.Is(err, pgx.ErrNoRows) || unstorableKey(err) {
 			// A miss decodes a typical record too: see codec.TypicalClient.
 			scanClient(typicalClientRow)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tokengate/tokengate/oauth"
@@ -264,8 +265,16 @@ func scanKey(row pgx.Row) (*oauth.SigningKey, error) {
 
 // notFound turns pgx.ErrNoRows into oauth.ErrNotFound.
 func notFound(err error, what string) error {
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, pgx.ErrNoRows) || unstorableKey(err) {
 		return fmt.Errorf("postgres: %s: %w", what, oauth.ErrNotFound)
 	}
 	return mapErr(err)
+}
+
+// unstorableKey reports whether err says a looked-up key holds text
+// PostgreSQL cannot store (a NUL byte, invalid UTF-8): no record can have
+// such a key, so the lookup finds nothing, rather than failing.
+func unstorableKey(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "22021" || pe.Code == "22P05") // character_not_in_repertoire, untranslatable_character
 }

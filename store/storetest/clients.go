@@ -69,6 +69,14 @@ func testClients(t *testing.T, s oauth.Store, clk *clock) {
 
 	_, err = s.GetClient(ctx, "missing")
 	isErr(t, err, oauth.ErrNotFound, "GetClient(missing)")
+	// Keys no record can have (a NUL byte, invalid UTF-8, as a client may
+	// send them) find nothing: they are not a store failure.
+	for _, odd := range []string{"a\x00b", "\xff\xfe", "\xed\xa0\x80"} {
+		_, err = s.GetClient(ctx, odd)
+		isErr(t, err, oauth.ErrNotFound, "GetClient(%q)", odd)
+		_, err = s.GetUser(ctx, odd)
+		isErr(t, err, oauth.ErrNotFound, "GetUser(%q)", odd)
+	}
 
 	list, err := s.ListClients(ctx)
 	noErr(t, err, "ListClients")
