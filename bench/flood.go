@@ -325,7 +325,7 @@ func (h *harness) runFlood(ctx context.Context, p *proc) error {
 				local[k.name][status]++
 				if status != k.status || !bytes.HasPrefix(body, []byte(k.marker)) {
 					wrong++
-					firstWrong = cmp.Or(firstWrong, fmt.Sprintf("%s: HTTP %d, want %d %s: %.200s", k.name, status, k.status, k.marker, body))
+					firstWrong = cmp.Or(firstWrong, fmt.Sprintf("%s: want %d %s, got HTTP %d: %.200s", k.name, k.status, k.want, status, body))
 				}
 			}
 			mu.Lock()
