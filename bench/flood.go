@@ -34,12 +34,13 @@ import (
 const (
 	// floodBodyID is the client_id length of the requests that carry it
 	// in the body: the longest that keeps every body within the dialects'
-	// 64 KiB body limit, so the dialect, not the size check, refuses it.
+	// 64 KiB body limit, so that the dialect's client_id check refuses
+	// it, not its body-size limit.
 	floodBodyID = 64<<10 - 256
 	// floodHeaderID is the length for the requests that carry it in a
 	// header (Basic credentials, X-CLIENT-KEY): the server reads at most
-	// 32 KiB of headers (MaxHeaderBytes), so the largest round size that
-	// fits, Base64 included, for the dialect to answer.
+	// 32 KiB of headers (MaxHeaderBytes): a round size that fits, Base64
+	// included, so that the dialect answers.
 	floodHeaderID = 22 << 10
 	// floodOverHeader is the length sent in a header beyond that limit:
 	// net/http answers 431 before any handler runs.
@@ -393,11 +394,11 @@ func (h *harness) reportFlood() {
 		floodBodyID, floodHeaderID, floodOverHeader)
 	fmt.Fprintf(h.out, "  sent %d of %d in %s (planned %s): %.0f/s, %d workers; server log lines %d\n",
 		r.sent, r.planned, r.elapsed.Round(time.Millisecond), h.opts.floodDur, r.rate(), floodWorkers, r.logLines)
-	other := fmt.Sprintf("%.0f%%", r.otherCPU)
+	quiet := ""
 	if r.otherCPU >= noisy {
-		other += "! (the machine was not quiet)"
+		quiet = " (!: the machine was not quiet)"
 	}
-	fmt.Fprintf(h.out, "  CPU: server %.1f s, generator %.1f s, other processes %s of the machine\n", r.serverCPU, r.genCPU, other)
+	fmt.Fprintf(h.out, "  CPU: server %.1f s, generator %.1f s, other processes %.0f%% of the machine%s\n", r.serverCPU, r.genCPU, r.otherCPU, quiet)
 	fmt.Fprintf(h.out, "  server RSS: %s before, peak (VmHWM) %s, %s at the end\n", mib(r.rssBefore), mib(r.peakRSS), mib(r.rssEnd))
 	fmt.Fprintf(h.out, "  answers (path: status × count, expected):\n")
 	for _, k := range floodKinds {
