@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"runtime"
@@ -22,9 +23,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestSmoke runs the whole harness briefly on one scenario: it builds the
-// server, registers a client with the CLI, runs both loops and prints the
-// table, so CI proves the benchmark still works.
+// TestSmoke runs the whole harness briefly on one load scenario and the
+// client_id flood: it builds the server, registers a client with the CLI,
+// runs both loops, sends a few hundred flood requests and prints the
+// report, so CI proves the benchmark still works.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server: skipped with -short")
@@ -32,7 +34,8 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errs bytes.Buffer
-	code := Main(ctx, []string{"-d", "300ms", "-warmup", "200ms", "-only", "cc-opaque", "-skip-ceiling", "-pg", "off", "-c", "16"}, &out, &errs)
+	code := Main(ctx, []string{"-d", "300ms", "-warmup", "200ms", "-only", "cc-opaque,flood-client-id", "-skip-ceiling", "-pg", "off", "-c", "16",
+		"-flood-requests", fmt.Sprint(4 * len(floodKinds)), "-flood-d", "500ms"}, &out, &errs)
 	t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errs.String())
 	if code != 0 {
 		t.Fatalf("exit code %d", code)
@@ -50,6 +53,19 @@ func TestSmoke(t *testing.T) {
 	}
 	if !closed || !open {
 		t.Errorf("the table lacks the cc-opaque closed and open rows")
+	}
+	// Every path of the flood was answered as expected, and the verdict
+	// was printed.
+	for _, want := range []string{"PASS: peak RSS", "wrong answers 0, 5xx 0, no answer 0",
+		"met    flood-client-id server peak RSS < 150 MB", "met    flood-client-id all"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	for _, k := range floodKinds {
+		if !strings.Contains(out.String(), fmt.Sprintf("%s:%s%d × 4 ", k.name, strings.Repeat(" ", 34-len(k.name)), k.status)) {
+			t.Errorf("the report lacks 4 answers %d to %q", k.status, k.name)
+		}
 	}
 	if stray := liveCount(); stray != 0 {
 		t.Errorf("%d subprocesses still running after Main returned", stray)

@@ -44,21 +44,23 @@ func main() {
 
 // options are the command-line flags.
 type options struct {
-	dur         time.Duration
-	warm        time.Duration
-	conns       int
-	openConns   int
-	pg          string
-	only        []string
-	skipCeiling bool
-	procs       int
-	loops       int
-	snapClients int
-	snapRate    int
-	introTokens int
-	perfDir     string
-	dumpDir     string
-	verbose     bool
+	dur           time.Duration
+	warm          time.Duration
+	conns         int
+	openConns     int
+	pg            string
+	only          []string
+	skipCeiling   bool
+	procs         int
+	loops         int
+	snapClients   int
+	snapRate      int
+	introTokens   int
+	floodRequests int
+	floodDur      time.Duration
+	perfDir       string
+	dumpDir       string
+	verbose       bool
 }
 
 // Main runs the benchmark with args (without the program name) and returns
@@ -104,6 +106,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.snapClients, "snap-clients", 4, "SNAP clients (RSA-2048 keys) the pre-signed requests are spread over")
 	fs.IntVar(&o.snapRate, "snap-rate", 0, "expected SNAP closed-loop rate for sizing the pre-signing (0: calibrate with a short burst)")
 	fs.IntVar(&o.introTokens, "introspect-tokens", 4096, "opaque tokens pre-issued for the introspection scenario")
+	fs.IntVar(&o.floodRequests, "flood-requests", 30000, "requests of the flood-client-id scenario")
+	fs.DurationVar(&o.floodDur, "flood-d", 10*time.Second, "the time the flood-client-id requests are spread over")
 	fs.StringVar(&o.perfDir, "perf", "", "record `perf record -g` of the server during each closed-loop run into this directory (slows the server)")
 	fs.StringVar(&o.dumpDir, "dump", "", "write every request of every run (start or intended time, latency, ok) as CSV into this directory")
 	fs.BoolVar(&o.verbose, "v", false, "print progress details")
@@ -130,8 +134,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.pg == "off" {
 		o.pg = ""
 	}
-	if o.dur <= 0 || o.warm < 0 || o.conns < 1 || o.openConns < 0 || o.procs < 0 || o.loops < 1 || o.snapClients < 1 || o.introTokens < 1 {
-		fmt.Fprintln(stderr, "bench: -d, -c, -procs, -snap-clients and -introspect-tokens must be positive")
+	if o.dur <= 0 || o.warm < 0 || o.conns < 1 || o.openConns < 0 || o.procs < 0 || o.loops < 1 || o.snapClients < 1 || o.introTokens < 1 ||
+		o.floodRequests < 1 || o.floodDur <= 0 {
+		fmt.Fprintln(stderr, "bench: -d, -c, -procs, -snap-clients, -introspect-tokens, -flood-requests and -flood-d must be positive")
 		return o, errors.New("usage")
 	}
 	if o.procs == 0 {

@@ -9,15 +9,29 @@ import (
 
 // report prints the table of every run so far, its notes and the targets.
 func (h *harness) report() {
-	if len(h.rows) == 0 {
+	if len(h.rows) == 0 && h.flood == nil {
 		return
 	}
-	o := h.opts
 	fmt.Fprintf(h.out, "\ntokengate bench — %s\n", h.started.UTC().Format(time.RFC3339))
 	if h.partial {
 		fmt.Fprintln(h.out, "PARTIAL: the run was interrupted or failed; the last row may be cut short.")
 	}
 	fmt.Fprintf(h.out, "machine: %s\n", h.machine)
+	if len(h.rows) > 0 {
+		h.reportRows()
+	}
+	h.reportFlood()
+	if t := h.targets(); len(t) > 0 {
+		fmt.Fprintln(h.out, "\ntargets:")
+		for _, line := range t {
+			fmt.Fprintln(h.out, "  "+line)
+		}
+	}
+}
+
+// reportRows prints the table of the load runs and their notes.
+func (h *harness) reportRows() {
+	o := h.opts
 	fmt.Fprintf(h.out, "runs: %s measured after %s warm-up; closed loop: -c %d (password %d); open loop: half the closed-loop rate on -oc %d connections (password %d), latency from the intended send time; generator: %d event loop(s), GOMAXPROCS %d\n\n",
 		o.dur, o.warm, o.conns, passwordConns, o.openConns, passwordConns, o.loops, o.procs)
 	w := tabwriter.NewWriter(h.out, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -67,12 +81,6 @@ func (h *harness) report() {
 		fmt.Fprintln(h.out, "\nnotes:")
 		for _, n := range notes {
 			fmt.Fprintln(h.out, "  "+strings.ReplaceAll(n, "\n", "\n    "))
-		}
-	}
-	if t := h.targets(); len(t) > 0 {
-		fmt.Fprintln(h.out, "\ntargets:")
-		for _, line := range t {
-			fmt.Fprintln(h.out, "  "+line)
 		}
 	}
 }
@@ -138,6 +146,12 @@ func (h *harness) targets() []string {
 	rate("introspect", 30000)
 	rate("snap-b2b", 12000)
 	rss("password", 500, true)
+	if f := h.flood; f != nil {
+		out = append(out, fmt.Sprintf("%s flood-client-id server peak RSS < %d MB: %.0f MB", verdict(f.peakRSS > 0 && f.peakRSS < floodRSSLimit),
+			floodRSSLimit>>20, float64(f.peakRSS)/(1<<20)))
+		out = append(out, fmt.Sprintf("%s flood-client-id all %d requests answered with their path's 4xx: %d wrong, %d 5xx, %d unanswered",
+			verdict(f.sent == f.planned && f.wrong == 0 && f.transport == 0), f.planned, f.wrong, f.answered5xx(), f.planned-f.sent+f.transport))
+	}
 	return out
 }
 

@@ -270,7 +270,7 @@ func (t *tokengate) serve(ctx context.Context, dir, name string) (*proc, error) 
 
 // writeConfig writes the server's configuration: the embedded store in
 // dataDir with the shipped durability settings, log level warn, and the
-// two token endpoints.
+// three token endpoints (RFC 6749, SNAP B2B, NeoX).
 func writeConfig(path, dataDir string) error {
 	cfg := fmt.Sprintf(`# Written by go run ./bench.
 listen: 127.0.0.1:8080   # replaced by serve --addr
@@ -283,7 +283,9 @@ endpoints:
     dialect: oauth2
   - path: /v1.0/access-token/b2b
     dialect: snap-b2b
-`, dataDir)
+  - path: %s
+    dialect: neox
+`, dataDir, neoxPath)
 	return os.WriteFile(path, []byte(cfg), 0o600)
 }
 
@@ -369,13 +371,17 @@ func resetPeakRSS(pid int) error {
 }
 
 // peakRSS returns the process's VmHWM in bytes.
-func peakRSS(pid int) int64 {
+func peakRSS(pid int) int64 { return procStatusBytes(pid, "VmHWM:") }
+
+// procStatusBytes returns a kB field of /proc/PID/status (VmHWM:, VmRSS:)
+// in bytes, or 0 if it cannot be read.
+func procStatusBytes(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return kb << 10
 		}
