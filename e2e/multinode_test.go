@@ -107,7 +107,7 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 func TestRefreshGraceAcrossNodes(t *testing.T) {
 	dsn := pgtest.FreshSchema(t, pgtest.DSN(t))
 	clk := newClock()
-	withClock := func(c *config.Config) { c.Tokens.RefreshReuseGrace = 5 * time.Second }
+	withClock := func(c *config.Config) { c.Tokens.RefreshReuseGrace = 15 * time.Second }
 	a := startClock(t, clk, withPostgres(dsn, withClock))
 	b := startClock(t, clk, withPostgres(dsn, withClock))
 	id, secret := a.createClient("--name", "merchant", "--grant", "password", "--grant", "refresh_token")
@@ -125,7 +125,7 @@ func TestRefreshGraceAcrossNodes(t *testing.T) {
 		wg.Go(func() { got[i] = node.postForm("/oauth/token", form, id, secret) })
 	}
 	wg.Wait()
-	clk.Advance(4 * time.Second)
+	clk.Advance(14 * time.Second)
 	retry := b.postForm("/oauth/token", form, id, secret)
 	var fresh []string
 	for i, res := range append(got, retry) {
