@@ -54,6 +54,7 @@ type Config struct {
 	GC                    GC            `yaml:"gc"`
 	Log                   Log           `yaml:"log"`
 	Endpoints             []Endpoint    `yaml:"endpoints"`
+	Gateway               Gateway       `yaml:"gateway"`
 }
 
 // TLS names the PEM files of the server's certificate (with any
@@ -157,6 +158,51 @@ type Endpoint struct {
 	Options       map[string]any `yaml:"options"`
 }
 
+// Gateway puts tokengate in front of payment APIs: each route verifies the
+// calls to a path prefix (SNAP service signatures, or bearer tokens) and
+// forwards the verified ones to an upstream.
+type Gateway struct {
+	// Listen is the address of `tokengate gateway` (a gateway-only
+	// process); "" means listen. `serve` mounts the routes on listen.
+	Listen string `yaml:"listen"`
+	// MaxBody bounds a call's body (bytes); a larger one is refused.
+	MaxBody int64 `yaml:"max_body"`
+	// UpstreamTimeout bounds the upstream's answer; past it the caller
+	// gets a timeout in the route's format.
+	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
+	// TimestampWindow is how far X-TIMESTAMP may be from the clock.
+	TimestampWindow time.Duration `yaml:"timestamp_window"`
+	// TimeZone is the zone whose calendar day an X-EXTERNAL-ID is unique in.
+	TimeZone string         `yaml:"time_zone"`
+	Routes   []GatewayRoute `yaml:"routes"`
+}
+
+// GatewayRoute is one protected path prefix.
+type GatewayRoute struct {
+	Prefix   string `yaml:"prefix"`
+	Upstream string `yaml:"upstream"`
+	// Auth is how calls prove themselves: "snap" (SNAP service signatures,
+	// the default) or "bearer" (RFC 6750 access tokens).
+	Auth string `yaml:"auth"`
+	// ServiceCode is the SNAP service code of the route's answers (the
+	// middle two digits of responseCode); ServiceCodes overrides it per
+	// path.
+	ServiceCode  int            `yaml:"service_code"`
+	ServiceCodes map[string]int `yaml:"service_codes"`
+	// Scopes the access token must all hold.
+	Scopes []string `yaml:"scopes"`
+	// Signature is the SNAP signature variant: symmetric, asymmetric or
+	// either (default symmetric).
+	Signature string `yaml:"signature"`
+	// Token is "required" (default) or "none" (SNAP's asymmetric calls
+	// without an access token).
+	Token string `yaml:"token"`
+	// StripPrefix is removed from the path before it is signed (a mount
+	// prefix such as /nicepay); IncludeQuery signs the query string too.
+	StripPrefix  string `yaml:"strip_prefix"`
+	IncludeQuery bool   `yaml:"include_query"`
+}
+
 // Default returns the configuration used when nothing is configured.
 func Default() Config {
 	return Config{
@@ -180,6 +226,8 @@ func Default() Config {
 		GC:                      GC{Interval: time.Minute, Batch: 1000},
 		Log:                     Log{Level: "info", Format: "text"},
 		Endpoints:               []Endpoint{{Path: "/oauth/token", Dialect: "oauth2"}},
+		Gateway: Gateway{MaxBody: 1 << 20, UpstreamTimeout: 30 * time.Second, TimestampWindow: 5 * time.Minute,
+			TimeZone: "Asia/Jakarta"},
 	}
 }
 
@@ -474,7 +522,89 @@ func (c *Config) Validate() error {
 			bad("endpoints[%d].access_ttl: must be at least 1s", i)
 		}
 	}
+	c.validateGateway(bad, seen)
 	return errors.Join(errs...)
+}
+
+func (c *Config) validateGateway(bad func(string, ...any), endpoints map[string]bool) {
+	g := c.Gateway
+	if g.Listen != "" {
+		if _, _, err := net.SplitHostPort(g.Listen); err != nil {
+			bad("gateway.listen: %q is not HOST:PORT", g.Listen)
+		}
+	}
+	if g.MaxBody < 1 || g.MaxBody > 64<<20 {
+		bad("gateway.max_body: must be between 1 and 64 MiB")
+	}
+	if g.UpstreamTimeout < 100*time.Millisecond {
+		bad("gateway.upstream_timeout: must be at least 100ms")
+	}
+	if g.TimestampWindow <= 0 || g.TimestampWindow > 24*time.Hour {
+		bad("gateway.timestamp_window: must be more than 0 and at most 24h")
+	}
+	if _, err := time.LoadLocation(g.TimeZone); err != nil || g.TimeZone == "" {
+		bad("gateway.time_zone: %q is not an IANA time zone", g.TimeZone)
+	}
+	prefixes := map[string]bool{}
+	for i, r := range g.Routes {
+		at := fmt.Sprintf("gateway.routes[%d]", i)
+		switch {
+		case !strings.HasPrefix(r.Prefix, "/") || strings.ContainsAny(r.Prefix, "{} \t?#"):
+			bad("%s.prefix: %q must start with / and hold no braces, spaces, '?' or '#'", at, r.Prefix)
+		case prefixes[r.Prefix]:
+			bad("%s.prefix: %q is routed twice", at, r.Prefix)
+		case reserved[r.Prefix] || endpoints[r.Prefix] || (r.Prefix == "/" && len(endpoints) > 0):
+			bad("%s.prefix: %q would hide a token endpoint or a reserved path", at, r.Prefix)
+		}
+		prefixes[r.Prefix] = true
+		for p := range endpoints {
+			if strings.HasPrefix(p, r.Prefix) {
+				bad("%s.prefix: %q would hide the token endpoint %s", at, r.Prefix, p)
+			}
+		}
+		if u, err := url.Parse(r.Upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("%s.upstream: %q must be an http(s) URL", at, r.Upstream)
+		}
+		switch r.Auth {
+		case "", "snap":
+			if r.ServiceCode < 1 || r.ServiceCode > 99 {
+				bad("%s.service_code: a SNAP route needs its two-digit service code (1 to 99)", at)
+			}
+			for p, code := range r.ServiceCodes {
+				if code < 1 || code > 99 || !strings.HasPrefix(p, r.Prefix) {
+					bad("%s.service_codes: %s: %d must be 1 to 99, for a path under the prefix", at, p, code)
+				}
+			}
+			switch r.Signature {
+			case "", "symmetric", "asymmetric", "either":
+			default:
+				bad("%s.signature: %q is not symmetric, asymmetric or either", at, r.Signature)
+			}
+			switch r.Token {
+			case "", "required":
+			case "none":
+				if r.Signature != "asymmetric" {
+					bad("%s.token: none (no access token) needs signature: asymmetric", at)
+				}
+			default:
+				bad("%s.token: %q is not required or none", at, r.Token)
+			}
+			if r.StripPrefix != "" && !strings.HasPrefix(r.Prefix, r.StripPrefix) {
+				bad("%s.strip_prefix: %q must be a leading part of the prefix", at, r.StripPrefix)
+			}
+		case "bearer":
+			if r.Signature != "" || r.Token != "" || r.ServiceCode != 0 || len(r.ServiceCodes) > 0 || r.StripPrefix != "" || r.IncludeQuery {
+				bad("%s: signature, token, service codes, strip_prefix and include_query are for SNAP routes", at)
+			}
+		default:
+			bad("%s.auth: %q is not snap or bearer", at, r.Auth)
+		}
+		for _, sc := range r.Scopes {
+			if sc == "" || strings.ContainsAny(sc, " \"\\") {
+				bad("%s.scopes: %q is not a scope token", at, sc)
+			}
+		}
+	}
 }
 
 func isHex(s string, n int) bool {

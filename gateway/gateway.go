@@ -1,0 +1,336 @@
+// Package gateway puts tokengate in front of payment APIs: a reverse proxy
+// whose routes each verify every call (a SNAP service signature, or an
+// RFC 6750 bearer token) before it reaches the upstream, forward the
+// verified ones byte for byte with identity headers the upstream can trust,
+// and answer the others in the route's own format. How a call is verified
+// is a Verifier's business, one per kind of route; the gateway does the
+// HTTP: routing, bounded bodies, header hygiene, proxying, metrics.
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokengate/tokengate/config"
+)
+
+// Identity headers the gateway sets on a verified call. The same headers
+// arriving from outside (any header starting with IdentityHeaderPrefix) are
+// removed first, so an upstream can trust them.
+const (
+	IdentityHeaderPrefix = "X-Tokengate-"
+	HeaderClientID       = "X-Tokengate-Client-Id"
+	HeaderPartnerID      = "X-Tokengate-Partner-Id"
+	HeaderScope          = "X-Tokengate-Scope"
+	HeaderSubject        = "X-Tokengate-Subject"
+)
+
+// Identity is who a verified call comes from.
+type Identity struct {
+	ClientID  string
+	PartnerID string   // SNAP routes
+	Subject   string   // the token's subject: a user, or the client
+	Scopes    []string // the access token's scopes
+}
+
+// Call is an inbound call as a Verifier sees it: no HTTP plumbing.
+type Call struct {
+	Method   string
+	Path     string // as received (not unescaped)
+	RawQuery string
+	Header   http.Header
+	Body     []byte // the whole body, as sent
+}
+
+// Refusal is a Verifier's answer to a call it does not let through. It
+// writes itself in the route's format.
+type Refusal interface {
+	Write(w http.ResponseWriter)
+	// Result is the metrics label of the refusal (e.g. a SNAP responseCode
+	// or an RFC 6750 error code): bounded, never request data.
+	Result() string
+}
+
+// Failure is something the gateway itself could not do for a call.
+type Failure int
+
+const (
+	BodyTooLarge        Failure = iota // over gateway.max_body
+	BodyUnreadable                     // the body did not arrive
+	UpstreamTimeout                    // the upstream did not answer in time
+	UpstreamUnreachable                // the upstream refused or failed the connection
+)
+
+// Verifier verifies the calls of one kind of route ("snap", "bearer").
+// Implementations are safe for concurrent use.
+type Verifier interface {
+	// Verify returns the caller's identity, or the refusal to answer. A
+	// refused call must change nothing (no one-time value is spent).
+	Verify(ctx context.Context, c *Call, r *Route) (*Identity, Refusal)
+	// Failure is the answer when the gateway cannot complete a call.
+	Failure(r *Route, path string, f Failure) Refusal
+}
+
+// Route is a configured route, ready to serve.
+type Route struct {
+	config.GatewayRoute
+	upstream *url.URL
+	verifier Verifier
+	proxy    *httputil.ReverseProxy
+	requests *prometheus.CounterVec
+	seconds  prometheus.Observer
+}
+
+// CodeFor is the SNAP service code of the route's answers for path.
+func (r *Route) CodeFor(path string) int {
+	if c, ok := r.ServiceCodes[path]; ok {
+		return c
+	}
+	return r.ServiceCode
+}
+
+// Deps are what the composition root lends the gateway.
+type Deps struct {
+	Logger   *slog.Logger
+	Registry prometheus.Registerer // nil: metrics are not exported
+	// Transport reaches the upstreams; nil: a transport for many
+	// concurrent calls to few hosts.
+	Transport http.RoundTripper
+}
+
+// Gateway is an http.Handler for every configured route. It is safe for
+// concurrent use.
+type Gateway struct {
+	routes  []*Route // longest prefix first
+	maxBody int64
+	log     *slog.Logger
+}
+
+// New builds the gateway of cfg with a verifier per kind of route ("snap",
+// "bearer"). Errors: a route whose kind has no verifier.
+func New(cfg config.Gateway, verifiers map[string]Verifier, d Deps) (*Gateway, error) {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	transport := d.Transport
+	if transport == nil {
+		transport = newTransport(cfg.UpstreamTimeout)
+	}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokengate_gateway_requests_total",
+		Help: "Gateway calls by route prefix and result (ok, a refusal's code, or an upstream failure).",
+	}, []string{"route", "result"})
+	seconds := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tokengate_gateway_request_duration_seconds",
+		Help:    "Gateway call latency by route prefix, upstream included.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"route"})
+	if d.Registry != nil {
+		if err := d.Registry.Register(requests); err != nil {
+			return nil, fmt.Errorf("gateway metrics: %w", err)
+		}
+		if err := d.Registry.Register(seconds); err != nil {
+			return nil, fmt.Errorf("gateway metrics: %w", err)
+		}
+	}
+	g := &Gateway{maxBody: cfg.MaxBody, log: d.Logger}
+	for i, rc := range cfg.Routes {
+		kind := rc.Auth
+		if kind == "" {
+			kind = "snap"
+		}
+		v, ok := verifiers[kind]
+		if !ok {
+			return nil, fmt.Errorf("gateway.routes[%d]: no verifier for auth %q", i, kind)
+		}
+		u, err := url.Parse(rc.Upstream)
+		if err != nil {
+			return nil, fmt.Errorf("gateway.routes[%d].upstream: %w", i, err)
+		}
+		r := &Route{GatewayRoute: rc, upstream: u, verifier: v, requests: requests,
+			seconds: seconds.WithLabelValues(rc.Prefix)}
+		r.proxy = g.newProxy(r, transport)
+		g.routes = append(g.routes, r)
+	}
+	slices.SortStableFunc(g.routes, func(a, b *Route) int { return len(b.Prefix) - len(a.Prefix) })
+	return g, nil
+}
+
+// Prefixes are the routes' path prefixes, to mount the gateway at.
+func (g *Gateway) Prefixes() []string {
+	var p []string
+	for _, r := range g.routes {
+		p = append(p, r.Prefix)
+	}
+	return p
+}
+
+// route finds the route of path: the longest prefix that matches.
+func (g *Gateway) route(path string) *Route {
+	for _, r := range g.routes {
+		if strings.HasPrefix(path, r.Prefix) {
+			return r
+		}
+	}
+	return nil
+}
+
+// ServeHTTP verifies a call and forwards it, or answers the refusal.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	path := req.URL.EscapedPath()
+	r := g.route(path)
+	if r == nil {
+		http.NotFound(w, req)
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			g.log.Error("panic in gateway", "route", r.Prefix, "panic", p)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+		}
+		r.seconds.Observe(time.Since(start).Seconds())
+	}()
+	body, f := g.readBody(req)
+	if f >= 0 {
+		g.refuse(w, r, r.verifier.Failure(r, path, f))
+		return
+	}
+	call := &Call{Method: req.Method, Path: path, RawQuery: req.URL.RawQuery, Header: req.Header, Body: body}
+	id, refusal := r.verifier.Verify(req.Context(), call, r)
+	if refusal != nil {
+		g.refuse(w, r, refusal)
+		return
+	}
+	req = req.WithContext(context.WithValue(req.Context(), forwardKey{}, &forward{route: r, id: id, body: body, path: path}))
+	r.proxy.ServeHTTP(w, req)
+}
+
+func (g *Gateway) refuse(w http.ResponseWriter, r *Route, ref Refusal) {
+	r.requests.WithLabelValues(r.Prefix, ref.Result()).Inc()
+	ref.Write(w)
+}
+
+// readBody reads the whole body, at most maxBody bytes; f is -1 on success.
+func (g *Gateway) readBody(req *http.Request) (body []byte, f Failure) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, -1
+	}
+	if req.ContentLength > g.maxBody {
+		return nil, BodyTooLarge
+	}
+	n := g.maxBody + 1
+	if req.ContentLength >= 0 {
+		n = req.ContentLength + 1
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, min(n, 64<<10)))
+	if _, err := buf.ReadFrom(io.LimitReader(req.Body, g.maxBody+1)); err != nil {
+		return nil, BodyUnreadable
+	}
+	if int64(buf.Len()) > g.maxBody {
+		return nil, BodyTooLarge
+	}
+	return buf.Bytes(), -1
+}
+
+// forward is what the proxy needs of a verified call.
+type forward struct {
+	route *Route
+	id    *Identity
+	body  []byte
+	path  string
+}
+
+type forwardKey struct{}
+
+func (g *Gateway) newProxy(r *Route, transport http.RoundTripper) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Transport: transport,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			fw := pr.In.Context().Value(forwardKey{}).(*forward)
+			pr.SetURL(r.upstream)
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+			for k := range pr.Out.Header {
+				if len(k) >= len(IdentityHeaderPrefix) && strings.EqualFold(k[:len(IdentityHeaderPrefix)], IdentityHeaderPrefix) {
+					delete(pr.Out.Header, k)
+				}
+			}
+			h := pr.Out.Header
+			h.Set(HeaderClientID, fw.id.ClientID)
+			if fw.id.PartnerID != "" {
+				h.Set(HeaderPartnerID, fw.id.PartnerID)
+			}
+			if fw.id.Subject != "" {
+				h.Set(HeaderSubject, fw.id.Subject)
+			}
+			h.Set(HeaderScope, strings.Join(fw.id.Scopes, " "))
+			// The bytes the caller sent, read once for verification.
+			pr.Out.Body = io.NopCloser(bytes.NewReader(fw.body))
+			pr.Out.ContentLength = int64(len(fw.body))
+			pr.Out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(fw.body)), nil }
+			if len(fw.body) == 0 && pr.In.Body == http.NoBody {
+				pr.Out.Body = http.NoBody
+			}
+		},
+		ModifyResponse: func(res *http.Response) error {
+			r.requests.WithLabelValues(r.Prefix, "ok").Inc()
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			fw, _ := req.Context().Value(forwardKey{}).(*forward)
+			path := req.URL.EscapedPath()
+			if fw != nil {
+				path = fw.path
+			}
+			f := UpstreamUnreachable
+			if isTimeout(err) {
+				f = UpstreamTimeout
+			}
+			if req.Context().Err() != nil && !isTimeout(err) {
+				return // the caller went away: nobody to answer
+			}
+			g.log.Warn("gateway: upstream failed", "route", r.Prefix, "timeout", f == UpstreamTimeout, "err", err)
+			g.refuse(w, r, r.verifier.Failure(r, path, f))
+		},
+		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// newTransport is a transport for many concurrent calls to a few upstream
+// hosts: keep-alive connections enough for them, and the upstream's answer
+// bounded by timeout.
+func newTransport(timeout time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   512,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: timeout,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+}

@@ -1,0 +1,211 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/oauth"
+)
+
+// fakeTokens knows a fixed set of token values.
+type fakeTokens struct {
+	tokens map[string]*oauth.Token
+	fail   bool
+}
+
+func (f *fakeTokens) AccessToken(_ context.Context, v string) (*oauth.Token, *oauth.Client, error) {
+	if f.fail {
+		return nil, nil, errors.New("store down")
+	}
+	t, ok := f.tokens[v]
+	if !ok {
+		return nil, nil, nil
+	}
+	return t, &oauth.Client{ID: t.ClientID}, nil
+}
+
+// upstream records what reached it.
+type upstream struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	seen []*http.Request
+	body [][]byte
+	wait time.Duration
+}
+
+func newUpstream(t *testing.T) *upstream {
+	u := &upstream{}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.seen = append(u.seen, r)
+		u.body = append(u.body, b)
+		wait := u.wait
+		u.mu.Unlock()
+		time.Sleep(wait) // a slow upstream, for the timeout test
+		w.Header().Set("X-Upstream", "yes")
+		w.WriteHeader(201)
+		w.Write([]byte(`{"from":"upstream"}`))
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *upstream) last(t *testing.T) (*http.Request, []byte) {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.seen) == 0 {
+		t.Fatal("nothing reached the upstream")
+	}
+	return u.seen[len(u.seen)-1], u.body[len(u.body)-1]
+}
+
+func (u *upstream) count() int { u.mu.Lock(); defer u.mu.Unlock(); return len(u.seen) }
+
+func bearerGateway(t *testing.T, upstreamURL string, tokens *fakeTokens, reg *prometheus.Registry) *Gateway {
+	t.Helper()
+	cfg := config.Default().Gateway
+	cfg.MaxBody = 1024
+	cfg.UpstreamTimeout = 200 * time.Millisecond
+	cfg.Routes = []config.GatewayRoute{
+		{Prefix: "/api/", Upstream: upstreamURL, Auth: "bearer"},
+		{Prefix: "/api/payouts/", Upstream: upstreamURL, Auth: "bearer", Scopes: []string{"payouts"}},
+	}
+	g, err := New(cfg, map[string]Verifier{"bearer": &BearerVerifier{Tokens: tokens}}, Deps{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func TestBearerRoutes(t *testing.T) {
+	up := newUpstream(t)
+	tokens := &fakeTokens{tokens: map[string]*oauth.Token{
+		"good":  {ClientID: "merchant", Subject: "merchant", Scopes: []string{"payments"}},
+		"payer": {ClientID: "merchant", Subject: "alice", Scopes: []string{"payments", "payouts"}},
+	}}
+	reg := prometheus.NewRegistry()
+	g := bearerGateway(t, up.srv.URL, tokens, reg)
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+
+	do := func(method, path, auth, body string, extra map[string]string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		for k, v := range extra {
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { res.Body.Close() })
+		return res
+	}
+
+	// A verified call reaches the upstream with the exact body and query,
+	// the identity headers, and no forged ones.
+	body := "{ \"amount\" : 10,\n \"note\": \"a  b\" }"
+	res := do("POST", "/api/pay?x=1&y=%20", "Bearer good", body, map[string]string{
+		"X-Tokengate-Client-Id": "forged", "x-tokengate-scope": "admin", "X-Tokengate-Anything": "forged"})
+	if res.StatusCode != 201 || res.Header.Get("X-Upstream") != "yes" {
+		t.Fatalf("verified call: %d", res.StatusCode)
+	}
+	r, b := up.last(t)
+	if string(b) != body || r.URL.RawQuery != "x=1&y=%20" || r.URL.Path != "/api/pay" || r.Method != "POST" {
+		t.Errorf("upstream got %s %s?%s %q", r.Method, r.URL.Path, r.URL.RawQuery, b)
+	}
+	if r.Header.Get(HeaderClientID) != "merchant" || r.Header.Get(HeaderScope) != "payments" ||
+		r.Header.Get(HeaderSubject) != "merchant" || r.Header.Get("X-Tokengate-Anything") != "" {
+		t.Errorf("identity headers at the upstream: %v", r.Header)
+	}
+	if r.Header.Get("Authorization") != "Bearer good" {
+		t.Errorf("the Authorization header was not forwarded: %q", r.Header.Get("Authorization"))
+	}
+
+	for _, tc := range []struct {
+		name, path, auth string
+		status           int
+		challenge        string
+	}{
+		{"no token", "/api/pay", "", 401, `Bearer realm="tokengate"`},
+		{"another scheme", "/api/pay", "Basic Zm9vOmJhcg==", 401, `Bearer realm="tokengate"`},
+		{"unknown token", "/api/pay", "Bearer nope", 401, `Bearer realm="tokengate", error="invalid_token", error_description="the access token is invalid, expired or revoked"`},
+		{"malformed", "/api/pay", "Bearer a b", 400, `Bearer realm="tokengate", error="invalid_request"`},
+		{"scope missing", "/api/payouts/run", "Bearer good", 403, `Bearer realm="tokengate", error="insufficient_scope", error_description="the access token does not grant the scope this resource needs", scope="payouts"`},
+	} {
+		before := up.count()
+		res := do("POST", tc.path, tc.auth, "{}", nil)
+		if res.StatusCode != tc.status || !strings.HasPrefix(res.Header.Get("WWW-Authenticate"), tc.challenge) {
+			t.Errorf("%s: %d %q", tc.name, res.StatusCode, res.Header.Get("WWW-Authenticate"))
+		}
+		if up.count() != before {
+			t.Errorf("%s: a refused call reached the upstream", tc.name)
+		}
+	}
+	if res := do("POST", "/api/payouts/run", "Bearer payer", "{}", nil); res.StatusCode != 201 {
+		t.Errorf("scoped route with the scope: %d", res.StatusCode)
+	}
+	if res := do("GET", "/elsewhere", "Bearer good", "", nil); res.StatusCode != 404 {
+		t.Errorf("no route: %d", res.StatusCode)
+	}
+	if res := do("POST", "/api/pay", "Bearer good", strings.Repeat("x", 2000), nil); res.StatusCode != 413 {
+		t.Errorf("body over max_body: %d", res.StatusCode)
+	}
+
+	tokens.fail = true
+	if res := do("POST", "/api/pay", "Bearer good", "{}", nil); res.StatusCode != 503 || res.Header.Get("Retry-After") == "" {
+		t.Errorf("store down: %d, want 503 with Retry-After (never a guessed refusal)", res.StatusCode)
+	}
+	tokens.fail = false
+
+	up.mu.Lock()
+	up.wait = time.Second
+	up.mu.Unlock()
+	if res := do("POST", "/api/pay", "Bearer good", "{}", nil); res.StatusCode != 504 {
+		t.Errorf("slow upstream: %d, want 504", res.StatusCode)
+	}
+	up.mu.Lock()
+	up.wait = 0
+	up.mu.Unlock()
+	up.srv.Close()
+	if res := do("POST", "/api/pay", "Bearer good", "{}", nil); res.StatusCode != 502 {
+		t.Errorf("upstream down: %d, want 502", res.StatusCode)
+	}
+
+	for _, c := range []struct {
+		route, result string
+		want          float64
+	}{
+		{"/api/", "ok", 1}, {"/api/payouts/", "ok", 1}, {"/api/", "invalid_token", 1}, {"/api/payouts/", "insufficient_scope", 1},
+		{"/api/", "no_token", 2}, {"/api/", "upstream_timeout", 1}, {"/api/", "upstream_unavailable", 1},
+	} {
+		if got := counterValue(t, g.routes[0].requests.WithLabelValues(c.route, c.result)); got != c.want {
+			t.Errorf("tokengate_gateway_requests_total{route=%q,result=%q} = %v, want %v", c.route, c.result, got, c.want)
+		}
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
