@@ -70,7 +70,9 @@ func (v *BearerVerifier) Failure(_ *Route, _ string, f Failure) Refusal {
 	}
 }
 
-func (v *BearerVerifier) refusal(e *bearer.Error) Refusal { return bearerRefusal{e: e, realm: v.realm()} }
+func (v *BearerVerifier) refusal(e *bearer.Error) Refusal {
+	return bearerRefusal{e: e, realm: v.realm()}
+}
 
 type bearerRefusal struct {
 	e     *bearer.Error
