@@ -18,6 +18,7 @@ import (
 	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/dialect/snap"
 	"github.com/tokengate/tokengate/engine"
+	"github.com/tokengate/tokengate/gateway"
 	"github.com/tokengate/tokengate/internal/logthrottle"
 	"github.com/tokengate/tokengate/kek"
 	"github.com/tokengate/tokengate/limit"
@@ -110,7 +111,23 @@ type Node struct {
 // Open builds a node; nothing listens until Start. Its general log is
 // throttled (a flood of identical warnings becomes a count); its security
 // events go to d.Logger unthrottled by that, sampled per event type instead.
+// The gateway's routes, if any are configured, are served beside the token
+// endpoints.
 func Open(ctx context.Context, cfg config.Config, d Deps) (*Node, error) {
+	return open(ctx, cfg, d, false)
+}
+
+// OpenGateway builds a gateway-only node (`tokengate gateway`): the
+// gateway's routes and the health checks, on gateway.listen when it is set,
+// on the same store as the token servers.
+func OpenGateway(ctx context.Context, cfg config.Config, d Deps) (*Node, error) {
+	if len(cfg.Gateway.Routes) == 0 {
+		return nil, errors.New("gateway.routes: no route is configured")
+	}
+	return open(ctx, cfg, d, true)
+}
+
+func open(ctx context.Context, cfg config.Config, d Deps, gatewayOnly bool) (*Node, error) {
 	d.defaults()
 	logs := logthrottle.New(d.Logger.Handler(), d.Now, logthrottle.Options{})
 	log := slog.New(logs)
@@ -136,7 +153,15 @@ func Open(ctx context.Context, cfg config.Config, d Deps) (*Node, error) {
 		return fail(err)
 	}
 	n.Admin = &Admin{Config: cfg, Store: st, Engine: eng, Admin: admin.New(st, eng.Secrets(), eng.Passwords(), d.Now)}
-	if n.Server, err = server.New(cfg, st, eng, server.Deps{Logger: log, Now: d.Now, Registry: reg, Events: events}); err != nil {
+	sd := server.Deps{Logger: log, Now: d.Now, Registry: reg, Events: events, GatewayOnly: gatewayOnly}
+	if len(cfg.Gateway.Routes) > 0 {
+		gw, err := gateway.New(cfg.Gateway, verifiers(eng), gateway.Deps{Logger: log, Registry: reg})
+		if err != nil {
+			return fail(err)
+		}
+		sd.Gateway = gw
+	}
+	if n.Server, err = server.New(cfg, st, eng, sd); err != nil {
 		return fail(err)
 	}
 	return n, nil
@@ -169,6 +194,13 @@ func (n *Node) Close() error {
 	n.logs.Close()
 	errs = append(errs, n.Limits.Close(), n.Store.Close())
 	return errors.Join(errs...)
+}
+
+// verifiers are the gateway's, one per kind of route.
+func verifiers(eng *engine.Engine) map[string]gateway.Verifier {
+	return map[string]gateway.Verifier{
+		"bearer": &gateway.BearerVerifier{Tokens: eng},
+	}
 }
 
 // newEngine builds the engine a configuration describes. lim nil: no rate

@@ -41,6 +41,7 @@ type Globals struct {
 type cliArgs struct {
 	Globals
 	Serve   serveCmd   `cmd:"" help:"Run the server (embedded store in ./tokengate-data unless configured)."`
+	Gateway gatewayCmd `cmd:"" help:"Run a gateway-only process (gateway.routes, on gateway.listen or listen) on the same store as the servers."`
 	Client  clientCmd  `cmd:"" help:"Manage OAuth clients."`
 	User    userCmd    `cmd:"" help:"Manage resource owners for the password grant."`
 	Key     keyCmd     `cmd:"" help:"Manage JWT signing keys."`
@@ -184,14 +185,30 @@ type serveCmd struct {
 	Addr string `help:"Listen address (overrides listen)." placeholder:"HOST:PORT"`
 }
 
-func (c *serveCmd) Run(r *run) error {
-	r.addr = c.Addr
+func (c *serveCmd) Run(r *run) error { return r.serve(c.Addr, app.Open) }
+
+type gatewayCmd struct {
+	Addr string `help:"Listen address (overrides gateway.listen and listen)." placeholder:"HOST:PORT"`
+}
+
+func (c *gatewayCmd) Run(r *run) error {
+	return r.serve("", func(ctx context.Context, cfg config.Config, d app.Deps) (*app.Node, error) {
+		if c.Addr != "" {
+			cfg.Gateway.Listen = c.Addr
+		}
+		return app.OpenGateway(ctx, cfg, d)
+	})
+}
+
+// serve builds a node with open and runs it until a signal.
+func (r *run) serve(addr string, open func(context.Context, config.Config, app.Deps) (*app.Node, error)) error {
+	r.addr = addr
 	cfg, err := r.config()
 	if err != nil {
 		return err
 	}
 	log := r.logger(cfg)
-	node, err := app.Open(r.ctx, cfg, app.Deps{Logger: log, Now: r.now})
+	node, err := open(r.ctx, cfg, app.Deps{Logger: log, Now: r.now})
 	if err != nil {
 		return err
 	}

@@ -40,22 +40,25 @@ var Dialects = map[string]dialect.Factory{
 
 // Server is one tokengate node.
 type Server struct {
-	cfg      config.Config
-	log      *slog.Logger
-	now      func() time.Time
-	events   secevent.Recorder
-	store    oauth.Store
-	engine   *engine.Engine
-	metrics  *metrics
-	handler  http.Handler
-	http     *http.Server
-	listener net.Listener
-	conns    *connlimit.Listener
-	certs    *certreload.Reloader // nil without TLS
-	ops      *http.Server         // nil without ops_listen
-	opsLn    net.Listener
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	cfg    config.Config
+	log    *slog.Logger
+	now    func() time.Time
+	events secevent.Recorder
+	// gateway serves the gateway routes; gatewayOnly: nothing else.
+	gateway     http.Handler
+	gatewayOnly bool
+	store       oauth.Store
+	engine      *engine.Engine
+	metrics     *metrics
+	handler     http.Handler
+	http        *http.Server
+	listener    net.Listener
+	conns       *connlimit.Listener
+	certs       *certreload.Reloader // nil without TLS
+	ops         *http.Server         // nil without ops_listen
+	opsLn       net.Listener
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 	// rfc6749AuthMethods are the registered client authentication methods
 	// an RFC 6749 request can carry, for the metadata.
 	rfc6749AuthMethods []string
@@ -70,6 +73,11 @@ type Deps struct {
 	Now      func() time.Time
 	Registry *prometheus.Registry // the metrics registry; nil: a new one
 	Events   secevent.Recorder    // security events of the HTTP layer; nil: none
+	// Gateway, when set, serves every path the token server does not.
+	Gateway http.Handler
+	// GatewayOnly serves the gateway and the health checks only (no token
+	// endpoints), on gateway.listen when it is set.
+	GatewayOnly bool
 }
 
 // New builds a node's HTTP side on an open store and engine: the token
@@ -89,7 +97,10 @@ func New(cfg config.Config, st oauth.Store, eng *engine.Engine, d Deps) (*Server
 		d.Events = secevent.Discard
 	}
 	s := &Server{cfg: cfg, log: d.Logger, now: d.Now, store: st, engine: eng, metrics: newMetrics(d.Registry), events: d.Events,
-		listen: net.Listen}
+		gateway: d.Gateway, gatewayOnly: d.GatewayOnly, listen: net.Listen}
+	if d.GatewayOnly && cfg.Gateway.Listen != "" {
+		s.cfg.Listen = cfg.Gateway.Listen
+	}
 	mux, err := s.routes()
 	if err != nil {
 		return nil, err
@@ -276,6 +287,18 @@ func CollectGarbage(ctx context.Context, st oauth.Store, batch int, now func() t
 
 func (s *Server) routes() (*http.ServeMux, error) {
 	mux := http.NewServeMux()
+	// Load balancers probe the public port; the operations listener
+	// serves these two as well.
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	if s.gateway != nil {
+		// Every path no other route claims: the gateway routes by prefix
+		// and answers 404 for the rest.
+		mux.Handle("/", s.gateway)
+	}
+	if s.gatewayOnly {
+		return mux, nil
+	}
 	deps := dialect.Deps{Now: s.now, Logger: s.log}
 	for i, ep := range s.cfg.Endpoints {
 		factory, ok := Dialects[ep.Dialect]
@@ -307,10 +330,6 @@ func (s *Server) routes() (*http.ServeMux, error) {
 	mux.Handle("/oauth/revoke", s.recoverJSON(http.HandlerFunc(s.revoke)))
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
-	// Load balancers probe the public port; the operations listener
-	// serves these two as well.
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /readyz", s.readyz)
 	return mux, nil
 }
 
