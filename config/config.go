@@ -37,6 +37,16 @@ type Config struct {
 	MaxConnections int `yaml:"max_connections"`
 	// IdleTimeout closes a keep-alive connection idle this long.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxBodyReaders caps the request bodies the public listener's token,
+	// introspection and revocation endpoints read at once; a request that
+	// finds every reader busy is answered 503 with Retry-After at once. It
+	// must stay below max_connections, so that connections stalled in a
+	// body can never hold every connection. 0: half of max_connections, at
+	// most 256.
+	MaxBodyReaders int `yaml:"max_body_readers"`
+	// BodyTimeout is how long a request body may take to arrive once its
+	// headers have; a slower one is refused and its connection closed.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
 	Store       Store         `yaml:"store"`
 	Tokens      Tokens        `yaml:"tokens"`
 	// Pepper keys client-secret hashes (hex, at least 32 bytes). Empty: a
@@ -208,6 +218,7 @@ func Default() Config {
 	return Config{
 		Listen:      "127.0.0.1:8080",
 		IdleTimeout: 30 * time.Second,
+		BodyTimeout: 5 * time.Second,
 		Store:       Store{DataDir: "tokengate-data", MaxConns: 16, Timeout: 5 * time.Second},
 		Tokens: Tokens{
 			AccessTTL:    time.Hour,
@@ -497,6 +508,14 @@ func (c *Config) Validate() error {
 	}
 	if c.IdleTimeout < time.Second {
 		bad("idle_timeout: must be at least 1s")
+	}
+	if c.MaxBodyReaders < 0 {
+		bad("max_body_readers: must not be negative (0 derives it from max_connections)")
+	} else if c.MaxConnections > 1 && c.MaxBodyReaders >= c.MaxConnections {
+		bad("max_body_readers: must be below max_connections (%d)", c.MaxConnections)
+	}
+	if c.BodyTimeout < 100*time.Millisecond || c.BodyTimeout > time.Minute {
+		bad("body_timeout: must be between 100ms and 1m")
 	}
 	if len(c.Endpoints) == 0 {
 		bad("endpoints: at least one token endpoint is needed")

@@ -119,6 +119,10 @@ func TestValidation(t *testing.T) {
 		"listen: 127.0.0.1:8080\nops_listen: 127.0.0.1:8080\n":            "ops_listen: must differ",
 		"max_connections: -1\n":                                           "max_connections",
 		"idle_timeout: 0s\n":                                              "idle_timeout",
+		"max_body_readers: -1\n":                                          "max_body_readers",
+		"max_connections: 20\nmax_body_readers: 20\n":                     "max_body_readers: must be below max_connections",
+		"body_timeout: 10ms\n":                                            "body_timeout",
+		"body_timeout: 2m\n":                                              "body_timeout",
 	} {
 		_, err := Load(writeFile(t, body), nil, Overrides{})
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -229,6 +233,13 @@ func TestTLSOpsAndConnectionSettings(t *testing.T) {
 	}
 	if c.Issuer != "https://0.0.0.0:8443" {
 		t.Errorf("default issuer with TLS is %q, want https", c.Issuer)
+	}
+	if c.MaxBodyReaders != 0 || c.BodyTimeout != 5*time.Second {
+		t.Errorf("defaults: max_body_readers %d, body_timeout %v", c.MaxBodyReaders, c.BodyTimeout)
+	}
+	c, err = Load(writeFile(t, "max_connections: 100\nmax_body_readers: 99\nbody_timeout: 2s\n"), []string{"TOKENGATE_BODY_TIMEOUT=3s"}, Overrides{})
+	if err != nil || c.MaxBodyReaders != 99 || c.BodyTimeout != 3*time.Second {
+		t.Errorf("loaded max_body_readers %d, body_timeout %v: %v", c.MaxBodyReaders, c.BodyTimeout, err)
 	}
 }
 

@@ -30,8 +30,8 @@ import (
 // out that have not been closed, independently of the server's own count.
 type counting struct {
 	net.Listener
-	mu         sync.Mutex
-	open, peak int
+	mu                   sync.Mutex
+	open, peak, accepted int
 }
 
 type countedConn struct {
@@ -56,12 +56,15 @@ func (l *counting) Accept() (net.Conn, error) {
 	}
 	l.mu.Lock()
 	l.open++
+	l.accepted++
 	l.peak = max(l.peak, l.open)
 	l.mu.Unlock()
 	return &countedConn{Conn: c, l: l}, nil
 }
 
 func (l *counting) Peak() int { l.mu.Lock(); defer l.mu.Unlock(); return l.peak }
+
+func (l *counting) Accepted() int { l.mu.Lock(); defer l.mu.Unlock(); return l.accepted }
 
 type node struct {
 	srv    *server.Server
@@ -71,6 +74,13 @@ type node struct {
 
 // start runs a server on a fresh embedded store.
 func start(t *testing.T, mutate func(*config.Config)) *node {
+	t.Helper()
+	return startClock(t, nil, mutate)
+}
+
+// startClock is start with the server reading now instead of the real
+// clock (nil: the real one).
+func startClock(t *testing.T, now func() time.Time, mutate func(*config.Config)) *node {
 	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Load("", nil, config.Overrides{Listen: "127.0.0.1:0", DataDir: dir})
@@ -83,7 +93,7 @@ func start(t *testing.T, mutate func(*config.Config)) *node {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	a, err := app.Open(context.Background(), cfg, app.Deps{})
+	a, err := app.Open(context.Background(), cfg, app.Deps{Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

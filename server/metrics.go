@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/tokengate/tokengate/internal/bodygate"
 	"github.com/tokengate/tokengate/internal/connlimit"
 )
 
@@ -63,5 +64,30 @@ func (m *metrics) watchConnections(l *connlimit.Listener) {
 			Name: "tokengate_connections_evicted_total",
 			Help: "Idle connections closed to make room at the max_connections cap.",
 		}, func() float64 { return float64(l.Stats().Evicted) }),
+	)
+}
+
+// watchBodies exports the body readers' counts. Requests refused because
+// every reader was busy are counted by their endpoint's request metrics,
+// as result "overloaded".
+func (m *metrics) watchBodies(g *bodygate.Gate) {
+	stopped := func(reason string, count func(bodygate.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "tokengate_request_bodies_stopped_total",
+			Help:        "Request bodies stopped before their end: cut (to make room for a newcomer when every reader was busy) or timeout (body_timeout passed).",
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 { return float64(count(g.Stats())) })
+	}
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tokengate_body_readers_busy",
+			Help: "Request bodies being read now by the token, introspection and revocation endpoints.",
+		}, func() float64 { return float64(g.Stats().Busy) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tokengate_body_readers_max",
+			Help: "The cap on request bodies read at once (max_body_readers).",
+		}, func() float64 { return float64(g.Stats().Max) }),
+		stopped("cut", func(st bodygate.Stats) uint64 { return st.Cut }),
+		stopped("timeout", func(st bodygate.Stats) uint64 { return st.TimedOut }),
 	)
 }

@@ -27,9 +27,16 @@ func (s *Server) recoverJSON(h http.Handler) http.Handler {
 	})
 }
 
-// authenticated parses an RFC 7662/7009 request and authenticates its client.
-func (s *Server) authenticated(ctx context.Context, r *http.Request) (map[string]string, *oauth.Client, *oauth.Error) {
+// authenticated parses an RFC 7662/7009 request, holding a body reader
+// while it reads the body, and authenticates its client.
+func (s *Server) authenticated(ctx context.Context, w http.ResponseWriter, r *http.Request) (map[string]string, *oauth.Client, *oauth.Error) {
+	pass, ok := s.bodies.Enter(w, r)
+	if !ok {
+		return nil, nil, readersBusy()
+	}
+	defer pass.Done() // after a panic
 	params, e := oauth2.ParseParams(r)
+	pass.Done()
 	if e != nil {
 		s.credentialsRefused(ctx, e)
 		return nil, nil, e
@@ -67,7 +74,7 @@ type introspection struct {
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(secevent.WithRequest(r.Context(), r.RemoteAddr, r.URL.Path), s.cfg.RequestTimeout)
 	defer cancel()
-	params, caller, e := s.authenticated(ctx, r)
+	params, caller, e := s.authenticated(ctx, w, r)
 	if e != nil {
 		s.metrics.introspect.WithLabelValues(resultLabel(e)).Inc()
 		oauth2.WriteError(w, r, e)
@@ -96,7 +103,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(secevent.WithRequest(r.Context(), r.RemoteAddr, r.URL.Path), s.cfg.RequestTimeout)
 	defer cancel()
-	params, cl, e := s.authenticated(ctx, r)
+	params, cl, e := s.authenticated(ctx, w, r)
 	if e != nil {
 		s.metrics.revoke.WithLabelValues(resultLabel(e)).Inc()
 		oauth2.WriteError(w, r, e)

@@ -24,6 +24,7 @@ import (
 	"github.com/tokengate/tokengate/dialect/oauth2"
 	"github.com/tokengate/tokengate/dialect/snap"
 	"github.com/tokengate/tokengate/engine"
+	"github.com/tokengate/tokengate/internal/bodygate"
 	"github.com/tokengate/tokengate/internal/certreload"
 	"github.com/tokengate/tokengate/internal/connlimit"
 	"github.com/tokengate/tokengate/oauth"
@@ -40,25 +41,27 @@ var Dialects = map[string]dialect.Factory{
 
 // Server is one tokengate node.
 type Server struct {
-	cfg    config.Config
-	log    *slog.Logger
-	now    func() time.Time
-	events secevent.Recorder
+	cfg      config.Config
+	log      *slog.Logger
+	now      func() time.Time
+	events   secevent.Recorder
+	store    oauth.Store
+	engine   *engine.Engine
+	metrics  *metrics
+	handler  http.Handler
+	http     *http.Server
+	listener net.Listener
+	conns    *connlimit.Listener
+	maxConns int                  // the connection cap (max_connections or derived)
+	bodies   *bodygate.Gate       // bounds the request bodies read at once
+	certs    *certreload.Reloader // nil without TLS
+	ops      *http.Server         // nil without ops_listen
+	opsLn    net.Listener
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 	// gateway serves the gateway routes; gatewayOnly: nothing else.
 	gateway     http.Handler
 	gatewayOnly bool
-	store       oauth.Store
-	engine      *engine.Engine
-	metrics     *metrics
-	handler     http.Handler
-	http        *http.Server
-	listener    net.Listener
-	conns       *connlimit.Listener
-	certs       *certreload.Reloader // nil without TLS
-	ops         *http.Server         // nil without ops_listen
-	opsLn       net.Listener
-	cancel      context.CancelFunc
-	wg          sync.WaitGroup
 	// rfc6749AuthMethods are the registered client authentication methods
 	// an RFC 6749 request can carry, for the metadata.
 	rfc6749AuthMethods []string
@@ -101,11 +104,14 @@ func New(cfg config.Config, st oauth.Store, eng *engine.Engine, d Deps) (*Server
 	if d.GatewayOnly && cfg.Gateway.Listen != "" {
 		s.cfg.Listen = cfg.Gateway.Listen
 	}
+	s.maxConns = s.maxConnections()
+	s.bodies = bodygate.New(bodygate.Options{Max: s.maxBodyReaders(), Timeout: cfg.BodyTimeout, Now: d.Now})
+	s.metrics.watchBodies(s.bodies)
 	mux, err := s.routes()
 	if err != nil {
 		return nil, err
 	}
-	s.handler = mux
+	s.handler = s.unreadBodies(mux)
 	return s, nil
 }
 
@@ -149,7 +155,7 @@ func (s *Server) Start() error {
 		}
 	}
 	s.listener = ln
-	s.conns = connlimit.New(public, s.maxConnections(), connlimit.Options{})
+	s.conns = connlimit.New(public, s.maxConns, connlimit.Options{})
 	s.metrics.watchConnections(s.conns)
 	s.http = &http.Server{
 		Handler:           s.handler,
@@ -190,7 +196,8 @@ func (s *Server) Start() error {
 		s.log.Info("operations listener (metrics, pprof, health)", "addr", s.opsLn.Addr().String())
 	}
 	s.log.Info("tokengate listening", "addr", ln.Addr().String(), "issuer", s.cfg.Issuer,
-		"tls", s.certs != nil, "max_connections", s.conns.Max(), "idle_timeout", s.cfg.IdleTimeout)
+		"tls", s.certs != nil, "max_connections", s.conns.Max(), "idle_timeout", s.cfg.IdleTimeout,
+		"max_body_readers", s.bodies.Stats().Max, "body_timeout", s.cfg.BodyTimeout)
 	return nil
 }
 
@@ -206,6 +213,40 @@ func (s *Server) maxConnections() int {
 			"max_connections", n, "rlimit_nofile", limit)
 	}
 	return n
+}
+
+// maxBodyReaders is the configured bound on bodies read at once, or half
+// the connection cap (at most 256). It stays below the connection cap, so
+// that connections stalled in a body can never hold all of them: every
+// other connection is idle or new, which the cap closes to make room.
+func (s *Server) maxBodyReaders() int {
+	n := s.cfg.MaxBodyReaders
+	if n == 0 {
+		return min(256, max(1, s.maxConns/2))
+	}
+	if n >= s.maxConns && s.maxConns > 1 {
+		s.log.Warn("max_body_readers must be below max_connections: lowered", "max_body_readers", n, "max_connections", s.maxConns)
+		return s.maxConns - 1
+	}
+	return n
+}
+
+// unreadBodies wraps the public routes: a request with a body to a route
+// that does not read bodies (anything but the token, introspection and
+// revocation endpoints, or no route at all) is answered without waiting
+// for its body, and its connection closed, so a client trickling such a
+// body cannot keep a connection busy for the whole read timeout.
+func (s *Server) unreadBodies(mux *http.ServeMux) http.Handler {
+	reads := map[string]bool{"/oauth/introspect": true, "/oauth/revoke": true}
+	for _, ep := range s.cfg.Endpoints {
+		reads[ep.Path] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody && !reads[r.URL.Path] {
+			bodygate.Unread(w, r)
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // Addr is the address the server listens on (useful with port 0).

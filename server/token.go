@@ -24,7 +24,15 @@ func (s *Server) tokenHandler(path string, d dialect.Dialect, policy oauth.Endpo
 		}()
 		ctx, cancel := context.WithTimeout(secevent.WithRequest(r.Context(), r.RemoteAddr, path), s.cfg.RequestTimeout)
 		defer cancel()
-		req, e := d.DecodeTokenRequest(r)
+		var req *oauth.TokenRequest
+		var e *oauth.Error
+		if pass, ok := s.bodies.Enter(w, r); ok {
+			defer pass.Done() // after a panic
+			req, e = d.DecodeTokenRequest(r)
+			pass.Done()
+		} else {
+			e = readersBusy()
+		}
 		var resp *oauth.TokenResponse
 		if e != nil {
 			s.credentialsRefused(ctx, e)
@@ -42,6 +50,11 @@ func (s *Server) tokenHandler(path string, d dialect.Dialect, policy oauth.Endpo
 		}
 		latency.Observe(time.Since(start).Seconds())
 	})
+}
+
+// readersBusy answers a request that found every body reader busy.
+func readersBusy() *oauth.Error {
+	return oauth.Overloaded("too many requests are being received: retry shortly", time.Second)
 }
 
 // resultLabel is an error's metrics label: its OAuth code, except that

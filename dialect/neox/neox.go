@@ -9,13 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strings"
 
 	"github.com/tokengate/tokengate/dialect"
 	"github.com/tokengate/tokengate/internal/jsonx"
+	"github.com/tokengate/tokengate/internal/reqbody"
 	"github.com/tokengate/tokengate/oauth"
 )
 
@@ -74,13 +74,12 @@ func (d *neox) DecodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.
 	if r.ContentLength > maxBodyBytes || r.Body == nil {
 		return nil, oauth.BadRequest("request body must be a JSON object of at most 64 KiB")
 	}
-	var sb strings.Builder
-	if _, err := io.Copy(&sb, io.LimitReader(r.Body, maxBodyBytes+1)); err != nil {
-		return nil, oauth.BadRequest("cannot read request body")
-	}
-	body := sb.String()
-	if len(body) > maxBodyBytes {
+	body, err := reqbody.Read(r, maxBodyBytes)
+	if errors.Is(err, reqbody.ErrTooLarge) {
 		return nil, oauth.BadRequest("request body must be a JSON object of at most 64 KiB")
+	}
+	if err != nil {
+		return nil, oauth.BadRequest("cannot read request body")
 	}
 	members, err := jsonx.ReadObject(body)
 	if err != nil {

@@ -1,15 +1,14 @@
 package oauth2
 
 import (
-	"bytes"
 	"errors"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/tokengate/tokengate/internal/jsonx"
+	"github.com/tokengate/tokengate/internal/reqbody"
 	"github.com/tokengate/tokengate/oauth"
 )
 
@@ -181,33 +180,19 @@ func checkQuery(q string) *oauth.Error {
 	return nil
 }
 
-var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// readBody reads at most MaxBodyBytes of r.Body and returns it as a string,
-// which the parsers slice without copying.
+// readBody reads at most MaxBodyBytes of r.Body, into a buffer of the
+// declared length, and returns it as a string the parsers slice without
+// copying.
 func readBody(r *http.Request) (string, *oauth.Error) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return "", nil
-	}
-	if r.ContentLength > MaxBodyBytes {
+	body, err := reqbody.Read(r, MaxBodyBytes)
+	switch {
+	case errors.Is(err, reqbody.ErrTooLarge):
 		return "", tooLarge()
-	}
-	buf := bodyPool.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= 2*MaxBodyBytes {
-			buf.Reset()
-			bodyPool.Put(buf)
-		}
-	}()
-	buf.Reset()
-	if _, err := buf.ReadFrom(http.MaxBytesReader(nil, r.Body, MaxBodyBytes)); err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return "", tooLarge()
-		}
+	case err != nil:
 		return "", &oauth.Error{Code: oauth.CodeInvalidRequest, Status: http.StatusBadRequest,
 			Cause: oauth.CauseBadRequest, Description: "the request body could not be read"}
 	}
-	return buf.String(), nil
+	return body, nil
 }
 
 func tooLarge() *oauth.Error {

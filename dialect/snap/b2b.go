@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/tokengate/tokengate/dialect"
 	"github.com/tokengate/tokengate/internal/jsonx"
+	"github.com/tokengate/tokengate/internal/reqbody"
 	"github.com/tokengate/tokengate/oauth"
 )
 
@@ -171,13 +171,12 @@ func (d *b2b) decodeBody(r *http.Request) *oauth.Error {
 	if r.Body == nil {
 		return oauth.Missing("grantType")
 	}
-	var sb strings.Builder
-	if _, err := io.Copy(&sb, io.LimitReader(r.Body, maxBodyBytes+1)); err != nil {
-		return oauth.BadRequest("cannot read request body")
-	}
-	body := sb.String()
-	if len(body) > maxBodyBytes {
+	body, err := reqbody.Read(r, maxBodyBytes)
+	if errors.Is(err, reqbody.ErrTooLarge) {
 		return oauth.BadRequest("request body too large")
+	}
+	if err != nil {
+		return oauth.BadRequest("cannot read request body")
 	}
 	if len(strings.TrimSpace(body)) == 0 {
 		return oauth.Missing("grantType")
