@@ -155,7 +155,7 @@ func open(ctx context.Context, cfg config.Config, d Deps, gatewayOnly bool) (*No
 	n.Admin = &Admin{Config: cfg, Store: st, Engine: eng, Admin: admin.New(st, eng.Secrets(), eng.Passwords(), d.Now)}
 	sd := server.Deps{Logger: log, Now: d.Now, Registry: reg, Events: events, GatewayOnly: gatewayOnly}
 	if len(cfg.Gateway.Routes) > 0 {
-		gw, err := gateway.New(cfg.Gateway, verifiers(eng), gateway.Deps{Logger: log, Registry: reg})
+		gw, err := gateway.New(cfg.Gateway, verifiers(eng), gateway.Deps{Logger: log, Registry: reg, Now: d.Now, BodyTimeout: cfg.BodyTimeout})
 		if err != nil {
 			return fail(err)
 		}

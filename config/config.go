@@ -177,6 +177,9 @@ type Gateway struct {
 	Listen string `yaml:"listen"`
 	// MaxBody bounds a call's body (bytes); a larger one is refused.
 	MaxBody int64 `yaml:"max_body"`
+	// MaxReaders bounds the call bodies read at once (each within
+	// body_timeout), so bodies cost at most max_readers × max_body.
+	MaxReaders int `yaml:"max_readers"`
 	// UpstreamTimeout bounds the upstream's answer; past it the caller
 	// gets a timeout in the route's format.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
@@ -237,7 +240,7 @@ func Default() Config {
 		GC:                      GC{Interval: time.Minute, Batch: 1000},
 		Log:                     Log{Level: "info", Format: "text"},
 		Endpoints:               []Endpoint{{Path: "/oauth/token", Dialect: "oauth2"}},
-		Gateway: Gateway{MaxBody: 1 << 20, UpstreamTimeout: 30 * time.Second, TimestampWindow: 5 * time.Minute,
+		Gateway: Gateway{MaxBody: 1 << 20, MaxReaders: 64, UpstreamTimeout: 30 * time.Second, TimestampWindow: 5 * time.Minute,
 			TimeZone: "Asia/Jakarta"},
 	}
 }
@@ -554,6 +557,9 @@ func (c *Config) validateGateway(bad func(string, ...any), endpoints map[string]
 	}
 	if g.MaxBody < 1 || g.MaxBody > 64<<20 {
 		bad("gateway.max_body: must be between 1 and 64 MiB")
+	}
+	if g.MaxReaders < 1 {
+		bad("gateway.max_readers: must be at least 1")
 	}
 	if g.UpstreamTimeout < 100*time.Millisecond {
 		bad("gateway.upstream_timeout: must be at least 100ms")

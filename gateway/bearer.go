@@ -65,6 +65,8 @@ func (v *BearerVerifier) Failure(_ *Route, _ string, f Failure) Refusal {
 		return plainRefusal{http.StatusBadRequest, "invalid_request", "the request body could not be read"}
 	case UpstreamTimeout:
 		return plainRefusal{http.StatusGatewayTimeout, "upstream_timeout", "the service did not answer in time"}
+	case ReadersBusy:
+		return plainRefusal{http.StatusServiceUnavailable, "overloaded", "too many requests in progress, retry shortly"}
 	default:
 		return plainRefusal{http.StatusBadGateway, "upstream_unavailable", "the service cannot be reached"}
 	}
@@ -95,6 +97,9 @@ type plainRefusal struct {
 }
 
 func (p plainRefusal) Write(w http.ResponseWriter) {
+	if p.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(p.status)

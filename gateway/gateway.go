@@ -9,6 +9,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/bodygate"
 )
 
 // Identity headers the gateway sets on a verified call. The same headers
@@ -72,6 +74,7 @@ const (
 	BodyUnreadable                     // the body did not arrive
 	UpstreamTimeout                    // the upstream did not answer in time
 	UpstreamUnreachable                // the upstream refused or failed the connection
+	ReadersBusy                        // every body reader is busy: retry shortly
 )
 
 // Verifier verifies the calls of one kind of route ("snap", "bearer").
@@ -109,6 +112,10 @@ type Deps struct {
 	// Transport reaches the upstreams; nil: a transport for many
 	// concurrent calls to few hosts.
 	Transport http.RoundTripper
+	// Now is the clock of the body readers' grace (nil: time.Now).
+	Now func() time.Time
+	// BodyTimeout is how long a call's body may take to arrive (0: 5s).
+	BodyTimeout time.Duration
 }
 
 // Gateway is an http.Handler for every configured route. It is safe for
@@ -116,6 +123,7 @@ type Deps struct {
 type Gateway struct {
 	routes  []*Route // longest prefix first
 	maxBody int64
+	bodies  *bodygate.Gate
 	log     *slog.Logger
 }
 
@@ -146,7 +154,8 @@ func New(cfg config.Gateway, verifiers map[string]Verifier, d Deps) (*Gateway, e
 			return nil, fmt.Errorf("gateway metrics: %w", err)
 		}
 	}
-	g := &Gateway{maxBody: cfg.MaxBody, log: d.Logger}
+	g := &Gateway{maxBody: cfg.MaxBody, log: d.Logger,
+		bodies: bodygate.New(bodygate.Options{Max: cfg.MaxReaders, Timeout: cmp.Or(d.BodyTimeout, 5*time.Second), Now: d.Now})}
 	for i, rc := range cfg.Routes {
 		kind := rc.Auth
 		if kind == "" {
@@ -207,8 +216,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		r.seconds.Observe(time.Since(start).Seconds())
 	}()
+	pass, ok := g.bodies.Enter(w, req)
+	if !ok {
+		g.refuse(w, r, r.verifier.Failure(r, path, ReadersBusy))
+		return
+	}
+	defer pass.Done() // the slot is free once the body is read; this ends a connection whose body was not
 	body, f := g.readBody(req)
 	if f >= 0 {
+		pass.Done()
 		g.refuse(w, r, r.verifier.Failure(r, path, f))
 		return
 	}
