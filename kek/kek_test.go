@@ -39,7 +39,8 @@ func TestRoundTrip(t *testing.T) {
 		if len(sealed) != len(plain)+Overhead {
 			t.Errorf("sealed %d bytes into %d, want %d", len(plain), len(sealed), len(plain)+Overhead)
 		}
-		if len(plain) > 0 && bytes.Contains(sealed, plain) {
+		// (A one-byte plaintext turns up in random ciphertext by chance.)
+		if len(plain) >= 8 && bytes.Contains(sealed, plain) {
 			t.Error("the plaintext appears in the envelope")
 		}
 		got, err := r.Open("setting:pepper", sealed)
