@@ -42,8 +42,8 @@ func TestMinify(t *testing.T) {
 		{" { } ", `{}`},
 		{"[ 1 , 2.50 , -0 , 1E+2 , 1e-07 ]", "[1,2.50,-0,1E+2,1e-07]"},
 		{`{"a" : "x  y" , "b":{"c" :[ true,false , null ]}}`, `{"a":"x  y","b":{"c":[true,false,null]}}`},
-		{`{"z":1,"a":2,"z":3}`, `{"z":1,"a":2,"z":3}`}, // order and duplicates as sent
-		{`"\u00e9 \" \\ \/ \n"`, `"\u00e9 \" \\ \/ \n"`},     // escapes untouched
+		{`{"z":1,"a":2,"z":3}`, `{"z":1,"a":2,"z":3}`},   // order and duplicates as sent
+		{`"\u00e9 \" \\ \/ \n"`, `"\u00e9 \" \\ \/ \n"`}, // escapes untouched
 		{"\"caf\u00e9 \U0001F600\"", "\"caf\u00e9 \U0001F600\""},
 		{`{"html":"<a href='x'>&amp;</a>"}`, `{"html":"<a href='x'>&amp;</a>"}`},
 		{"\"\u2028\u2029\"", "\"\u2028\u2029\""},
