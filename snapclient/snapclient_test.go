@@ -358,14 +358,18 @@ func TestTransportRefuses(t *testing.T) {
 		tr   func() *Transport
 		body string
 	}{
-		"not JSON":               {good, `{"a":`},
-		"unknown variant":        {func() *Transport { tr := good(); tr.Variant = "hmac"; return tr }, `{}`},
-		"symmetric no secret":    {func() *Transport { tr := good(); tr.ClientSecret = nil; return tr }, `{}`},
-		"symmetric no tokens":    {func() *Transport { tr := good(); tr.Tokens = nil; return tr }, `{}`},
-		"asymmetric no key":      {func() *Transport { tr := good(); tr.Variant = Asymmetric; return tr }, `{}`},
-		"no partner":             {func() *Transport { tr := good(); tr.PartnerID = ""; return tr }, `{}`},
-		"bad channel":            {func() *Transport { tr := good(); tr.ChannelID = "web"; return tr }, `{}`},
-		"bad external ID":        {func() *Transport { tr := good(); tr.ExternalID = func() string { return strings.Repeat("x", 37) }; return tr }, `{}`},
+		"not JSON":            {good, `{"a":`},
+		"unknown variant":     {func() *Transport { tr := good(); tr.Variant = "hmac"; return tr }, `{}`},
+		"symmetric no secret": {func() *Transport { tr := good(); tr.ClientSecret = nil; return tr }, `{}`},
+		"symmetric no tokens": {func() *Transport { tr := good(); tr.Tokens = nil; return tr }, `{}`},
+		"asymmetric no key":   {func() *Transport { tr := good(); tr.Variant = Asymmetric; return tr }, `{}`},
+		"no partner":          {func() *Transport { tr := good(); tr.PartnerID = ""; return tr }, `{}`},
+		"bad channel":         {func() *Transport { tr := good(); tr.ChannelID = "web"; return tr }, `{}`},
+		"bad external ID": {func() *Transport {
+			tr := good()
+			tr.ExternalID = func() string { return strings.Repeat("x", 37) }
+			return tr
+		}, `{}`},
 		"token endpoint refuses": {func() *Transport { p.tokenStatus.Store(401); return good() }, `{}`},
 	} {
 		before := p.numCalls()
