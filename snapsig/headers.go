@@ -2,6 +2,7 @@ package snapsig
 
 import (
 	"net/http"
+	"net/textproto"
 	"strings"
 	"time"
 
@@ -102,7 +103,7 @@ func ParseHeaders(h http.Header, needToken bool) (Headers, *FieldError) {
 		if out.AccessToken = bearer(auth); out.AccessToken == "" {
 			return Headers{}, malformed(HeaderAuthorization)
 		}
-	} else if vs := h.Values(HeaderAuthorization); len(vs) == 1 {
+	} else if vs := values(h, HeaderAuthorization); len(vs) == 1 {
 		out.AccessToken = bearer(trimOWS(vs[0]))
 	}
 
@@ -172,9 +173,22 @@ func ValidID(s string) bool { return visible(s, MaxExternalIDLen) }
 
 func malformed(field string) *FieldError { return &FieldError{Field: field} }
 
+// canonical maps the header names to their canonical keys in http.Header,
+// computed once instead of on every lookup.
+var canonical = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{HeaderAuthorization, HeaderTimestamp, HeaderSignature, HeaderPartnerID,
+		HeaderExternalID, HeaderChannelID, HeaderDeviceID, HeaderOrigin} {
+		m[n] = textproto.CanonicalMIMEHeaderKey(n)
+	}
+	return m
+}()
+
+func values(h http.Header, name string) []string { return h[canonical[name]] }
+
 // mandatory returns the single value of a required header.
 func mandatory(h http.Header, name string) (string, *FieldError) {
-	vs := h.Values(name)
+	vs := values(h, name)
 	switch {
 	case len(vs) > 1:
 		return "", malformed(name)
@@ -187,7 +201,7 @@ func mandatory(h http.Header, name string) (string, *FieldError) {
 // optional returns the value of an optional header, "" when absent or
 // blank.
 func optional(h http.Header, name string, max int) (string, *FieldError) {
-	vs := h.Values(name)
+	vs := values(h, name)
 	switch {
 	case len(vs) == 0:
 		return "", nil
