@@ -46,7 +46,8 @@ func (c *clientSetSnapKeyCmd) Run(r *run) error {
 }
 
 type snapCmd struct {
-	Sign snapSignCmd `cmd:"" help:"Print the SNAP BI access-token request headers (and a curl line) for testing an integration."`
+	Sign        snapSignCmd        `cmd:"" help:"Print the SNAP BI access-token request headers (and a curl line) for testing an integration."`
+	SignService snapSignServiceCmd `cmd:"" name:"sign-service" help:"Print the signed SNAP BI service-call headers (and a curl line) for one call."`
 }
 
 type snapSignCmd struct {

@@ -13,7 +13,7 @@ func TestCLI(t *testing.T) {
 			{"client", "update"}, {"client", "disable"}, {"client", "enable"}, {"client", "delete"},
 			{"client", "rotate-secret"}, {"user", "create"}, {"user", "set-password"}, {"user", "disable"},
 			{"user", "list"}, {"key", "list"}, {"key", "rotate"}, {"token", "introspect"}, {"token", "revoke"},
-			{"migrate"}, {"gc"}, {"kek"}, {"kek", "generate"}, {"kek", "rotate"}} {
+			{"migrate"}, {"gc"}, {"kek"}, {"kek", "generate"}, {"kek", "rotate"}, {"snap", "sign"}, {"snap", "sign-service"}} {
 			out, _, code := e.run("", append(cmd, "--help")...)
 			if code != 0 || !strings.Contains(out, "Usage: tokengate") {
 				t.Errorf("%v --help: exit %d, %q", cmd, code, out)

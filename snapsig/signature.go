@@ -1,0 +1,133 @@
+package snapsig
+
+import (
+	"crypto"
+	"crypto/hmac"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"errors"
+	"strings"
+)
+
+// MaxSignatureLen bounds X-SIGNATURE before it is decoded: Base64 of a
+// 12288-bit RSA signature. Real ones are 88 characters (HMAC-SHA512), 344
+// (RSA 2048) or 684 (RSA 4096).
+const MaxSignatureLen = 2048
+
+// EndpointURL is the EndpointUrl of the string to sign: path without
+// stripPrefix, plus "?" + rawQuery when includeQuery is set and rawQuery is
+// not empty. path should be the request target's path as sent (in Go,
+// r.URL.EscapedPath()), rawQuery as sent (r.URL.RawQuery, not re-encoded
+// or sorted).
+//
+// stripPrefix is a mount prefix in front of the API base (e.g. "/nicepay")
+// that clients do not sign. It is removed only on a segment boundary:
+// "/nicepay" strips "/nicepay/v1.0/x" to "/v1.0/x" and "/nicepay" to "/",
+// but leaves "/nicepayx/v1.0" alone. A trailing "/" on stripPrefix is
+// ignored, so "/nicepay/" and "/nicepay" mean the same.
+func EndpointURL(path, rawQuery, stripPrefix string, includeQuery bool) string {
+	if p := strings.TrimRight(stripPrefix, "/"); p != "" && strings.HasPrefix(path, p) {
+		switch rest := path[len(p):]; {
+		case rest == "":
+			path = "/"
+		case rest[0] == '/':
+			path = rest
+		}
+	}
+	if includeQuery && rawQuery != "" {
+		return path + "?" + rawQuery
+	}
+	return path
+}
+
+// SymmetricString is the string to sign of the symmetric variant:
+// METHOD + ":" + EndpointUrl + ":" + AccessToken + ":" + bodyHash + ":" +
+// X-TIMESTAMP, every part exactly as given.
+func SymmetricString(method, endpointURL, accessToken, bodyHash, timestamp string) string {
+	return method + ":" + endpointURL + ":" + accessToken + ":" + bodyHash + ":" + timestamp
+}
+
+// AsymmetricString is the string to sign of the asymmetric variant:
+// METHOD + ":" + EndpointUrl + ":" + bodyHash + ":" + X-TIMESTAMP.
+func AsymmetricString(method, endpointURL, bodyHash, timestamp string) string {
+	return method + ":" + endpointURL + ":" + bodyHash + ":" + timestamp
+}
+
+// SignSymmetric returns X-SIGNATURE of the symmetric variant: standard
+// Base64 (padded) of HMAC-SHA512 keyed by the client secret.
+func SignSymmetric(clientSecret []byte, stringToSign string) string {
+	mac := hmac.New(sha512.New, clientSecret)
+	mac.Write([]byte(stringToSign))
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// VerifySymmetric reports whether signature is SignSymmetric(clientSecret,
+// stringToSign), comparing the MACs in constant time. Unpadded Base64 is
+// accepted; anything else that is not Base64 of 64 bytes is false.
+func VerifySymmetric(clientSecret []byte, stringToSign, signature string) bool {
+	got, ok := DecodeSignature(signature)
+	if !ok || len(got) != sha512.Size {
+		return false
+	}
+	mac := hmac.New(sha512.New, clientSecret)
+	mac.Write([]byte(stringToSign))
+	return hmac.Equal(mac.Sum(nil), got)
+}
+
+// SignAsymmetric returns X-SIGNATURE of the asymmetric variant: standard
+// Base64 of SHA256withRSA (RSASSA-PKCS1-v1_5 over SHA-256). It returns an
+// error for a nil key or when RSA signing fails.
+func SignAsymmetric(priv *rsa.PrivateKey, stringToSign string) (string, error) {
+	if priv == nil {
+		return "", errors.New("snapsig: no private key")
+	}
+	digest := sha256.Sum256([]byte(stringToSign))
+	sig, err := rsa.SignPKCS1v15(nil, priv, crypto.SHA256, digest[:])
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(sig), nil
+}
+
+// VerifyAsymmetric reports whether signature is a valid SHA256withRSA
+// signature of stringToSign by pub's private key. A nil key, or a
+// signature that is not Base64, is false.
+func VerifyAsymmetric(pub *rsa.PublicKey, stringToSign, signature string) bool {
+	if pub == nil {
+		return false
+	}
+	sig, ok := DecodeSignature(signature)
+	if !ok {
+		return false
+	}
+	digest := sha256.Sum256([]byte(stringToSign))
+	return rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig) == nil
+}
+
+// DecodeSignature decodes X-SIGNATURE: standard Base64, padded (SNAP's
+// format) or not. It refuses the empty string, anything longer than
+// MaxSignatureLen and any character outside the Base64 alphabet (the
+// decoder alone would skip CR and LF).
+func DecodeSignature(s string) ([]byte, bool) {
+	if s == "" || len(s) > MaxSignatureLen {
+		return nil, false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(isAlnum(c) || c == '+' || c == '/' || c == '=') {
+			return nil, false
+		}
+	}
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+		return b, true
+	}
+	if b, err := base64.RawStdEncoding.DecodeString(s); err == nil {
+		return b, true
+	}
+	return nil, false
+}
+
+func isAlnum(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
+}
