@@ -158,8 +158,10 @@ func TestClientSecretsBoundToClientAndHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	for what, plant := range map[string]func(c *oauth.Client){
-		"another client's":  func(c *oauth.Client) { c.Secrets[0].Sealed = a.Secrets[0].Sealed },
-		"another hash's":    func(c *oauth.Client) { c.Secrets[0].Sealed, c.Secrets[1].Sealed = c.Secrets[1].Sealed, c.Secrets[0].Sealed },
+		"another client's": func(c *oauth.Client) { c.Secrets[0].Sealed = a.Secrets[0].Sealed },
+		"another hash's": func(c *oauth.Client) {
+			c.Secrets[0].Sealed, c.Secrets[1].Sealed = c.Secrets[1].Sealed, c.Secrets[0].Sealed
+		},
 		"in clear":          func(c *oauth.Client) { c.Secrets[0].Sealed = []byte("a secret planted in clear") },
 		"a flipped bit":     func(c *oauth.Client) { c.Secrets[0].Sealed[len(c.Secrets[0].Sealed)-1] ^= 1 },
 		"a copy for a hash": func(c *oauth.Client) { c.Secrets[2].Sealed = c.Secrets[0].Sealed },
