@@ -31,9 +31,9 @@ func TestValidate(t *testing.T) {
 			c.SNAPServiceSignature = oauth.SNAPSignatureAsymmetric
 		},
 		"snap_service_signature both needs a SNAP public key": func(c *oauth.Client) { c.SNAPServiceSignature = oauth.SNAPSignatureBoth },
-		"partner_id must be 1 to 36":                         func(c *oauth.Client) { c.PartnerID = strings.Repeat("p", 37) },
-		"partner_id must be 1 to 36 printable":               func(c *oauth.Client) { c.PartnerID = "a b" },
-		"partner_id must be 1 to 36 printable ASCII":         func(c *oauth.Client) { c.PartnerID = "café" },
+		"partner_id must be 1 to 36":                          func(c *oauth.Client) { c.PartnerID = strings.Repeat("p", 37) },
+		"partner_id must be 1 to 36 printable":                func(c *oauth.Client) { c.PartnerID = "a b" },
+		"partner_id must be 1 to 36 printable ASCII":          func(c *oauth.Client) { c.PartnerID = "café" },
 	} {
 		c := valid()
 		change(c)
