@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"fmt"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -88,6 +89,17 @@ type SecretHash struct {
 	// Plain is the secret itself, in memory only (never stored, logged or
 	// encoded); nil when the secret is not recoverable.
 	Plain []byte `json:"-"`
+}
+
+// Format prints s without the secret, its sealed form or its hash,
+// whatever the verb, so that no %v of a client can put a secret in a log
+// or an error.
+func (s SecretHash) Format(f fmt.State, _ rune) {
+	exp := "never"
+	if !s.ExpiresAt.IsZero() {
+		exp = s.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(f, "{expires:%s recoverable:%t}", exp, s.Recoverable())
 }
 
 // Recoverable reports whether the secret itself is kept, not only its hash.
