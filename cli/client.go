@@ -195,7 +195,7 @@ func (c *clientCreateCmd) Run(r *run) error {
 		AccessTTL: c.AccessTTL, TokenFormat: oauth.TokenFormat(c.TokenFormat), SigningAlg: c.SigningAlg,
 		RefreshWithClientCredentials: c.RefreshWithCC,
 		AuthMethods:                  splitAll(c.AuthMethod), Endpoints: splitAll(c.Endpoint), CanIntrospect: c.CanIntrospect,
-		SNAPServiceSignature:         snapSignature(c.SnapSignature), PartnerID: c.PartnerID,
+		SNAPServiceSignature: snapSignature(c.SnapSignature), PartnerID: c.PartnerID,
 	}
 	cl, sec, err := s.Admin.CreateClient(r.ctx, spec)
 	if err != nil {
