@@ -53,6 +53,12 @@ type ClientSpec struct {
 	Endpoints []string
 	// CanIntrospect lets the client introspect other clients' tokens.
 	CanIntrospect bool
+	// SNAPServiceSignature is how the client signs SNAP service calls
+	// (oauth.SNAPSignatureSymmetric, ...Asymmetric, ...Both; "" for none).
+	// A symmetric client's secret is kept recoverable.
+	SNAPServiceSignature string
+	// PartnerID is the client's SNAP X-PARTNER-ID; "": its client ID.
+	PartnerID string
 }
 
 // NewClientID returns a fresh client ID: 128 random bits in hex (no
@@ -113,7 +119,36 @@ func Validate(c *oauth.Client) error {
 			return fmt.Errorf("endpoint %q is not a path (it starts with / and has no spaces, '?' or '#')", p)
 		}
 	}
+	if !oauth.KnownSNAPSignature(c.SNAPServiceSignature) {
+		return fmt.Errorf("snap_service_signature %q is unknown (want symmetric, asymmetric, both or none)", c.SNAPServiceSignature)
+	}
+	if c.SNAPAsymmetric() && c.PublicKeyPEM == "" {
+		return fmt.Errorf("snap_service_signature %s needs a SNAP public key (snap_public_key) to verify the signatures with", c.SNAPServiceSignature)
+	}
+	if c.PartnerID != "" && !oauth.ValidPartnerID(c.PartnerID) {
+		return fmt.Errorf("partner_id must be 1 to %d printable ASCII characters without spaces", oauth.MaxPartnerIDLen)
+	}
 	return nil
+}
+
+// NoteSecretNotRecoverable is what an operator is told about a client
+// registered for symmetric SNAP service signatures whose current secret is
+// not recoverable (see NeedsRecoverableSecret).
+const NoteSecretNotRecoverable = "the secret of this client is not recoverable; " +
+	"run client rotate-secret to give it one the SNAP signatures can use"
+
+// NeedsRecoverableSecret reports whether c is registered for symmetric
+// SNAP service signatures but its current secret is kept only as a hash
+// (a client that was registered before, or switched to symmetric since):
+// its service calls cannot be verified until its next RotateSecret.
+func NeedsRecoverableSecret(c *oauth.Client) bool {
+	return c.SNAPSymmetric() && !c.HasRecoverableSecret()
+}
+
+// partnerTaken explains ErrAlreadyExists from a write of a client whose
+// effective partner ID is partnerID.
+func partnerTaken(partnerID string, err error) error {
+	return fmt.Errorf("partner_id %s is already the partner ID or the client ID of another client: %w", partnerID, err)
 }
 
 // AuthMethods are the client authentication methods a client can be
@@ -144,7 +179,7 @@ func (a *Admin) CreateClient(ctx context.Context, spec ClientSpec) (*oauth.Clien
 	c := &oauth.Client{
 		ID:                           NewClientID(),
 		Name:                         spec.Name,
-		Secrets:                      []oauth.SecretHash{{Hash: a.secrets.Hash(sec)}},
+		Secrets:                      []oauth.SecretHash{a.newSecret(sec, spec.SNAPServiceSignature)},
 		Grants:                       dedupe(spec.Grants),
 		Scopes:                       dedupe(spec.Scopes),
 		DefaultScopes:                dedupe(spec.DefaultScopes),
@@ -156,6 +191,8 @@ func (a *Admin) CreateClient(ctx context.Context, spec ClientSpec) (*oauth.Clien
 		AuthMethods:                  dedupe(spec.AuthMethods),
 		Endpoints:                    dedupe(spec.Endpoints),
 		CanIntrospect:                spec.CanIntrospect,
+		SNAPServiceSignature:         spec.SNAPServiceSignature,
+		PartnerID:                    spec.PartnerID,
 		CreatedAt:                    now,
 		UpdatedAt:                    now,
 	}
@@ -166,15 +203,35 @@ func (a *Admin) CreateClient(ctx context.Context, spec ClientSpec) (*oauth.Clien
 		return nil, "", err
 	}
 	if err := a.store.CreateClient(ctx, c); err != nil {
+		if errors.Is(err, oauth.ErrAlreadyExists) && c.PartnerID != "" {
+			return nil, "", partnerTaken(c.PartnerID, err)
+		}
 		return nil, "", err
 	}
 	return c, sec, nil
 }
 
+// newSecret is the stored form of a new secret sec: its hash, and for a
+// client with symmetric SNAP service signatures the secret itself, which
+// the store seals (kek.Store).
+func (a *Admin) newSecret(sec, snapServiceSignature string) oauth.SecretHash {
+	h := oauth.SecretHash{Hash: a.secrets.Hash(sec)}
+	if (&oauth.Client{SNAPServiceSignature: snapServiceSignature}).SNAPSymmetric() {
+		h.Plain = []byte(sec)
+	}
+	return h
+}
+
 // UpdateClient applies change to a client and validates the result; an
-// invalid result is not stored.
+// invalid result is not stored. A client that is not (or no longer)
+// registered for symmetric SNAP service signatures keeps no recoverable
+// secret: the result's are dropped. A client switched to symmetric gets a
+// recoverable secret only at its next RotateSecret (NeedsRecoverableSecret).
+// Errors: oauth.ErrNotFound, a validation error, change's, and an error
+// wrapping oauth.ErrAlreadyExists when the partner ID is taken.
 func (a *Admin) UpdateClient(ctx context.Context, id string, change func(*oauth.Client) error) error {
-	return a.store.UpdateClient(ctx, id, func(c *oauth.Client) error {
+	var partnerID string
+	err := a.store.UpdateClient(ctx, id, func(c *oauth.Client) error {
 		if err := change(c); err != nil {
 			return err
 		}
@@ -183,9 +240,19 @@ func (a *Admin) UpdateClient(ctx context.Context, id string, change func(*oauth.
 		if err := Validate(c); err != nil {
 			return err
 		}
+		if !c.SNAPSymmetric() {
+			for i := range c.Secrets {
+				c.Secrets[i].Plain, c.Secrets[i].Sealed = nil, nil
+			}
+		}
+		partnerID = c.EffectivePartnerID()
 		c.UpdatedAt = a.now()
 		return nil
 	})
+	if errors.Is(err, oauth.ErrAlreadyExists) {
+		return partnerTaken(partnerID, err)
+	}
+	return err
 }
 
 // SetClientDisabled disables or re-enables a client. Either change
@@ -231,7 +298,9 @@ func (a *Admin) SetSNAPKey(ctx context.Context, id, pemText string) error {
 
 // RotateSecret gives a client a new secret. For grace, the previous secret
 // keeps working; with grace 0 it stops at once. Secrets from earlier
-// rotations are dropped.
+// rotations are dropped. For a client with symmetric SNAP service
+// signatures the new secret is recoverable, and so is the previous one
+// during the grace if it was.
 func (a *Admin) RotateSecret(ctx context.Context, id string, grace time.Duration) (string, error) {
 	if grace < 0 {
 		return "", errors.New("grace must not be negative")
@@ -242,11 +311,12 @@ func (a *Admin) RotateSecret(ctx context.Context, id string, grace time.Duration
 	}
 	now := a.now()
 	err = a.UpdateClient(ctx, id, func(c *oauth.Client) error {
-		next := []oauth.SecretHash{{Hash: a.secrets.Hash(sec)}}
+		next := []oauth.SecretHash{a.newSecret(sec, c.SNAPServiceSignature)}
 		if grace > 0 {
 			for _, old := range c.Secrets {
 				if old.ExpiresAt.IsZero() {
-					next = append(next, oauth.SecretHash{Hash: old.Hash, ExpiresAt: now.Add(grace)})
+					old.ExpiresAt = now.Add(grace) // its recoverable copy, if any, goes along
+					next = append(next, old)
 				}
 			}
 		}

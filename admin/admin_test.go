@@ -26,12 +26,36 @@ func TestValidate(t *testing.T) {
 		"at least 1s":       func(c *oauth.Client) { c.AccessTTL = time.Millisecond },
 		"token format":      func(c *oauth.Client) { c.TokenFormat = "paseto" },
 		"signing algorithm": func(c *oauth.Client) { c.SigningAlg = "HS256" },
+		"snap_service_signature \"hmac\" is unknown": func(c *oauth.Client) { c.SNAPServiceSignature = "hmac" },
+		"snap_service_signature asymmetric needs a SNAP public key": func(c *oauth.Client) {
+			c.SNAPServiceSignature = oauth.SNAPSignatureAsymmetric
+		},
+		"snap_service_signature both needs a SNAP public key": func(c *oauth.Client) { c.SNAPServiceSignature = oauth.SNAPSignatureBoth },
+		"partner_id must be 1 to 36":                          func(c *oauth.Client) { c.PartnerID = strings.Repeat("p", 37) },
+		"partner_id must be 1 to 36 printable":                func(c *oauth.Client) { c.PartnerID = "a b" },
+		"partner_id must be 1 to 36 printable ASCII":          func(c *oauth.Client) { c.PartnerID = "café" },
 	} {
 		c := valid()
 		change(c)
 		err := Validate(c)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: got %v", want, err)
+		}
+	}
+}
+
+func TestValidateSNAP(t *testing.T) {
+	for _, change := range []func(*oauth.Client){
+		func(c *oauth.Client) { c.SNAPServiceSignature = oauth.SNAPSignatureSymmetric },
+		func(c *oauth.Client) { c.SNAPServiceSignature, c.PublicKeyPEM = oauth.SNAPSignatureAsymmetric, "PEM" },
+		func(c *oauth.Client) { c.SNAPServiceSignature, c.PublicKeyPEM = oauth.SNAPSignatureBoth, "PEM" },
+		func(c *oauth.Client) { c.PartnerID = strings.Repeat("P", 36) },
+		func(c *oauth.Client) { c.PartnerID = "NICEPAY-01~!" },
+	} {
+		c := valid()
+		change(c)
+		if err := Validate(c); err != nil {
+			t.Errorf("%+v: %v", c, err)
 		}
 	}
 }

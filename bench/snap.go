@@ -61,8 +61,8 @@ func generateSnapKeys(ctx context.Context, dir string, n int) ([]*rsa.PrivateKey
 }
 
 // snapSigner pre-signs SNAP access-token requests. Every request has its
-// own (client, millisecond X-TIMESTAMP) pair, so its signature is unique
-// and the server's replay guard accepts it once.
+// own (client, millisecond X-TIMESTAMP) pair, so its signature is unique:
+// an endpoint with replay_protection accepts each once too.
 type snapSigner struct {
 	host    string
 	clients []snapClient

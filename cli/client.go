@@ -37,12 +37,20 @@ type clientView struct {
 	AuthMethods   []string `json:"auth_methods"`
 	Endpoints     []string `json:"endpoints"` // empty: every endpoint
 	CanIntrospect bool     `json:"can_introspect"`
+	// SNAPServiceSignature: symmetric, asymmetric, both or none.
+	SNAPServiceSignature string `json:"snap_service_signature"`
+	PartnerID            string `json:"partner_id"` // the effective X-PARTNER-ID: the client ID unless set
 	// TokensNotBefore: tokens issued before it are revoked.
 	TokensNotBefore *time.Time `json:"tokens_not_before,omitempty"`
 	Disabled        bool       `json:"disabled"`
 	Secrets         []string   `json:"secrets"` // "current" or "expires <time>"
-	CreatedAt       time.Time  `json:"created_at"`
-	UpdatedAt       time.Time  `json:"updated_at"`
+	// SecretsRecoverable tells, for each of Secrets, whether the secret
+	// itself is kept (encrypted) for SNAP symmetric signatures; never the
+	// secret.
+	SecretsRecoverable []bool    `json:"secrets_recoverable"`
+	Notes              []string  `json:"notes,omitempty"` // what the operator should do
+	CreatedAt          time.Time `json:"created_at"`
+	UpdatedAt          time.Time `json:"updated_at"`
 }
 
 func viewClient(c *oauth.Client) clientView {
@@ -52,6 +60,13 @@ func viewClient(c *oauth.Client) clientView {
 		RefreshWithCC: c.RefreshWithClientCredentials, HasPublicKey: c.PublicKeyPEM != "",
 		AuthMethods: nonNil(c.EffectiveAuthMethods()), Endpoints: nonNil(c.Endpoints), CanIntrospect: c.CanIntrospect,
 		Disabled: c.Disabled, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Secrets: []string{},
+		SNAPServiceSignature: c.SNAPServiceSignature, PartnerID: c.EffectivePartnerID(), SecretsRecoverable: []bool{},
+	}
+	if v.SNAPServiceSignature == oauth.SNAPSignatureNone {
+		v.SNAPServiceSignature = "none"
+	}
+	if admin.NeedsRecoverableSecret(c) {
+		v.Notes = append(v.Notes, admin.NoteSecretNotRecoverable)
 	}
 	if !c.TokensNotBefore.IsZero() {
 		t := c.TokensNotBefore.UTC()
@@ -66,8 +81,16 @@ func viewClient(c *oauth.Client) clientView {
 		} else {
 			v.Secrets = append(v.Secrets, "expires "+s.ExpiresAt.UTC().Format(time.RFC3339))
 		}
+		v.SecretsRecoverable = append(v.SecretsRecoverable, s.Recoverable())
 	}
 	return v
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 func nonNil(s []string) []string {
@@ -107,12 +130,23 @@ func (r *run) showClient(c *oauth.Client, asJSON bool) error {
 	}
 	fmt.Fprintf(w, "auth methods:\t%s\nendpoints:\t%s\ncan introspect:\t%t\n",
 		strings.Join(v.AuthMethods, " "), endpoints, v.CanIntrospect)
-	fmt.Fprintf(w, "refresh with client_credentials:\t%t\nsnap public key:\t%t\nsecrets:\t%s\n",
-		v.RefreshWithCC, v.HasPublicKey, strings.Join(v.Secrets, ", "))
+	partner := v.PartnerID
+	if partner == v.ClientID {
+		partner += " (the client ID)"
+	}
+	secrets := make([]string, len(v.Secrets))
+	for i, s := range v.Secrets {
+		secrets[i] = s + " (recoverable: " + yesNo(v.SecretsRecoverable[i]) + ")"
+	}
+	fmt.Fprintf(w, "refresh with client_credentials:\t%t\nsnap public key:\t%t\nsnap service signature:\t%s\npartner id:\t%s\nsecrets:\t%s\n",
+		v.RefreshWithCC, v.HasPublicKey, v.SNAPServiceSignature, partner, strings.Join(secrets, ", "))
 	if v.TokensNotBefore != nil {
 		fmt.Fprintf(w, "tokens revoked before:\t%s\n", v.TokensNotBefore.Format(time.RFC3339Nano))
 	}
 	fmt.Fprintf(w, "created:\t%s\n", v.CreatedAt.UTC().Format(time.RFC3339))
+	for _, n := range v.Notes {
+		fmt.Fprintf(w, "note:\t%s\n", n)
+	}
 	return w.Flush()
 }
 
@@ -129,7 +163,17 @@ type clientCreateCmd struct {
 	AuthMethod    []string      `name:"auth-method" help:"Client authentication method the client may use; repeat for several (client_secret_basic, client_secret_post, snap_signature). Default: snap_signature with --snap-public-key, else the two secret methods."`
 	Endpoint      []string      `name:"endpoint" placeholder:"PATH" help:"Token endpoint path the client may use; repeat for several. Default: every endpoint."`
 	CanIntrospect bool          `name:"can-introspect" help:"Let the client introspect tokens issued to other clients (a resource server)."`
+	SnapSignature string        `name:"snap-service-signature" enum:",symmetric,asymmetric,both,none" default:"" help:"How the client signs SNAP service calls: symmetric (HMAC-SHA512 keyed with its secret, which is then kept recoverable, encrypted under the KEK), asymmetric (its RSA key; needs --snap-public-key), both, or none (the default)."`
+	PartnerID     string        `name:"partner-id" placeholder:"ID" help:"The client's SNAP X-PARTNER-ID (at most 36 printable ASCII characters, unique among clients); default: the client ID."`
 	JSON          bool          `name:"json" help:"Print {\"client_id\",\"client_secret\"} as JSON."`
+}
+
+// snapSignature maps the --snap-service-signature value to the stored one.
+func snapSignature(flag string) string {
+	if flag == "none" {
+		return oauth.SNAPSignatureNone
+	}
+	return flag
 }
 
 func (c *clientCreateCmd) Run(r *run) error {
@@ -151,6 +195,7 @@ func (c *clientCreateCmd) Run(r *run) error {
 		AccessTTL: c.AccessTTL, TokenFormat: oauth.TokenFormat(c.TokenFormat), SigningAlg: c.SigningAlg,
 		RefreshWithClientCredentials: c.RefreshWithCC,
 		AuthMethods:                  splitAll(c.AuthMethod), Endpoints: splitAll(c.Endpoint), CanIntrospect: c.CanIntrospect,
+		SNAPServiceSignature: snapSignature(c.SnapSignature), PartnerID: c.PartnerID,
 	}
 	cl, sec, err := s.Admin.CreateClient(r.ctx, spec)
 	if err != nil {
@@ -238,6 +283,9 @@ type clientUpdateCmd struct {
 	Endpoint       []string `name:"endpoint" placeholder:"PATH" help:"Replace the allowed token endpoint paths; repeat for several."`
 	AnyEndpoint    bool     `name:"any-endpoint" help:"Remove the endpoint restriction."`
 	CanIntrospect  string   `name:"can-introspect" enum:",true,false" default:"" help:"true or false: may introspect other clients' tokens."`
+	SnapSignature  string   `name:"snap-service-signature" enum:",symmetric,asymmetric,both,none" default:"" help:"symmetric, asymmetric, both or none: how the client signs SNAP service calls. A secret becomes recoverable only at the next rotate-secret."`
+	PartnerID      string   `name:"partner-id" placeholder:"ID" help:"New SNAP X-PARTNER-ID (at most 36 printable ASCII characters, unique among clients)."`
+	NoPartnerID    bool     `name:"no-partner-id" help:"Use the client ID as the X-PARTNER-ID again."`
 	JSON           bool     `name:"json" help:"Print the updated client as JSON."`
 }
 
@@ -301,6 +349,15 @@ func (c *clientUpdateCmd) Run(r *run) error {
 		}
 		if c.CanIntrospect != "" {
 			cl.CanIntrospect = c.CanIntrospect == "true"
+		}
+		if c.SnapSignature != "" {
+			cl.SNAPServiceSignature = snapSignature(c.SnapSignature)
+		}
+		if c.PartnerID != "" {
+			cl.PartnerID = c.PartnerID
+		}
+		if c.NoPartnerID {
+			cl.PartnerID = ""
 		}
 		return nil
 	})

@@ -70,9 +70,12 @@ func uniqueTimestamp() string {
 	return now.UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
+// snapEndpoints adds two SNAP token endpoints, /v1.0/access-token/b2b
+// with replay refusal (replay_protection) and /nicepay/... without, and a
+// NeoX endpoint.
 func snapEndpoints(c *config.Config) {
 	c.Endpoints = append(c.Endpoints,
-		config.Endpoint{Path: "/v1.0/access-token/b2b", Dialect: "snap-b2b"},
+		config.Endpoint{Path: "/v1.0/access-token/b2b", Dialect: "snap-b2b", Options: map[string]any{"replay_protection": true}},
 		config.Endpoint{Path: "/nicepay/v1.0/access-token/b2b", Dialect: "snap-b2b", AccessTTL: 30 * time.Minute},
 		config.Endpoint{Path: "/v2/auth/oauth2/token", Dialect: "neox", DefaultScopes: []string{"disbursement"}})
 }

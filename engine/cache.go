@@ -91,8 +91,9 @@ func clientSize(c *oauth.Client) int {
 			n += len(s) + 16
 		}
 	}
+	n += len(c.SNAPServiceSignature) + len(c.PartnerID)
 	for _, s := range c.Secrets {
-		n += len(s.Hash) + 48
+		n += len(s.Hash) + len(s.Sealed) + len(s.Plain) + 48
 	}
 	return n
 }

@@ -125,6 +125,7 @@ type Engine struct {
 	cfg       Config
 	store     oauth.Store
 	clients   *recordCache[*oauth.Client]
+	partners  *recordCache[*oauth.Client] // the same records, by effective partner ID
 	users     *recordCache[*oauth.User]
 	secrets   *secret.Hasher
 	passwords *secret.Passwords
@@ -161,6 +162,7 @@ func New(ctx context.Context, store oauth.Store, cfg Config) (*Engine, error) {
 		cfg:       cfg,
 		store:     store,
 		clients:   newRecordCache(clientSize),
+		partners:  newRecordCache(clientSize),
 		users:     newRecordCache(userSize),
 		secrets:   secret.NewHasher(pepper),
 		passwords: secret.NewPasswords(cfg.PasswordHashConcurrency, cfg.PasswordHashQueue),
@@ -237,6 +239,7 @@ func (e *Engine) Refresh(ctx context.Context) error {
 		return nil
 	}
 	e.clients.invalidate()
+	e.partners.invalidate()
 	e.users.invalidate()
 	if err := e.loadKeys(ctx); err != nil {
 		return err

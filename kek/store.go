@@ -6,22 +6,25 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tokengate/tokengate/oauth"
 )
 
 // Store is an oauth.Store whose secret values are sealed under a keyring
-// on the way in and opened on the way out: settings (Setting) and signing
-// keys' private keys (CreateSigningKey, ListSigningKeys). Every other
-// method is the wrapped store's own. A value that is stored in clear, or
+// on the way in and opened on the way out: settings (Setting), signing
+// keys' private keys (CreateSigningKey, ListSigningKeys) and clients'
+// recoverable secrets (CreateClient, GetClient, GetClientByPartnerID,
+// ListClients, UpdateClient; see clients.go). Every other method is the
+// wrapped store's own. A value that is stored in clear, or
 // does not open, is an error: it is never used as it is, since a clear
 // value may have been written straight into the database by someone who
 // cannot know the KEK.
 //
 // The other methods come from the embedded store: a method added to
-// oauth.Store that carries a secret (recoverable client secrets) must be
-// overridden here, or it is stored in clear.
+// oauth.Store that carries a secret must be overridden here, or it is
+// stored in clear.
 type Store struct {
 	oauth.Store
 	ring *Keyring
@@ -115,7 +118,7 @@ type RotateReport struct {
 	FromOld   int      `json:"from_old"`   // of which were encrypted under an older KEK
 	Current   int      `json:"current"`    // were already under the current KEK (encrypted again, with a fresh nonce)
 	Sealed    int      `json:"sealed"`     // were in clear and are now encrypted (with sealClear)
-	LeftClear []string `json:"left_clear"` // names of values in clear left as they were (without sealClear)
+	LeftClear []string `json:"left_clear"` // values in clear left as they were (without sealClear; recoverable client secrets always)
 }
 
 // Rotate re-encrypts every stored secret under the current KEK, in one
@@ -124,7 +127,10 @@ type RotateReport struct {
 // only if sealClear is set: an operator upgrading a store written before
 // encryption at rest sets it once; otherwise such values are left in clear
 // (and still refused on reading), named in LeftClear, and Rotate returns
-// the report with an error wrapping ErrNotSealed. Errors: a value that
+// the report with an error wrapping ErrNotSealed. A recoverable client
+// secret in clear is never sealed, even with sealClear: such secrets were
+// sealed from the start, so one in clear was written into the database
+// directly. Errors: a value that
 // does not open (ErrUnknownKEK, ErrDecrypt), which rewrites nothing; the
 // store's.
 func (s *Store) Rotate(ctx context.Context, sealClear bool) (RotateReport, error) {
@@ -139,7 +145,9 @@ func (s *Store) Rotate(ctx context.Context, sealClear bool) (RotateReport, error
 	seen := map[string]outcome{}
 	n, err := s.Store.RewriteSecrets(ctx, func(name string, v []byte) ([]byte, error) {
 		if !IsSealed(v) {
-			if !sealClear {
+			// A recoverable client secret never existed in clear: one that
+			// is was planted, and sealing it would make it trusted.
+			if !sealClear || strings.HasPrefix(name, clientSecretPrefix) {
 				seen[name] = leftClear
 				return v, nil
 			}
@@ -148,6 +156,10 @@ func (s *Store) Rotate(ctx context.Context, sealClear bool) (RotateReport, error
 		}
 		plain, err := s.ring.Open(name, v)
 		if err != nil {
+			if rest, ok := strings.CutPrefix(name, clientSecretPrefix); ok {
+				id := rest[:max(0, strings.LastIndexByte(rest, ':'))]
+				return nil, clientOpenError(id, err)
+			}
 			return nil, openError(name, err)
 		}
 		if s.ring.IsCurrent(v) {
@@ -170,12 +182,15 @@ func (s *Store) Rotate(ctx context.Context, sealClear bool) (RotateReport, error
 		case sealed:
 			rep.Sealed++
 		case leftClear:
-			rep.LeftClear = append(rep.LeftClear, name)
+			if d := describe(name); !slices.Contains(rep.LeftClear, d) {
+				rep.LeftClear = append(rep.LeftClear, d)
+			}
 		}
 	}
 	if len(rep.LeftClear) > 0 {
 		return rep, fmt.Errorf("%d values are stored in clear (%v) and were left so: %w; "+
-			"if this store was written before encryption at rest, run \"tokengate kek rotate --seal-clear\"; "+
+			"if this store was written before encryption at rest, run \"tokengate kek rotate --seal-clear\" "+
+			"(recoverable client secrets are never sealed so: run \"tokengate client rotate-secret\" for those clients); "+
 			"otherwise they were written into the database directly", len(rep.LeftClear), rep.LeftClear, ErrNotSealed)
 	}
 	return rep, nil

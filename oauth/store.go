@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"time"
 )
@@ -31,17 +32,26 @@ var (
 // when they return nil: implementations batch concurrent calls into one
 // transaction (group commit) rather than skipping the sync.
 type Store interface {
-	// CreateClient stores a new client. Errors: ErrAlreadyExists.
+	// CreateClient stores a new client. Each SecretHash's Sealed is stored
+	// as opaque bytes; Plain is never stored. Errors: ErrAlreadyExists (the
+	// ID is taken, or the client's EffectivePartnerID is another client's).
 	CreateClient(ctx context.Context, c *Client) error
 	// GetClient returns a client by ID. A miss costs what a hit costs (it
 	// decodes a typical record too), so timing does not tell which client
 	// IDs exist. Errors: ErrNotFound.
 	GetClient(ctx context.Context, id string) (*Client, error)
+	// GetClientByPartnerID returns the client whose EffectivePartnerID is
+	// partnerID (its PartnerID, or its ID when it has none), with one
+	// indexed read; a miss costs what a hit costs, as in GetClient.
+	// Errors: ErrNotFound.
+	GetClientByPartnerID(ctx context.Context, partnerID string) (*Client, error)
 	// ListClients returns all clients ordered by ID.
 	ListClients(ctx context.Context) ([]*Client, error)
 	// UpdateClient applies update to the stored client atomically (no update
 	// between the read and the write is lost). If update returns an error,
-	// nothing is written and that error is returned. Errors: ErrNotFound.
+	// nothing is written and that error is returned. Errors: ErrNotFound;
+	// ErrAlreadyExists (the updated EffectivePartnerID is another
+	// client's; nothing is written).
 	UpdateClient(ctx context.Context, id string, update func(*Client) error) error
 	// DeleteClient removes a client and revokes nothing else (its tokens
 	// become useless because the client no longer authenticates, and
@@ -108,10 +118,11 @@ type Store interface {
 	// if absent; concurrent callers (several nodes) all get the same value.
 	Setting(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error)
 
-	// RewriteSecrets passes every stored secret value — each setting, and
-	// the private key of each signing key, current, retired or no longer
-	// published — to rewrite with the value's name (SettingSecret,
-	// SigningKeySecret), and stores what rewrite returns in its place. It
+	// RewriteSecrets passes every stored secret value — each setting, the
+	// private key of each signing key, current, retired or no longer
+	// published, and the Sealed value of each client secret that has one —
+	// to rewrite with the value's name (SettingSecret, SigningKeySecret,
+	// ClientSecretSecret), and stores what rewrite returns in its place. It
 	// runs in one write transaction that also bumps the revision; if
 	// rewrite fails, nothing is written and its error is returned. rewrite
 	// may be called more than once for a value (a store may run the
@@ -149,6 +160,15 @@ func SettingSecret(name string) string { return "setting:" + name }
 // the signing key id, and the associated data that binds its encrypted
 // value to its row.
 func SigningKeySecret(id string) string { return "signing_key:" + id }
+
+// ClientSecretSecret is the name RewriteSecrets gives the recoverable
+// secret (SecretHash.Sealed) of client clientID whose hash is hash, and the
+// associated data that binds its encrypted value to that client and that
+// hash: a sealed secret moved to another client, or beside another hash,
+// does not open.
+func ClientSecretSecret(clientID string, hash []byte) string {
+	return "client_secret:" + clientID + ":" + base64.StdEncoding.EncodeToString(hash)
+}
 
 // StoreCounts is what Store.Counts reports.
 type StoreCounts struct {

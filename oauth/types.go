@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"fmt"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -72,9 +73,72 @@ func KnownAlg(alg string) bool { return alg == AlgES256 || alg == AlgRS256 || al
 
 // SecretHash is one keyed hash of a client secret. A client has one current
 // hash and, during a rotation's grace period, the previous one with an expiry.
+//
+// A client whose SNAP service calls are signed with HMAC-SHA512 keyed with
+// its secret (SNAPSymmetric) also keeps the secret itself, recoverable:
+// Plain in memory, Sealed (encrypted under the key-encryption key, see
+// package kek) in the store. Stores keep Sealed as opaque bytes and never
+// see Plain; the kek.Store decorator seals Plain on every write and opens
+// Sealed on every read.
 type SecretHash struct {
 	Hash      []byte    `json:"hash"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"` // zero: never expires
+	// Sealed is the secret as stored, encrypted and bound to the client and
+	// Hash (ClientSecretSecret); nil when the secret is not recoverable.
+	Sealed []byte `json:"sealed,omitempty"`
+	// Plain is the secret itself, in memory only (never stored, logged or
+	// encoded); nil when the secret is not recoverable.
+	Plain []byte `json:"-"`
+}
+
+// Format prints s without the secret, its sealed form or its hash,
+// whatever the verb, so that no %v of a client can put a secret in a log
+// or an error.
+func (s SecretHash) Format(f fmt.State, _ rune) {
+	exp := "never"
+	if !s.ExpiresAt.IsZero() {
+		exp = s.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(f, "{expires:%s recoverable:%t}", exp, s.Recoverable())
+}
+
+// Recoverable reports whether the secret itself is kept, not only its hash.
+func (s *SecretHash) Recoverable() bool { return len(s.Plain) > 0 || len(s.Sealed) > 0 }
+
+// SNAP service signature variants a client can be registered for
+// (Client.SNAPServiceSignature).
+const (
+	SNAPSignatureNone       = ""
+	SNAPSignatureSymmetric  = "symmetric"  // HMAC-SHA512 keyed with the client secret
+	SNAPSignatureAsymmetric = "asymmetric" // SHA256withRSA, verified with PublicKeyPEM
+	SNAPSignatureBoth       = "both"
+)
+
+// KnownSNAPSignature reports whether v is a SNAP service signature variant
+// ("" for none).
+func KnownSNAPSignature(v string) bool {
+	switch v {
+	case SNAPSignatureNone, SNAPSignatureSymmetric, SNAPSignatureAsymmetric, SNAPSignatureBoth:
+		return true
+	}
+	return false
+}
+
+// MaxPartnerIDLen is the longest SNAP X-PARTNER-ID (Client.PartnerID).
+const MaxPartnerIDLen = 36
+
+// ValidPartnerID reports whether s may be a partner ID: 1 to
+// MaxPartnerIDLen printable ASCII characters without spaces.
+func ValidPartnerID(s string) bool {
+	if s == "" || len(s) > MaxPartnerIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // Client is a registered OAuth client (a merchant or partner integration).
@@ -105,6 +169,14 @@ type Client struct {
 	// clients (a resource server). Without it, introspecting a foreign
 	// token answers inactive.
 	CanIntrospect bool
+	// SNAPServiceSignature is how the client signs SNAP service calls:
+	// SNAPSignatureNone, SNAPSignatureSymmetric, SNAPSignatureAsymmetric or
+	// SNAPSignatureBoth. A symmetric client's secrets are recoverable.
+	SNAPServiceSignature string
+	// PartnerID is the client's SNAP X-PARTNER-ID; "" means the client ID
+	// (see EffectivePartnerID). Effective partner IDs are unique among
+	// clients: the stores refuse a duplicate with ErrAlreadyExists.
+	PartnerID string
 	// TokensNotBefore: every token of this client issued before it is
 	// revoked (an incident's "revoke everything", and a disable). Zero: none.
 	TokensNotBefore time.Time
@@ -136,6 +208,61 @@ func (c *Client) AllowsAuthMethod(m string) bool { return slices.Contains(c.Effe
 // AllowsEndpoint reports whether the client may use the token endpoint at path.
 func (c *Client) AllowsEndpoint(path string) bool {
 	return len(c.Endpoints) == 0 || slices.Contains(c.Endpoints, path)
+}
+
+// EffectivePartnerID is the client's SNAP X-PARTNER-ID: PartnerID, or the
+// client ID when that is empty.
+func (c *Client) EffectivePartnerID() string {
+	if c.PartnerID != "" {
+		return c.PartnerID
+	}
+	return c.ID
+}
+
+// SNAPSymmetric reports whether the client may sign SNAP service calls
+// with HMAC-SHA512 keyed with its secret (symmetric or both).
+func (c *Client) SNAPSymmetric() bool {
+	return c.SNAPServiceSignature == SNAPSignatureSymmetric || c.SNAPServiceSignature == SNAPSignatureBoth
+}
+
+// SNAPAsymmetric reports whether the client may sign SNAP service calls
+// with its RSA key (asymmetric or both).
+func (c *Client) SNAPAsymmetric() bool {
+	return c.SNAPServiceSignature == SNAPSignatureAsymmetric || c.SNAPServiceSignature == SNAPSignatureBoth
+}
+
+// ServiceSecrets returns the plaintext secrets a symmetric SNAP service
+// signature may be keyed with at now: those of the client's secrets that
+// are recoverable (Plain) and not expired, the current one first. Empty
+// for a client that is not SNAPSymmetric, or whose secret is not
+// recoverable. The slices are the client's own: do not modify them.
+func (c *Client) ServiceSecrets(now time.Time) [][]byte {
+	if !c.SNAPSymmetric() {
+		return nil
+	}
+	var out [][]byte
+	for i := range c.Secrets {
+		if s := &c.Secrets[i]; len(s.Plain) > 0 && s.ExpiresAt.IsZero() {
+			out = append(out, s.Plain)
+		}
+	}
+	for i := range c.Secrets {
+		if s := &c.Secrets[i]; len(s.Plain) > 0 && !s.ExpiresAt.IsZero() && now.Before(s.ExpiresAt) {
+			out = append(out, s.Plain)
+		}
+	}
+	return out
+}
+
+// HasRecoverableSecret reports whether the client's current secret (the
+// one that never expires) is recoverable.
+func (c *Client) HasRecoverableSecret() bool {
+	for i := range c.Secrets {
+		if c.Secrets[i].ExpiresAt.IsZero() && c.Secrets[i].Recoverable() {
+			return true
+		}
+	}
+	return false
 }
 
 // RevokedBefore reports whether a token of this client issued at issuedAt

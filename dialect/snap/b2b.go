@@ -50,6 +50,16 @@ type B2BOptions struct {
 	// grant or scope not allowed) and the stale-timestamp answer, which
 	// needs no client, are unchanged.
 	UniformAuthErrors bool `yaml:"uniform_auth_errors"`
+	// ReplayProtection refuses a request whose signature was already
+	// used ("Unauthorized. [Replayed request]"): the signature is a
+	// one-time value, spent on every node in the transaction that stores
+	// the token. Off by default: a merchant running several instances
+	// sends byte-identical requests whenever two of them ask for a token
+	// in the same X-TIMESTAMP (the signature is deterministic, and SDKs
+	// format timestamps to the second), and each must get a token. No SNAP
+	// provider documents such a rule; the timestamp window is the
+	// protection against old requests either way.
+	ReplayProtection bool `yaml:"replay_protection"`
 }
 
 // b2b is the SNAP BI access token B2B dialect (service code 73).
@@ -57,6 +67,7 @@ type b2b struct {
 	service serviceCode
 	window  time.Duration
 	uniform bool // B2BOptions.UniformAuthErrors
+	replay  bool // B2BOptions.ReplayProtection
 	now     func() time.Time
 	log     *slog.Logger
 }
@@ -67,8 +78,8 @@ var (
 )
 
 // NewB2B is the dialect.Factory of SNAP BI's access token B2B service
-// (service code 73). Options: timestamp_window and uniform_auth_errors (see
-// B2BOptions); unknown options are refused.
+// (service code 73). Options: timestamp_window, uniform_auth_errors and
+// replay_protection (see B2BOptions); unknown options are refused.
 func NewB2B(options map[string]any, deps dialect.Deps) (dialect.Dialect, error) {
 	var o B2BOptions
 	if err := dialect.DecodeOptions(options, &o); err != nil {
@@ -85,7 +96,7 @@ func NewB2B(options map[string]any, deps dialect.Deps) (dialect.Dialect, error) 
 		}
 		window = w
 	}
-	d := &b2b{service: serviceAccessTokenB2B, window: window, uniform: o.UniformAuthErrors, now: deps.Now, log: deps.Logger}
+	d := &b2b{service: serviceAccessTokenB2B, window: window, uniform: o.UniformAuthErrors, replay: o.ReplayProtection, now: deps.Now, log: deps.Logger}
 	if d.now == nil {
 		d.now = time.Now
 	}
@@ -107,9 +118,11 @@ func (d *b2b) PolicyDefaults() oauth.EndpointPolicy {
 // everything that needs no client record: method, headers, body and the
 // freshness of X-TIMESTAMP. The signature check needs the client's key: the
 // engine runs it with this package's Authenticator, to which the request
-// hands the signature as Evidence. The signature is also the request's nonce:
-// the engine uses it up in the transaction that stores the token, so a
-// replay is refused on every node and a failed request spends nothing.
+// hands the signature as Evidence. With replay_protection the signature is
+// also the request's nonce: the engine uses it up in the transaction that
+// stores the token, so a replay is refused on every node and a failed
+// request spends nothing. Without it no nonce is set (nothing is written
+// for it), and identical requests each get a token.
 func (d *b2b) DecodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.Error) {
 	if r.Method != http.MethodPost {
 		return nil, oauth.BadRequest("method must be POST")
@@ -146,19 +159,22 @@ func (d *b2b) DecodeTokenRequest(r *http.Request) (*oauth.TokenRequest, *oauth.E
 	if now := d.now(); tsTime.Before(now.Add(-d.window)) || tsTime.After(now.Add(d.window)) {
 		return nil, oauth.InvalidClient(oauth.CauseStaleRequest, "X-TIMESTAMP is outside the allowed window")
 	}
-	return &oauth.TokenRequest{
+	req := &oauth.TokenRequest{
 		GrantType: oauth.GrantClientCredentials,
-		// A timestamp is accepted until tsTime+window by this node's clock,
-		// but the nonce is judged later and by the store's clock: kept for
-		// twice the window, it outlives every way of still accepting it.
-		Nonce: &oauth.Nonce{Key: replayKey(tsTime, sig), ExpiresAt: tsTime.Add(2 * d.window)},
 		Credentials: oauth.ClientCredentials{
 			Method:   oauth.AuthSNAPSignature,
 			ClientID: clientID,
 			Evidence: Evidence{Timestamp: ts, Signature: sig},
 		},
 		NoRefreshToken: true, // SNAP's response has no refresh token
-	}, nil
+	}
+	if d.replay {
+		// A timestamp is accepted until tsTime+window by this node's clock,
+		// but the nonce is judged later and by the store's clock: kept for
+		// twice the window, it outlives every way of still accepting it.
+		req.Nonce = &oauth.Nonce{Key: replayKey(tsTime, sig), ExpiresAt: tsTime.Add(2 * d.window)}
+	}
+	return req, nil
 }
 
 // decodeBody checks the JSON body: {"grantType":"client_credentials",

@@ -83,6 +83,7 @@ func TestB2BResponseCodes(t *testing.T) {
 
 	type tc struct {
 		name    string
+		options map[string]any // the endpoint's; nil: none
 		method  string
 		ts      string // default ts0
 		body    *string
@@ -162,12 +163,18 @@ func TestB2BResponseCodes(t *testing.T) {
 		}, code: "2007300", message: "Successful"},
 		{name: "grant not allowed", env: func(e *b2bEnv) { e.engine.clients[testClientID].Grants = nil }, code: "4017300", message: "Unauthorized. [Grant not allowed]"},
 		{name: "scope not allowed", env: func(e *b2bEnv) { e.engine.inject = oauth.InvalidScope("scope x not allowed") }, code: "4017300", message: "Unauthorized. [Scope not allowed]"},
-		{name: "replayed", env: func(e *b2bEnv) {
+		{name: "replayed", options: replayOn, env: func(e *b2bEnv) {
 			w := e.engine.serve(e.d, snapRequest(t, key, testClientID, ts0, okBody, nil))
 			if w.Code != http.StatusOK {
 				t.Fatalf("first request: %d %s", w.Code, w.Body)
 			}
 		}, code: "4017300", message: "Unauthorized. [Replayed request]"},
+		{name: "same request again without replay_protection", env: func(e *b2bEnv) {
+			w := e.engine.serve(e.d, snapRequest(t, key, testClientID, ts0, okBody, nil))
+			if w.Code != http.StatusOK {
+				t.Fatalf("first request: %d %s", w.Code, w.Body)
+			}
+		}, code: "2007300", message: "Successful"},
 
 		// 4297300
 		{name: "rate limited", env: func(e *b2bEnv) { e.engine.inject = oauth.RateLimited("too many requests", time.Second) }, code: "4297300", message: "Too Many Requests"},
@@ -176,8 +183,8 @@ func TestB2BResponseCodes(t *testing.T) {
 		{name: "internal", env: func(e *b2bEnv) { e.engine.inject = oauth.ServerError() }, code: "5007300", message: "General Error"},
 
 		// 5047300
-		{name: "nonce store unavailable", env: func(e *b2bEnv) { e.nonces.err = fmt.Errorf("dial: %w", oauth.ErrUnavailable) }, code: "5047300", message: "Timeout"},
-		{name: "nonce store deadline", env: func(e *b2bEnv) { e.nonces.err = fmt.Errorf("query: %w", context.DeadlineExceeded) }, code: "5047300", message: "Timeout"},
+		{name: "nonce store unavailable", options: replayOn, env: func(e *b2bEnv) { e.nonces.err = fmt.Errorf("dial: %w", oauth.ErrUnavailable) }, code: "5047300", message: "Timeout"},
+		{name: "nonce store deadline", options: replayOn, env: func(e *b2bEnv) { e.nonces.err = fmt.Errorf("query: %w", context.DeadlineExceeded) }, code: "5047300", message: "Timeout"},
 		{name: "engine timeout", env: func(e *b2bEnv) { e.engine.inject = oauth.Timeout() }, code: "5047300", message: "Timeout"},
 		{name: "engine unavailable", env: func(e *b2bEnv) { e.engine.inject = oauth.Unavailable() }, code: "5047300", message: "Timeout"},
 		{name: "engine overloaded", env: func(e *b2bEnv) { e.engine.inject = oauth.Overloaded("queue full", time.Second) }, code: "5047300", message: "Timeout"},
@@ -186,7 +193,7 @@ func TestB2BResponseCodes(t *testing.T) {
 	seen := map[string]bool{}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			env := newB2BEnv(t, nil)
+			env := newB2BEnv(t, c.options)
 			if c.env != nil {
 				c.env(env)
 			}
@@ -270,8 +277,16 @@ func TestB2BDecodedRequest(t *testing.T) {
 	if !req.NoRefreshToken {
 		t.Error("NoRefreshToken not set")
 	}
-	if req.Nonce == nil || req.Nonce.Key == "" {
-		t.Errorf("no nonce: %+v", req.Nonce)
+	// Without replay_protection nothing is spent: no nonce.
+	if req.Nonce != nil {
+		t.Errorf("a nonce without replay_protection: %+v", req.Nonce)
+	}
+	withReplay, e := newB2BEnv(t, replayOn).d.DecodeTokenRequest(snapRequest(t, clientKey(), testClientID, ts0, okBody, nil))
+	if e != nil {
+		t.Fatal(e)
+	}
+	if withReplay.Nonce == nil || withReplay.Nonce.Key == "" {
+		t.Errorf("no nonce with replay_protection: %+v", withReplay.Nonce)
 	}
 	// The evidence is what the Authenticator checks against the client.
 	c := &oauth.Client{ID: testClientID, PublicKeyPEM: spkiPEM(t, &clientKey().PublicKey)}
@@ -281,7 +296,7 @@ func TestB2BDecodedRequest(t *testing.T) {
 }
 
 func TestB2BReplayNonceLifetime(t *testing.T) {
-	env := newB2BEnv(t, nil)
+	env := newB2BEnv(t, replayOn)
 	ts := Timestamp(t0.Add(-time.Minute))
 	if w := env.engine.serve(env.d, snapRequest(t, clientKey(), testClientID, ts, okBody, nil)); w.Code != http.StatusOK {
 		t.Fatalf("%d %s", w.Code, w.Body)
@@ -309,7 +324,7 @@ func TestB2BReplayNonceLifetime(t *testing.T) {
 // A failed request spends no nonce: the genuine retry of a request refused
 // for another reason (a disabled client, here) is not taken for a replay.
 func TestB2BFailedIssuanceDoesNotBurnNonce(t *testing.T) {
-	env := newB2BEnv(t, nil)
+	env := newB2BEnv(t, replayOn)
 	env.engine.clients[testClientID].Disabled = true
 	w := env.engine.serve(env.d, snapRequest(t, clientKey(), testClientID, ts0, okBody, nil))
 	if code, _ := checkEnvelope(t, w); code != "4017300" {
@@ -323,7 +338,7 @@ func TestB2BFailedIssuanceDoesNotBurnNonce(t *testing.T) {
 
 // A forged signature must not consume the nonce the genuine request needs.
 func TestB2BBadSignatureDoesNotBurnNonce(t *testing.T) {
-	env := newB2BEnv(t, nil)
+	env := newB2BEnv(t, replayOn)
 	for range 2 {
 		w := env.engine.serve(env.d, snapRequest(t, otherKey(), testClientID, ts0, okBody, nil))
 		if code, _ := checkEnvelope(t, w); code != "4017300" {
@@ -670,7 +685,7 @@ func TestB2BUniformAuthErrors(t *testing.T) {
 		}, "Unauthorized. [Replayed request]"},
 	}
 	for _, c := range kept {
-		env := newB2BEnv(t, map[string]any{"uniform_auth_errors": true})
+		env := newB2BEnv(t, map[string]any{"uniform_auth_errors": true, "replay_protection": true})
 		if c.env != nil {
 			c.env(env)
 		}
@@ -681,6 +696,44 @@ func TestB2BUniformAuthErrors(t *testing.T) {
 
 	if _, err := NewB2B(map[string]any{"uniform_auth_errors": "sometimes"}, dialect.Deps{}); err == nil {
 		t.Error("a non-boolean uniform_auth_errors was accepted")
+	}
+}
+
+// replayOn is the endpoint options of replay refusal.
+var replayOn = map[string]any{"replay_protection": true}
+
+// Several instances of one merchant send byte-identical requests (same
+// client, same X-TIMESTAMP, so the same deterministic signature): each
+// gets a token, and nothing is written for a nonce; with
+// replay_protection, only the first.
+func TestB2BIdenticalRequests(t *testing.T) {
+	env := newB2BEnv(t, nil)
+	for i := range 3 {
+		w := env.engine.serve(env.d, snapRequest(t, clientKey(), testClientID, ts0, okBody, nil))
+		if code, msg := checkEnvelope(t, w); code != "2007300" {
+			t.Fatalf("request %d: %s %q", i, code, msg)
+		}
+	}
+	if len(env.nonces.m) != 0 {
+		t.Errorf("nonces recorded without replay_protection: %d", len(env.nonces.m))
+	}
+
+	env = newB2BEnv(t, replayOn)
+	for i := range 3 {
+		w := env.engine.serve(env.d, snapRequest(t, clientKey(), testClientID, ts0, okBody, nil))
+		code, msg := checkEnvelope(t, w)
+		if want := map[bool]string{true: "2007300", false: "4017300"}[i == 0]; code != want {
+			t.Fatalf("request %d with replay_protection: %s %q, want %s", i, code, msg, want)
+		}
+	}
+	if len(env.nonces.m) != 1 {
+		t.Errorf("%d nonces recorded with replay_protection, want 1", len(env.nonces.m))
+	}
+
+	for _, bad := range []any{"sometimes", 1, []any{true}} {
+		if _, err := NewB2B(map[string]any{"replay_protection": bad}, dialect.Deps{}); err == nil {
+			t.Errorf("replay_protection %v accepted", bad)
+		}
 	}
 }
 

@@ -36,7 +36,8 @@ func (s *Store) adminTx(ctx context.Context, fn func(ctx context.Context, tx pgx
 	return mapErr(err)
 }
 
-// CreateClient stores a new client. Errors: oauth.ErrAlreadyExists.
+// CreateClient stores a new client. Errors: oauth.ErrAlreadyExists (the
+// ID, or the effective partner ID, is taken).
 func (s *Store) CreateClient(ctx context.Context, c *oauth.Client) error {
 	if c == nil {
 		return errNil
@@ -50,13 +51,25 @@ func (s *Store) CreateClient(ctx context.Context, c *oauth.Client) error {
 
 // GetClient returns a client by ID. Errors: oauth.ErrNotFound.
 func (s *Store) GetClient(ctx context.Context, id string) (*oauth.Client, error) {
+	return s.getClientWhere(ctx, `id = $1`, id)
+}
+
+// GetClientByPartnerID returns the client whose effective partner ID
+// (PartnerID, or its ID when it has none) is partnerID, through the
+// clients_partner_id index. Errors: oauth.ErrNotFound.
+func (s *Store) GetClientByPartnerID(ctx context.Context, partnerID string) (*oauth.Client, error) {
+	return s.getClientWhere(ctx, partnerIDExpr+` = $1`, partnerID)
+}
+
+// getClientWhere reads the client matching where (with one argument).
+func (s *Store) getClientWhere(ctx context.Context, where, arg string) (*oauth.Client, error) {
 	pool, err := s.reader()
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	c, err := scanClient(pool.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
+	c, err := scanClient(pool.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE `+where, arg))
 	if err != nil {
 		if errors.Is(err, pgx.ErrNoRows) || unstorableKey(err) {
 			// A miss decodes a typical record too: see codec.TypicalClient.
@@ -135,7 +148,8 @@ func list[T any](ctx context.Context, s *Store, sql string, scan func(pgx.Row) (
 // writes it back in one transaction, so no concurrent update (from this
 // or another node) is lost. update runs while the lock is held: it must
 // be quick. It is called once; it must not change the ID.
-// Errors: oauth.ErrNotFound, or update's error (nothing is written then).
+// Errors: oauth.ErrNotFound, oauth.ErrAlreadyExists (the effective partner
+// ID is another client's), or update's error (nothing is written then).
 func (s *Store) UpdateClient(ctx context.Context, id string, update func(*oauth.Client) error) error {
 	return s.adminTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		c, err := scanClient(tx.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1 FOR UPDATE`, id))

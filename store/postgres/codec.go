@@ -67,13 +67,19 @@ func goBytes(b []byte) []byte {
 
 const clientColumns = `id, name, secrets, grants, scopes, default_scopes, access_ttl, token_format,
 	signing_alg, refresh_with_client_credentials, public_key_pem, disabled, created_at, updated_at,
-	auth_methods, endpoints, can_introspect, tokens_not_before`
+	auth_methods, endpoints, can_introspect, tokens_not_before, snap_service_signature, partner_id`
 
 // clientSet assigns every column but id ($1) from clientArgs' arguments.
 const clientSet = `name = $2, secrets = $3, grants = $4, scopes = $5, default_scopes = $6,
 	access_ttl = $7, token_format = $8, signing_alg = $9, refresh_with_client_credentials = $10,
 	public_key_pem = $11, disabled = $12, created_at = $13, updated_at = $14, auth_methods = $15,
-	endpoints = $16, can_introspect = $17, tokens_not_before = $18`
+	endpoints = $16, can_introspect = $17, tokens_not_before = $18, snap_service_signature = $19,
+	partner_id = $20`
+
+// partnerIDExpr is a client's effective partner ID, the expression of the
+// unique index clients_partner_id (migration 00003): a WHERE clause must
+// spell it the same way for PostgreSQL to read through the index.
+const partnerIDExpr = `COALESCE(NULLIF(partner_id, ''), id)`
 
 func clientArgs(c *oauth.Client) []any {
 	return []any{
@@ -82,6 +88,7 @@ func clientArgs(c *oauth.Client) []any {
 		c.RefreshWithClientCredentials, c.PublicKeyPEM, c.Disabled,
 		dbTime(c.CreatedAt), dbTime(c.UpdatedAt),
 		dbList(c.AuthMethods), dbList(c.Endpoints), c.CanIntrospect, dbTime(c.TokensNotBefore),
+		c.SNAPServiceSignature, c.PartnerID,
 	}
 }
 
@@ -107,7 +114,7 @@ func scanClient(row pgx.Row) (*oauth.Client, error) {
 	)
 	err := row.Scan(&c.ID, &c.Name, &secrets, &c.Grants, &c.Scopes, &c.DefaultScopes, &ttl, &format,
 		&c.SigningAlg, &c.RefreshWithClientCredentials, &c.PublicKeyPEM, &c.Disabled, &created, &updated,
-		&c.AuthMethods, &c.Endpoints, &c.CanIntrospect, &notBefore)
+		&c.AuthMethods, &c.Endpoints, &c.CanIntrospect, &notBefore, &c.SNAPServiceSignature, &c.PartnerID)
 	if err != nil {
 		return nil, err
 	}

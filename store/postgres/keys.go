@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/store/internal/codec"
 )
 
 // CreateSigningKey stores k and, in the same transaction, retires the
@@ -110,8 +111,9 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// RewriteSecrets rewrites every setting and every signing key's private
-// key (see oauth.Store) in one transaction, bumping the revision. The rows
+// RewriteSecrets rewrites every setting, every signing key's private key
+// and every client's sealed secrets (see oauth.Store) in one transaction,
+// bumping the revision. The rows
 // are locked while rewrite runs, and the revision row's lock (see adminTx)
 // keeps signing keys from being created meanwhile.
 func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, value []byte) ([]byte, error)) (int, error) {
@@ -150,6 +152,27 @@ func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, va
 				return err
 			}
 		}
+		type clientRow struct {
+			id      string
+			secrets []byte
+		}
+		var clients []clientRow
+		rows, err := tx.Query(ctx, `SELECT id, secrets FROM clients ORDER BY id FOR UPDATE`)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var c clientRow
+			if err := rows.Scan(&c.id, &c.secrets); err != nil {
+				rows.Close()
+				return err
+			}
+			clients = append(clients, c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
 		for i := range all {
 			v, err := rewrite(all[i].name, all[i].value)
 			if err != nil {
@@ -157,12 +180,28 @@ func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, va
 			}
 			all[i].value = dbBytes(v)
 		}
+		n = len(all)
+		var changed []clientRow
+		for _, c := range clients {
+			out, k, err := codec.RewriteSealed(c.id, c.secrets, rewrite)
+			if err != nil {
+				return fmt.Errorf("client %s: %w", c.id, err)
+			}
+			if k > 0 {
+				changed = append(changed, clientRow{id: c.id, secrets: out})
+				n += k
+			}
+		}
 		for _, r := range all {
 			if _, err := tx.Exec(ctx, r.update, r.value, r.key); err != nil {
 				return err
 			}
 		}
-		n = len(all)
+		for _, c := range changed {
+			if _, err := tx.Exec(ctx, `UPDATE clients SET secrets = $1 WHERE id = $2`, c.secrets, c.id); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {

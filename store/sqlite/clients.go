@@ -10,7 +10,8 @@ import (
 
 var errNil = errors.New("sqlite: nil argument")
 
-// CreateClient stores a new client. Errors: oauth.ErrAlreadyExists.
+// CreateClient stores a new client. Errors: oauth.ErrAlreadyExists (the
+// ID, or the effective partner ID, is taken).
 func (s *Store) CreateClient(ctx context.Context, c *oauth.Client) error {
 	if c == nil {
 		return errNil
@@ -32,6 +33,17 @@ func (s *Store) GetClient(ctx context.Context, id string) (*oauth.Client, error)
 		return nil, err
 	}
 	return getClient(ctx, db, id)
+}
+
+// GetClientByPartnerID returns the client whose effective partner ID
+// (PartnerID, or its ID when it has none) is partnerID, through the
+// clients_partner_id index. Errors: oauth.ErrNotFound.
+func (s *Store) GetClientByPartnerID(ctx context.Context, partnerID string) (*oauth.Client, error) {
+	db, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	return getClientWhere(ctx, db, partnerIDExpr+` = ?`, partnerID)
 }
 
 // ListClients returns all clients ordered by ID (byte order).
@@ -62,7 +74,9 @@ func (s *Store) ListClients(ctx context.Context) ([]*oauth.Client, error) {
 // database write lock is held: it must be quick and must not call the
 // Store's write methods (that would deadlock). It may be called more than
 // once if the transaction has to be retried. update must not change the ID.
-// Errors: oauth.ErrNotFound, or update's error (nothing is written then).
+// Errors: oauth.ErrNotFound, oauth.ErrAlreadyExists (the effective
+// partner ID is another client's), or update's error (nothing is written
+// then).
 func (s *Store) UpdateClient(ctx context.Context, id string, update func(*oauth.Client) error) error {
 	return s.do(ctx, func(ctx context.Context, w *writer) error {
 		c, err := getClient(ctx, w.conn, id)

@@ -93,14 +93,14 @@ func notFound(err error, what string) error {
 
 const clientColumns = `id, name, secrets, grants, scopes, default_scopes, access_ttl, token_format,
 	signing_alg, refresh_with_client_credentials, public_key_pem, disabled, created_at, updated_at,
-	auth_methods, endpoints, can_introspect, tokens_not_before`
+	auth_methods, endpoints, can_introspect, tokens_not_before, snap_service_signature, partner_id`
 
 // clientSet is the UPDATE assignment of every column but id, in
 // clientColumns order: clientArgs(c)[1:] are its arguments.
 const clientSet = `name = ?, secrets = ?, grants = ?, scopes = ?, default_scopes = ?, access_ttl = ?,
 	token_format = ?, signing_alg = ?, refresh_with_client_credentials = ?, public_key_pem = ?,
 	disabled = ?, created_at = ?, updated_at = ?, auth_methods = ?, endpoints = ?, can_introspect = ?,
-	tokens_not_before = ?`
+	tokens_not_before = ?, snap_service_signature = ?, partner_id = ?`
 
 func clientArgs(c *oauth.Client) []any {
 	return []any{
@@ -109,6 +109,7 @@ func clientArgs(c *oauth.Client) []any {
 		dbBool(c.RefreshWithClientCredentials), c.PublicKeyPEM, dbBool(c.Disabled),
 		dbTime(c.CreatedAt), dbTime(c.UpdatedAt),
 		encodeList(c.AuthMethods), encodeList(c.Endpoints), dbBool(c.CanIntrospect), dbTime(c.TokensNotBefore),
+		c.SNAPServiceSignature, c.PartnerID,
 	}
 }
 
@@ -128,7 +129,7 @@ func scanClient(sc scanner) (*oauth.Client, error) {
 	)
 	err := sc.Scan(&c.ID, &c.Name, &secrets, &grants, &scopes, &defaultScopes, &ttl, &format,
 		&c.SigningAlg, &refreshCC, &c.PublicKeyPEM, &disabled, &created, &updated,
-		&authMethods, &endpoints, &introspect, &notBefore)
+		&authMethods, &endpoints, &introspect, &notBefore, &c.SNAPServiceSignature, &c.PartnerID)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +161,17 @@ func scanClient(sc scanner) (*oauth.Client, error) {
 }
 
 func getClient(ctx context.Context, q queryer, id string) (*oauth.Client, error) {
-	c, err := scanClient(q.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = ?`, id))
+	return getClientWhere(ctx, q, `id = ?`, id)
+}
+
+// partnerIDExpr is a client's effective partner ID, the expression of the
+// unique index clients_partner_id (migration 00003): a WHERE clause must
+// spell it the same way for SQLite to read through the index.
+const partnerIDExpr = `COALESCE(NULLIF(partner_id, ''), id)`
+
+// getClientWhere reads the client matching where (with one argument).
+func getClientWhere(ctx context.Context, q queryer, where, arg string) (*oauth.Client, error) {
+	c, err := scanClient(q.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE `+where, arg))
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			// A miss decodes a typical record too: see codec.TypicalClient.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/store/internal/codec"
 )
 
 // CreateSigningKey stores k and, in the same transaction, retires the
@@ -111,9 +112,9 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// RewriteSecrets rewrites every setting and every signing key's private
-// key (see oauth.Store) in one transaction of the writer, bumping the
-// revision. rewrite runs on the writer goroutine, so it must be quick.
+// RewriteSecrets rewrites every setting, every signing key's private key
+// and every client's sealed secrets (see oauth.Store) in one transaction
+// of the writer, bumping the revision. rewrite runs on the writer goroutine, so it must be quick.
 func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, value []byte) ([]byte, error)) (int, error) {
 	var n int
 	err := s.do(ctx, func(ctx context.Context, w *writer) error {
@@ -150,6 +151,10 @@ func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, va
 				return mapErr(err)
 			}
 		}
+		clients, err := clientSecrets(ctx, w.conn)
+		if err != nil {
+			return err
+		}
 		// Every value is rewritten before anything is written, so a failing
 		// rewrite leaves nothing to undo.
 		for i := range all {
@@ -159,16 +164,52 @@ func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, va
 			}
 			all[i].value = dbBytes(v)
 		}
+		n = len(all)
+		var changed []clientSecretsRow
+		for _, c := range clients {
+			out, k, err := codec.RewriteSealed(c.id, []byte(c.secrets), rewrite)
+			if err != nil {
+				return fmt.Errorf("client %s: %w", c.id, err)
+			}
+			if k > 0 {
+				changed = append(changed, clientSecretsRow{id: c.id, secrets: string(out)})
+				n += k
+			}
+		}
 		for _, r := range all {
 			if _, err := w.conn.ExecContext(ctx, r.update, r.value, r.key); err != nil {
 				return mapErr(err)
 			}
 		}
-		n = len(all)
+		for _, c := range changed {
+			if _, err := w.conn.ExecContext(ctx, `UPDATE clients SET secrets = ? WHERE id = ?`, c.secrets, c.id); err != nil {
+				return mapErr(err)
+			}
+		}
 		return w.bumpRevision(ctx)
 	})
 	if err != nil {
 		return 0, err
 	}
 	return n, nil
+}
+
+type clientSecretsRow struct{ id, secrets string }
+
+// clientSecrets reads every client's secrets column.
+func clientSecrets(ctx context.Context, q queryer) ([]clientSecretsRow, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, secrets FROM clients ORDER BY id`)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []clientSecretsRow
+	for rows.Next() {
+		var r clientSecretsRow
+		if err := rows.Scan(&r.id, &r.secrets); err != nil {
+			return nil, mapErr(err)
+		}
+		out = append(out, r)
+	}
+	return out, mapErr(rows.Err())
 }

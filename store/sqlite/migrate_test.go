@@ -11,7 +11,7 @@ import (
 )
 
 // TestMigrationKeepsExistingRows: clients and users stored before
-// migration 00002 read back with its defaults (no AuthMethods or
+// migrations 00002 and 00003 read back with their defaults (no AuthMethods or
 // Endpoints, CanIntrospect false, no TokensNotBefore) and can be updated.
 func TestMigrationKeepsExistingRows(t *testing.T) {
 	ctx := t.Context()
@@ -60,8 +60,12 @@ func TestMigrationKeepsExistingRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Name != "Old merchant" || len(c.Grants) != 1 || c.AuthMethods != nil || c.Endpoints != nil ||
-		c.CanIntrospect || !c.TokensNotBefore.IsZero() {
+		c.CanIntrospect || !c.TokensNotBefore.IsZero() || c.SNAPServiceSignature != "" || c.PartnerID != "" {
 		t.Fatalf("pre-migration client reads back as %+v", c)
+	}
+	// Migration 00003: its client ID is its partner ID.
+	if byPartner, err := s.GetClientByPartnerID(ctx, "old"); err != nil || byPartner.ID != "old" {
+		t.Fatalf("GetClientByPartnerID(old) after migrating = %v, %v", byPartner, err)
 	}
 	u, err := s.GetUser(ctx, "bob")
 	if err != nil {

@@ -19,7 +19,9 @@ func fullClient(id string, now time.Time) *oauth.Client {
 		Name: "Merchant " + id + " — café ✓", // non-ASCII on purpose
 		Secrets: []oauth.SecretHash{
 			{Hash: []byte{0x00, 0x01, 0xfe, 0xff, 'h'}, ExpiresAt: now.Add(24*time.Hour + 123456789)},
-			{Hash: []byte("current-hash")}, // never expires
+			// Never expires; recoverable: the sealed value is opaque bytes
+			// to a store, which keeps them as given.
+			{Hash: []byte("current-hash"), Sealed: []byte{'t', 'g', 'k', 0x01, 0x00, 0xff, '"', '\\', 0x7f}},
 		},
 		Grants:                       []string{oauth.GrantClientCredentials, oauth.GrantRefreshToken},
 		Scopes:                       []string{"payments:read", "payments:write", "refunds"},
@@ -32,6 +34,8 @@ func fullClient(id string, now time.Time) *oauth.Client {
 		AuthMethods:                  []string{oauth.AuthSNAPSignature, oauth.AuthSecretPost}, // order is kept
 		Endpoints:                    []string{"/v2/auth/oauth2/token", "/oauth/token"},
 		CanIntrospect:                true,
+		SNAPServiceSignature:         oauth.SNAPSignatureBoth,
+		PartnerID:                    "partner-" + id,
 		TokensNotBefore:              now.Add(-time.Minute + 123*time.Microsecond),
 		Disabled:                     true,
 		CreatedAt:                    now.Add(-time.Hour),
@@ -66,6 +70,17 @@ func testClients(t *testing.T, s oauth.Store, clk *clock) {
 	noErr(t, err, "GetClient(c1)")
 	checkEqual(t, "GetClient(c1)", minimal, got)
 	noErr(t, s.CreateClient(ctx, &oauth.Client{ID: "c3", Name: "three", Scopes: []string{}}), "CreateClient(c3)")
+
+	// Plain, the recoverable secret in clear, is never stored: only
+	// Sealed is (sealing is the kek.Store decorator's job, not the store's).
+	withPlain := &oauth.Client{ID: "c4", Secrets: []oauth.SecretHash{{Hash: []byte("h4"), Sealed: []byte("s4"), Plain: []byte("the secret itself")}}}
+	noErr(t, s.CreateClient(ctx, withPlain), "CreateClient(c4)")
+	got, err = s.GetClient(ctx, "c4")
+	noErr(t, err, "GetClient(c4)")
+	if p := got.Secrets[0].Plain; p != nil || string(got.Secrets[0].Sealed) != "s4" {
+		t.Fatalf("GetClient(c4): Plain %q, Sealed %q; want no Plain and the Sealed given", p, got.Secrets[0].Sealed)
+	}
+	noErr(t, s.DeleteClient(ctx, "c4"), "DeleteClient(c4)")
 
 	_, err = s.GetClient(ctx, "missing")
 	isErr(t, err, oauth.ErrNotFound, "GetClient(missing)")
@@ -108,6 +123,7 @@ func testUpdateClient(t *testing.T, s oauth.Store, clk *clock) {
 		c.Name = "renamed"
 		c.Scopes = append(c.Scopes, "payouts")
 		c.Secrets = c.Secrets[1:]
+		c.Secrets[0].Sealed = []byte("sealed again")
 		c.AccessTTL = time.Hour
 		c.AuthMethods = []string{oauth.AuthSecretBasic}
 		c.Endpoints = nil
@@ -154,10 +170,12 @@ func testUpdateClient(t *testing.T, s oauth.Store, clk *clock) {
 		func(c *oauth.Client) {
 			c.AuthMethods, c.Grants, c.TokensNotBefore, c.CreatedAt = nil, nil, time.Time{}, time.Time{}
 			c.Endpoints, c.CanIntrospect = []string{"/oauth/token"}, true
+			c.SNAPServiceSignature, c.PartnerID, c.Secrets[0].Sealed = "", "", nil
 		},
 		func(c *oauth.Client) {
 			c.Endpoints, c.CanIntrospect, c.Secrets = []string{}, false, nil
 			c.AuthMethods, c.TokensNotBefore = []string{oauth.AuthSecretPost, oauth.AuthSecretBasic}, later.Add(time.Second)
+			c.SNAPServiceSignature, c.PartnerID = oauth.SNAPSignatureSymmetric, "P-0001"
 		},
 	} {
 		noErr(t, s.UpdateClient(ctx, "c", func(c *oauth.Client) error { f(c); return nil }), "UpdateClient #%d", i)

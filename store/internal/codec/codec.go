@@ -14,16 +14,22 @@ import (
 
 // secretJSON is a SecretHash as stored: the expiry in UNIX microseconds
 // like every other time, not oauth.SecretHash's RFC 3339 text.
+// Sealed is the recoverable secret as the caller gave it (encrypted by
+// the kek.Store decorator): opaque bytes to the store. Plain is never
+// encoded.
 type secretJSON struct {
 	Hash      []byte `json:"hash"`
 	ExpiresAt *int64 `json:"expires_at,omitempty"`
+	Sealed    []byte `json:"sealed,omitempty"`
 }
 
-// EncodeSecrets encodes a client's secret hashes as JSON.
+// EncodeSecrets encodes a client's secret hashes (and sealed secrets) as
+// JSON.
 func EncodeSecrets(l []oauth.SecretHash) []byte {
 	out := make([]secretJSON, len(l))
 	for i, s := range l {
 		out[i].Hash = s.Hash
+		out[i].Sealed = s.Sealed
 		if !s.ExpiresAt.IsZero() {
 			us := s.ExpiresAt.UnixMicro()
 			out[i].ExpiresAt = &us
@@ -46,6 +52,9 @@ func DecodeSecrets(b []byte) ([]oauth.SecretHash, error) {
 	for i, v := range in {
 		if len(v.Hash) > 0 {
 			out[i].Hash = v.Hash
+		}
+		if len(v.Sealed) > 0 {
+			out[i].Sealed = v.Sealed
 		}
 		if v.ExpiresAt != nil {
 			out[i].ExpiresAt = time.UnixMicro(*v.ExpiresAt).UTC()
@@ -86,4 +95,32 @@ func TypicalClient() *oauth.Client {
 		AuthMethods: []string{oauth.AuthSecretBasic, oauth.AuthSecretPost},
 		CreatedAt:   t, UpdatedAt: t,
 	}
+}
+
+// RewriteSealed passes the Sealed value of each secret in b (a client's
+// secrets as EncodeSecrets wrote them) to rewrite with its name,
+// oauth.ClientSecretSecret(clientID, hash), and returns the list encoded
+// again with what rewrite returned, and how many values it rewrote. When
+// no secret has a Sealed value, rewrite is not called and out is nil.
+// Errors: a corrupt list, or rewrite's error.
+func RewriteSealed(clientID string, b []byte, rewrite func(name string, v []byte) ([]byte, error)) (out []byte, n int, err error) {
+	l, err := DecodeSecrets(b)
+	if err != nil {
+		return nil, 0, err
+	}
+	for i := range l {
+		if len(l[i].Sealed) == 0 {
+			continue
+		}
+		v, err := rewrite(oauth.ClientSecretSecret(clientID, l[i].Hash), l[i].Sealed)
+		if err != nil {
+			return nil, 0, err
+		}
+		l[i].Sealed = v
+		n++
+	}
+	if n == 0 {
+		return nil, 0, nil
+	}
+	return EncodeSecrets(l), n, nil
 }

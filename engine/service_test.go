@@ -1,0 +1,166 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/admin"
+	"github.com/tokengate/tokengate/kek"
+	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/store/sqlite"
+)
+
+// lookupCounter counts the client reads of both kinds.
+type lookupCounter struct {
+	oauth.Store
+	byID, byPartner atomic.Int64
+}
+
+func (s *lookupCounter) GetClient(ctx context.Context, id string) (*oauth.Client, error) {
+	s.byID.Add(1)
+	return s.Store.GetClient(ctx, id)
+}
+
+func (s *lookupCounter) GetClientByPartnerID(ctx context.Context, pid string) (*oauth.Client, error) {
+	s.byPartner.Add(1)
+	return s.Store.GetClientByPartnerID(ctx, pid)
+}
+
+// newSealedFixture is an engine on a SQLite store behind kek.Store, as
+// every node runs, with the admin service on it.
+func newSealedFixture(t *testing.T) (*Engine, *admin.Admin, *lookupCounter) {
+	t.Helper()
+	ctx := t.Context()
+	raw, err := sqlite.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	k, err := kek.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := kek.New(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &lookupCounter{Store: kek.WrapStore(raw, ring)}
+	eng, err := New(ctx, st, Config{Issuer: "https://issuer.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng, admin.New(st, eng.Secrets(), eng.Passwords(), nil), st
+}
+
+func TestServiceClient(t *testing.T) {
+	eng, adm, st := newSealedFixture(t)
+	ctx := t.Context()
+	c, sec, err := adm.CreateClient(ctx, admin.ClientSpec{Name: "m", Grants: []string{oauth.GrantClientCredentials},
+		SNAPServiceSignature: oauth.SNAPSignatureSymmetric})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		got, err := eng.ServiceClient(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := got.ServiceSecrets(time.Now()); len(s) != 1 || string(s[0]) != sec {
+			t.Fatalf("ServiceSecrets: %d secrets, first is the client's secret: %v", len(s), len(s) > 0 && string(s[0]) == sec)
+		}
+	}
+	if n := st.byID.Load(); n != 1 {
+		t.Errorf("3 lookups read the store %d times, want 1 (cached)", n)
+	}
+
+	// A rotation is seen at the next refresh, with both secrets during the grace.
+	next, err := adm.RotateSecret(ctx, c.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := eng.ServiceClient(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := got.ServiceSecrets(time.Now()); len(s) != 2 || string(s[0]) != next || string(s[1]) != sec {
+		t.Errorf("after rotate-secret with grace: %d secrets", len(s))
+	}
+	// Disabled clients are returned as they are: the verifier refuses them.
+	if err := adm.SetClientDisabled(ctx, c.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	eng.Refresh(ctx)
+	if got, err := eng.ServiceClient(ctx, c.ID); err != nil || !got.Disabled {
+		t.Errorf("disabled client: %+v, %v", got, err)
+	}
+
+	before := st.byID.Load()
+	for _, id := range []string{"missing", "", "a\x00b", strings.Repeat("x", oauth.MaxClientIDLen+1)} {
+		if _, err := eng.ServiceClient(ctx, id); !errors.Is(err, oauth.ErrNotFound) {
+			t.Errorf("ServiceClient(%q): %v", id, err)
+		}
+	}
+	if n := st.byID.Load() - before; n != 1 {
+		t.Errorf("unknown and impossible IDs read the store %d times, want 1 (only the possible one)", n)
+	}
+}
+
+func TestClientByPartnerID(t *testing.T) {
+	eng, adm, st := newSealedFixture(t)
+	ctx := t.Context()
+	plain, _, err := adm.CreateClient(ctx, admin.ClientSpec{Name: "a", Grants: []string{oauth.GrantClientCredentials}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	partner, sec, err := adm.CreateClient(ctx, admin.ClientSpec{Name: "b", Grants: []string{oauth.GrantClientCredentials},
+		SNAPServiceSignature: oauth.SNAPSignatureBoth, PublicKeyPEM: "PEM", PartnerID: "NICEPAY-01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		got, err := eng.ClientByPartnerID(ctx, "NICEPAY-01")
+		if err != nil || got.ID != partner.ID {
+			t.Fatalf("ClientByPartnerID(NICEPAY-01) = %v, %v", got, err)
+		}
+		if s := got.ServiceSecrets(time.Now()); len(s) != 1 || string(s[0]) != sec {
+			t.Fatal("the partner's recoverable secret is not the one created")
+		}
+		if got, err := eng.ClientByPartnerID(ctx, plain.ID); err != nil || got.ID != plain.ID {
+			t.Fatalf("ClientByPartnerID(its client ID) = %v, %v", got, err)
+		}
+	}
+	if n := st.byPartner.Load(); n != 2 {
+		t.Errorf("4 lookups of 2 partners read the store %d times, want 2 (cached)", n)
+	}
+	if _, err := eng.ClientByPartnerID(ctx, partner.ID); !errors.Is(err, oauth.ErrNotFound) {
+		t.Errorf("a client with a partner ID found by its client ID: %v", err)
+	}
+
+	// A changed partner ID is seen at the next refresh.
+	if err := adm.UpdateClient(ctx, partner.ID, func(c *oauth.Client) error { c.PartnerID = "NICEPAY-02"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.ClientByPartnerID(ctx, "NICEPAY-01"); !errors.Is(err, oauth.ErrNotFound) {
+		t.Errorf("the old partner ID after the change: %v", err)
+	}
+	if got, err := eng.ClientByPartnerID(ctx, "NICEPAY-02"); err != nil || got.ID != partner.ID {
+		t.Errorf("the new partner ID: %v, %v", got, err)
+	}
+	before := st.byPartner.Load()
+	if _, err := eng.ClientByPartnerID(ctx, "bad\nid"); !errors.Is(err, oauth.ErrNotFound) {
+		t.Errorf("an impossible partner ID: %v", err)
+	}
+	if st.byPartner.Load() != before {
+		t.Error("an impossible partner ID was looked up")
+	}
+}
