@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/tokengate/tokengate/oauth"
 	"github.com/tokengate/tokengate/secevent"
 	"github.com/tokengate/tokengate/server"
+	"github.com/tokengate/tokengate/snapcall"
 	"github.com/tokengate/tokengate/store"
 )
 
@@ -155,7 +157,11 @@ func open(ctx context.Context, cfg config.Config, d Deps, gatewayOnly bool) (*No
 	n.Admin = &Admin{Config: cfg, Store: st, Engine: eng, Admin: admin.New(st, eng.Secrets(), eng.Passwords(), d.Now)}
 	sd := server.Deps{Logger: log, Now: d.Now, Registry: reg, Events: events, GatewayOnly: gatewayOnly}
 	if len(cfg.Gateway.Routes) > 0 {
-		gw, err := gateway.New(cfg.Gateway, verifiers(eng), gateway.Deps{Logger: log, Registry: reg, Now: d.Now, BodyTimeout: cfg.BodyTimeout})
+		vs, err := verifiers(cfg.Gateway, eng, st, d, events)
+		if err != nil {
+			return fail(err)
+		}
+		gw, err := gateway.New(cfg.Gateway, vs, gateway.Deps{Logger: log, Registry: reg, Now: d.Now, BodyTimeout: cfg.BodyTimeout})
 		if err != nil {
 			return fail(err)
 		}
@@ -197,10 +203,15 @@ func (n *Node) Close() error {
 }
 
 // verifiers are the gateway's, one per kind of route.
-func verifiers(eng *engine.Engine) map[string]gateway.Verifier {
+func verifiers(cfg config.Gateway, eng *engine.Engine, st oauth.Store, d Deps, events secevent.Recorder) (map[string]gateway.Verifier, error) {
+	zone, err := time.LoadLocation(cfg.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("gateway.time_zone: %w", err)
+	}
 	return map[string]gateway.Verifier{
 		"bearer": &gateway.BearerVerifier{Tokens: eng},
-	}
+		"snap":   snapcall.New(eng, st, snapcall.Config{Window: cfg.TimestampWindow, Zone: zone, Now: d.Now, Events: events}),
+	}, nil
 }
 
 // newEngine builds the engine a configuration describes. lim nil: no rate

@@ -1,0 +1,278 @@
+// Package snapcall verifies SNAP BI service calls (create virtual account,
+// QRIS, transfer, status, refund...): the headers, the timestamp window, the
+// B2B access token, X-PARTNER-ID against the token's client, the signature
+// (symmetric HMAC-SHA512 with the client secret, or asymmetric SHA256withRSA
+// with the client's public key), the route's scopes, and X-EXTERNAL-ID
+// once per partner per calendar day, durably and on every node. It knows no
+// HTTP plumbing: the gateway and the verify endpoint hand it a call and a
+// route, and it returns the caller's identity or the exact SNAP answer.
+package snapcall
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokengate/tokengate/dialect/snap"
+	"github.com/tokengate/tokengate/gateway"
+	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/secevent"
+	"github.com/tokengate/tokengate/snapsig"
+)
+
+// Engine is what the verifier needs of the issuance engine.
+type Engine interface {
+	// AccessToken returns an honoured access token's record and client,
+	// (nil, nil, nil) for anything else; an error when the store failed.
+	AccessToken(ctx context.Context, value string) (*oauth.Token, *oauth.Client, error)
+	// ClientByPartnerID returns the client of a SNAP partner ID.
+	// Errors: oauth.ErrNotFound, the store's.
+	ClientByPartnerID(ctx context.Context, partnerID string) (*oauth.Client, error)
+}
+
+// Nonces records one-time values durably on every node sharing the store
+// (oauth.Store.UseNonce, group-committed).
+type Nonces interface {
+	UseNonce(ctx context.Context, key string, expiresAt time.Time) error
+}
+
+// Config is the verifier's policy.
+type Config struct {
+	// Window is how far X-TIMESTAMP may be from the clock, either way.
+	Window time.Duration
+	// Zone is the time zone whose calendar day an X-EXTERNAL-ID is unique
+	// in (SNAP: "unique in the same day"); Asia/Jakarta by default.
+	Zone   *time.Location
+	Now    func() time.Time
+	Events secevent.Recorder
+}
+
+// Verifier is the gateway.Verifier of `auth: snap` routes. It is safe for
+// concurrent use.
+type Verifier struct {
+	cfg    Config
+	engine Engine
+	nonces Nonces
+	keys   keyCache
+}
+
+var _ gateway.Verifier = (*Verifier)(nil)
+
+// New returns a Verifier.
+func New(engine Engine, nonces Nonces, cfg Config) *Verifier {
+	if cfg.Window <= 0 {
+		cfg.Window = 5 * time.Minute
+	}
+	if cfg.Zone == nil {
+		cfg.Zone = jakarta()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Events == nil {
+		cfg.Events = secevent.Discard
+	}
+	return &Verifier{cfg: cfg, engine: engine, nonces: nonces}
+}
+
+func jakarta() *time.Location {
+	if z, err := time.LoadLocation("Asia/Jakarta"); err == nil {
+		return z
+	}
+	return time.FixedZone("WIB", 7*3600) // Indonesia keeps no daylight saving
+}
+
+// Verify implements gateway.Verifier: the checks in the order a SNAP
+// provider answers them, and only then X-EXTERNAL-ID, so a refused call
+// spends nothing.
+func (v *Verifier) Verify(ctx context.Context, c *gateway.Call, r *gateway.Route) (*gateway.Identity, gateway.Refusal) {
+	svc := r.CodeFor(c.Path)
+	needToken := r.Token != "none"
+	h, fe := snapsig.ParseHeaders(c.Header, needToken)
+	if fe != nil {
+		if fe.Missing {
+			return nil, answer(svc, caseMandatory, "{"+fe.Field+"}")
+		}
+		return nil, answer(svc, caseFormat, "{"+fe.Field+"}")
+	}
+	if len(c.Body) > 0 && !isJSON(c.Header.Get("Content-Type")) {
+		return nil, answer(svc, caseFormat, "{Content-Type}")
+	}
+	now := v.cfg.Now()
+	if h.Time.Before(now.Add(-v.cfg.Window)) || h.Time.After(now.Add(v.cfg.Window)) {
+		v.event(ctx, secevent.SnapReplay, "", "X-TIMESTAMP outside the allowed window (an old call replayed?)")
+		return nil, answer(svc, caseUnauthorized, "[X-TIMESTAMP]")
+	}
+	minified, err := snapsig.Minify(c.Body)
+	if err != nil {
+		return nil, answer(svc, caseFormat, "{body}")
+	}
+	bodyHash := snapsig.BodyHash(minified)
+	endpoint := snapsig.EndpointURL(c.Path, c.RawQuery, r.StripPrefix, r.IncludeQuery)
+
+	var (
+		tok *oauth.Token
+		cl  *oauth.Client
+	)
+	if needToken {
+		tok, cl, err = v.engine.AccessToken(ctx, h.AccessToken)
+		if err != nil {
+			return nil, v.storeFailed(svc, err)
+		}
+		if tok == nil {
+			v.event(ctx, secevent.ClientAuthFailed, "", "invalid, expired or revoked B2B access token")
+			return nil, answer(svc, caseInvalidToken, "")
+		}
+		if h.PartnerID != cl.EffectivePartnerID() {
+			v.event(ctx, secevent.ClientAuthFailed, cl.ID, "X-PARTNER-ID is not the token's client")
+			return nil, answer(svc, caseUnauthorized, "[X-PARTNER-ID]")
+		}
+	} else {
+		cl, err = v.engine.ClientByPartnerID(ctx, h.PartnerID)
+		switch {
+		case errors.Is(err, oauth.ErrNotFound):
+			v.event(ctx, secevent.ClientAuthFailed, "", "unknown X-PARTNER-ID")
+			return nil, answer(svc, caseUnauthorized, "[Unknown partner]")
+		case err != nil:
+			return nil, v.storeFailed(svc, err)
+		case cl.Disabled:
+			v.event(ctx, secevent.ClientAuthFailed, cl.ID, "client disabled")
+			return nil, answer(svc, caseUnauthorized, "[Client disabled]")
+		}
+	}
+	if !v.signatureValid(r, cl, c.Method, endpoint, h, bodyHash, now) {
+		v.event(ctx, secevent.SnapSignatureFailed, cl.ID, "service-call X-SIGNATURE did not verify")
+		return nil, answer(svc, caseUnauthorized, "[Signature]")
+	}
+	id := &gateway.Identity{ClientID: cl.ID, PartnerID: cl.EffectivePartnerID(), Subject: cl.ID}
+	if tok != nil {
+		id.Subject, id.Scopes = tok.Subject, tok.Scopes
+		for _, s := range r.Scopes {
+			if !slices.Contains(tok.Scopes, s) {
+				return nil, answer(svc, caseUnauthorized, "[Scope not allowed]")
+			}
+		}
+	} else if len(r.Scopes) > 0 {
+		// Without a token, the client's registered scopes stand in for it.
+		for _, s := range r.Scopes {
+			if !slices.Contains(cl.Scopes, s) {
+				return nil, answer(svc, caseUnauthorized, "[Scope not allowed]")
+			}
+		}
+		id.Scopes = r.Scopes
+	}
+	// Spent last, in the store's group-commit path: one write per call,
+	// refused on every node the same day.
+	key, expires := externalIDKey(h.PartnerID, h.ExternalID, now.In(v.cfg.Zone), v.cfg.Window)
+	if err := v.nonces.UseNonce(ctx, key, expires); err != nil {
+		if errors.Is(err, oauth.ErrAlreadyExists) {
+			v.event(ctx, secevent.SnapReplay, cl.ID, "X-EXTERNAL-ID reused the same day")
+			return nil, answer(svc, caseConflict, "")
+		}
+		return nil, v.storeFailed(svc, err)
+	}
+	return id, nil
+}
+
+// externalIDKey is the nonce that makes an X-EXTERNAL-ID unique per
+// partner per calendar day (in the verifier's zone). It starts with the
+// day, so keys sort by time and the store appends them; it is kept until
+// the day is over plus the timestamp window, so a call accepted at the end
+// of a day cannot be replayed the next morning under a clock skew.
+func externalIDKey(partner, externalID string, local time.Time, window time.Duration) (string, time.Time) {
+	y, m, d := local.Date()
+	next := time.Date(y, m, d+1, 0, 0, 0, 0, local.Location())
+	return fmt.Sprintf("snapx:%04d%02d%02d:%d:%s:%s", y, m, d, len(partner), partner, externalID), next.Add(window)
+}
+
+// signatureValid checks X-SIGNATURE in the variants both the route and the
+// client allow.
+func (v *Verifier) signatureValid(r *gateway.Route, cl *oauth.Client, method, endpoint string, h snapsig.Headers, bodyHash string, now time.Time) bool {
+	variant := r.Signature
+	if variant == "" {
+		variant = "symmetric"
+	}
+	if (variant == "symmetric" || variant == "either") && cl.SNAPSymmetric() && h.AccessToken != "" {
+		s := snapsig.SymmetricString(method, endpoint, h.AccessToken, bodyHash, h.Timestamp)
+		ok := false
+		for _, secret := range cl.ServiceSecrets(now) {
+			if snapsig.VerifySymmetric(secret, s, h.Signature) {
+				ok = true
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	if (variant == "asymmetric" || variant == "either") && cl.SNAPAsymmetric() && cl.PublicKeyPEM != "" {
+		key, err := v.keys.get(cl.PublicKeyPEM)
+		if err == nil && snapsig.VerifyAsymmetric(key, snapsig.AsymmetricString(method, endpoint, bodyHash, h.Timestamp), h.Signature) {
+			return true
+		}
+	}
+	return false
+}
+
+// storeFailed answers a call that could not be checked (the store is
+// unreachable or slow): SNAP has no 503 row; 504 "Timeout" tells the caller
+// to retry, and nothing was spent.
+func (v *Verifier) storeFailed(svc int, err error) gateway.Refusal {
+	return answer(svc, caseTimeout, "")
+}
+
+func (v *Verifier) event(ctx context.Context, t secevent.Type, clientID, reason string) {
+	v.cfg.Events.Record(ctx, secevent.Event{Type: t, ClientID: clientID, Reason: reason})
+}
+
+// Failure implements gateway.Verifier: the gateway's own failures in
+// SNAP's format.
+func (v *Verifier) Failure(r *gateway.Route, path string, f gateway.Failure) gateway.Refusal {
+	svc := r.CodeFor(path)
+	switch f {
+	case gateway.BodyTooLarge, gateway.BodyUnreadable:
+		return answer(svc, caseBadRequest, "")
+	case gateway.UpstreamTimeout, gateway.ReadersBusy:
+		return answer(svc, caseTimeout, "")
+	default:
+		return answer(svc, caseExternalError, "")
+	}
+}
+
+func isJSON(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
+}
+
+// keyCache caches parsed public keys by their PEM text (from the store,
+// never from a call), bounded in entries; past the bound it starts over.
+type keyCache struct {
+	mu sync.RWMutex
+	m  map[string]*rsa.PublicKey
+}
+
+const maxKeys = 4096
+
+func (c *keyCache) get(pemText string) (*rsa.PublicKey, error) {
+	c.mu.RLock()
+	k, ok := c.m[pemText]
+	c.mu.RUnlock()
+	if ok {
+		return k, nil
+	}
+	k, err := snap.ParsePublicKey([]byte(pemText))
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxKeys {
+		c.m = make(map[string]*rsa.PublicKey)
+	}
+	c.m[pemText] = k
+	c.mu.Unlock()
+	return k, nil
+}
