@@ -112,10 +112,10 @@ func newFixture(t *testing.T) *fixture {
 // signing (to break it).
 type call struct {
 	method, path, query, body string
-	token, partner, extID      string
-	ts                         time.Time
-	variant                    string // symmetric | asymmetric
-	secret                     []byte
+	token, partner, extID     string
+	ts                        time.Time
+	variant                   string // symmetric | asymmetric
+	secret                    []byte
 }
 
 func (f *fixture) defaults() call {
