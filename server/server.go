@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -241,12 +242,26 @@ func (s *Server) unreadBodies(mux *http.ServeMux) http.Handler {
 	for _, ep := range s.cfg.Endpoints {
 		reads[ep.Path] = true
 	}
+	// The gateway reads its calls' bodies itself, through its own gate.
+	var gatewayPrefixes []string
+	if p, ok := s.gateway.(interface{ Prefixes() []string }); ok {
+		gatewayPrefixes = p.Prefixes()
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && r.Body != http.NoBody && !reads[r.URL.Path] {
+		if r.Body != nil && r.Body != http.NoBody && !reads[r.URL.Path] && !hasAnyPrefix(r.URL.Path, gatewayPrefixes) {
 			bodygate.Unread(w, r)
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+func hasAnyPrefix(path string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Addr is the address the server listens on (useful with port 0).
