@@ -78,8 +78,8 @@ type Options struct {
 // concurrent use, and several Stores (in several processes) may share a
 // database.
 type Store struct {
-	pool    *pgxpool.Pool
-	b       *batch.Batcher[*wtx]
+	pool      *pgxpool.Pool
+	b         *batch.Batcher[*wtx]
 	timeout   time.Duration
 	now       func() time.Time // nil: the database's clock
 	retention time.Duration    // of revocation events
