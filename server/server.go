@@ -24,6 +24,7 @@ import (
 	"github.com/tokengate/tokengate/dialect/oauth2"
 	"github.com/tokengate/tokengate/dialect/snap"
 	"github.com/tokengate/tokengate/engine"
+	"github.com/tokengate/tokengate/feed"
 	"github.com/tokengate/tokengate/internal/bodygate"
 	"github.com/tokengate/tokengate/internal/certreload"
 	"github.com/tokengate/tokengate/internal/connlimit"
@@ -54,6 +55,7 @@ type Server struct {
 	conns    *connlimit.Listener
 	maxConns int                  // the connection cap (max_connections or derived)
 	bodies   *bodygate.Gate       // bounds the request bodies read at once
+	feed     *feed.Feed           // the revocation feed; nil on a gateway-only node
 	certs    *certreload.Reloader // nil without TLS
 	ops      *http.Server         // nil without ops_listen
 	opsLn    net.Listener
@@ -107,6 +109,10 @@ func New(cfg config.Config, st oauth.Store, eng *engine.Engine, d Deps) (*Server
 	s.maxConns = s.maxConnections()
 	s.bodies = bodygate.New(bodygate.Options{Max: s.maxBodyReaders(), Timeout: cfg.BodyTimeout, Now: d.Now})
 	s.metrics.watchBodies(s.bodies)
+	if !d.GatewayOnly {
+		s.feed = s.newFeed(cfg.Feed)
+		s.metrics.watchFeed(s.feed)
+	}
 	mux, err := s.routes()
 	if err != nil {
 		return nil, err
@@ -181,6 +187,10 @@ func (s *Server) Start() error {
 	}()
 	go func() { defer s.wg.Done(); s.engine.Run(ctx) }()
 	go func() { defer s.wg.Done(); s.collectGarbage(ctx) }()
+	if s.feed != nil {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.feed.Run(ctx) }()
+	}
 	if s.certs != nil {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.certs.Run(ctx, certPoll) }()
@@ -271,10 +281,14 @@ func (s *Server) ReloadTLS() error {
 	return s.certs.Reload()
 }
 
-// Close stops accepting requests, lets running ones finish (up to 10
-// seconds), and stops the operations listener and the background loops.
+// Close stops accepting requests, ends the revocation feed's streams, lets
+// running requests finish (up to 10 seconds), and stops the operations
+// listener and the background loops.
 func (s *Server) Close() error {
 	var errs []error
+	if s.feed != nil {
+		s.feed.Close() // streams never end by themselves: Shutdown would wait for them
+	}
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		errs = append(errs, s.http.Shutdown(ctx))
@@ -369,6 +383,7 @@ func (s *Server) routes() (*http.ServeMux, error) {
 	}
 	mux.Handle("/oauth/introspect", s.recoverJSON(http.HandlerFunc(s.introspect)))
 	mux.Handle("/oauth/revoke", s.recoverJSON(http.HandlerFunc(s.revoke)))
+	mux.Handle("GET /oauth/revocations", s.recoverJSON(http.HandlerFunc(s.revocations)))
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
 	return mux, nil
