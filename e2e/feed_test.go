@@ -263,7 +263,9 @@ func TestFeedAcrossNodes(t *testing.T) {
 		tokenEvent(second.str("access_token")), tokenEvent(second.str("refresh_token")))
 
 	// Every token of a client, and of a user, through the CLI.
-	var out struct{ NotBefore string `json:"not_before"` }
+	var out struct {
+		NotBefore string `json:"not_before"`
+	}
 	json.Unmarshal([]byte(a.mustRun("", "token", "revoke", "--client", id, "--json")), &out)
 	got, _ := sub.expect(within, revoked{Type: "client", ClientID: id})
 	sameInstant(t, got[0].Before, out.NotBefore)
