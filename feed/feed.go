@@ -443,9 +443,11 @@ func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() { f.leave(s) }()
 
 	st := &stream{w: w, rc: http.NewResponseController(w), timeout: f.o.WriteTimeout}
-	// The server's read and write timeouts bound requests, not streams:
-	// the write deadline is set per write instead, and the read deadline
-	// (which would end the request's context) cleared.
+	// The server's write timeout bounds responses, not streams: the write
+	// deadline is set per write instead (stream.write). The read deadline
+	// is cleared too, should the server's read timeout still apply to the
+	// request (net/http clears it itself once a body-less request is read;
+	// a read error there would cancel the request's context).
 	_ = st.rc.SetReadDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

@@ -70,6 +70,9 @@ type Server struct {
 
 	// listen opens the listeners; tests wrap it to watch connections.
 	listen func(network, addr string) (net.Listener, error)
+	// readTimeout and writeTimeout bound a request's reading and its
+	// response (15s); tests shorten them.
+	readTimeout, writeTimeout time.Duration
 }
 
 // Deps are what the composition root lends a server.
@@ -102,7 +105,7 @@ func New(cfg config.Config, st oauth.Store, eng *engine.Engine, d Deps) (*Server
 		d.Events = secevent.Discard
 	}
 	s := &Server{cfg: cfg, log: d.Logger, now: d.Now, store: st, engine: eng, metrics: newMetrics(d.Registry), events: d.Events,
-		gateway: d.Gateway, gatewayOnly: d.GatewayOnly, listen: net.Listen}
+		gateway: d.Gateway, gatewayOnly: d.GatewayOnly, listen: net.Listen, readTimeout: 15 * time.Second, writeTimeout: 15 * time.Second}
 	if d.GatewayOnly && cfg.Gateway.Listen != "" {
 		s.cfg.Listen = cfg.Gateway.Listen
 	}
@@ -168,8 +171,8 @@ func (s *Server) Start() error {
 		TLSConfig:         tlsCfg,
 		ConnState:         s.conns.ConnState,
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      15 * time.Second,
+		ReadTimeout:       s.readTimeout,
+		WriteTimeout:      s.writeTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    32 << 10,
 		// Accept errors such as EMFILE are logged here; net/http retries
