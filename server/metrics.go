@@ -46,7 +46,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}, []string{"result"}),
 		gcDeleted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tokengate_gc_deleted_total",
-			Help: "Expired token records and nonces deleted by the background cleanup.",
+			Help: "Expired token records, nonces, unpublished signing keys and revocation events past the feed retention deleted by the background cleanup.",
 		}),
 	}
 	m.registry.MustRegister(m.tokenRequests, m.tokenSeconds, m.introspect, m.revoke, m.feedRefused, m.gcDeleted,

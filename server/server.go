@@ -324,9 +324,10 @@ func (s *Server) collectGarbage(ctx context.Context) {
 	}
 }
 
-// CollectGarbage deletes expired tokens and nonces, and signing keys no
-// longer published, in batches of batch rows, pausing between batches so
-// issuance is never starved of the writer.
+// CollectGarbage deletes expired tokens and nonces, signing keys no
+// longer published, and revocation events older than the feed retention,
+// in batches of batch rows, pausing between batches so issuance is never
+// starved of the writer.
 func CollectGarbage(ctx context.Context, st oauth.Store, batch int, now func() time.Time) (int, error) {
 	total := 0
 	for {
