@@ -62,7 +62,7 @@ func OpenStore(ctx context.Context, cfg config.Config, d Deps) (*kek.Store, erro
 		d.Logger.Warn("the key-encryption key is kept beside the data it protects; move it out of the data directory and set secrets.kek_file",
 			"path", inDataDir, "kek_id", ring.ID())
 	}
-	st, err := store.Open(ctx, cfg.Store, d.Now)
+	st, err := store.Open(ctx, cfg.Store, cfg.Feed.Retention, d.Now)
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,7 @@ type Config struct {
 	RequestTimeout        time.Duration `yaml:"request_timeout"`
 	RateLimit             RateLimit     `yaml:"rate_limit"`
 	GC                    GC            `yaml:"gc"`
+	Feed                  Feed          `yaml:"feed"`
 	Log                   Log           `yaml:"log"`
 	Endpoints             []Endpoint    `yaml:"endpoints"`
 	Gateway               Gateway       `yaml:"gateway"`
@@ -153,6 +154,19 @@ type GC struct {
 	Batch    int           `yaml:"batch"`
 }
 
+// Feed is the revocation feed (GET /oauth/revocations).
+type Feed struct {
+	// Retention is how long revocation events are kept: a subscriber away
+	// longer gets a reset and must flush its cache.
+	Retention time.Duration `yaml:"retention"`
+	// Poll is how often each node reads new events from the store.
+	Poll time.Duration `yaml:"poll"`
+	// MaxSubscribers caps the streams one node serves at once (at most
+	// half of max_connections are used, so streams cannot take every
+	// connection).
+	MaxSubscribers int `yaml:"max_subscribers"`
+}
+
 // Log is the server log's shape.
 type Log struct {
 	Level  string `yaml:"level"`
@@ -238,6 +252,7 @@ func Default() Config {
 		RateLimit:               RateLimit{Lockout: Lockout{Threshold: 5, Base: time.Second, Max: 15 * time.Minute, Window: 15 * time.Minute}},
 		RequestTimeout:          5 * time.Second,
 		GC:                      GC{Interval: time.Minute, Batch: 1000},
+		Feed:                    Feed{Retention: 24 * time.Hour, Poll: 200 * time.Millisecond, MaxSubscribers: 1000},
 		Log:                     Log{Level: "info", Format: "text"},
 		Endpoints:               []Endpoint{{Path: "/oauth/token", Dialect: "oauth2"}},
 		Gateway: Gateway{MaxBody: 1 << 20, MaxReaders: 64, UpstreamTimeout: 30 * time.Second, TimestampWindow: 5 * time.Minute,
@@ -488,6 +503,15 @@ func (c *Config) Validate() error {
 	if c.GC.Batch < 1 {
 		bad("gc.batch: must be at least 1")
 	}
+	if c.Feed.Retention < time.Minute {
+		bad("feed.retention: must be at least 1m")
+	}
+	if c.Feed.Poll < 10*time.Millisecond || c.Feed.Poll > 10*time.Second {
+		bad("feed.poll: must be between 10ms and 10s")
+	}
+	if c.Feed.MaxSubscribers < 1 {
+		bad("feed.max_subscribers: must be at least 1")
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -650,6 +674,6 @@ const retryMargin = 5 * time.Second
 
 // reserved are the server's own paths.
 var reserved = map[string]bool{
-	"/oauth/introspect": true, "/oauth/revoke": true, "/.well-known/oauth-authorization-server": true,
+	"/oauth/introspect": true, "/oauth/revoke": true, "/oauth/revocations": true, "/.well-known/oauth-authorization-server": true,
 	"/.well-known/jwks.json": true, "/healthz": true, "/readyz": true, "/metrics": true,
 }

@@ -91,15 +91,16 @@ func TestEveryFieldHasAnEnvName(t *testing.T) {
 
 func TestValidation(t *testing.T) {
 	for body, want := range map[string]string{
-		"listen: nope\n":                                             "listen",
-		"issuer: ftp://x\n":                                          "issuer",
-		"tokens:\n  format: paseto\n":                                "tokens.format",
-		"tokens:\n  signing_alg: HS256\n":                            "tokens.signing_alg",
-		"tokens:\n  access_ttl: 0s\n":                                "tokens.access_ttl",
-		"store:\n  dsn: mysql://x\n":                                 "store.dsn",
-		"endpoints: []\n":                                            "endpoints",
-		"endpoints:\n  - path: token\n    dialect: oauth2\n":         "must start with /",
-		"endpoints:\n  - path: /oauth/revoke\n    dialect: oauth2\n": "reserved",
+		"listen: nope\n":                                                  "listen",
+		"issuer: ftp://x\n":                                               "issuer",
+		"tokens:\n  format: paseto\n":                                     "tokens.format",
+		"tokens:\n  signing_alg: HS256\n":                                 "tokens.signing_alg",
+		"tokens:\n  access_ttl: 0s\n":                                     "tokens.access_ttl",
+		"store:\n  dsn: mysql://x\n":                                      "store.dsn",
+		"endpoints: []\n":                                                 "endpoints",
+		"endpoints:\n  - path: token\n    dialect: oauth2\n":              "must start with /",
+		"endpoints:\n  - path: /oauth/revoke\n    dialect: oauth2\n":      "reserved",
+		"endpoints:\n  - path: /oauth/revocations\n    dialect: oauth2\n": "reserved",
 		"endpoints:\n  - path: /t\n    dialect: oauth2\n  - path: /t\n    dialect: oauth2\n": "twice",
 		"log:\n  level: loud\n":                                           "log.level",
 		"tokens:\n  refresh_reuse_grace: 9s\n":                            "tokens.refresh_reuse_grace",
@@ -123,6 +124,10 @@ func TestValidation(t *testing.T) {
 		"max_connections: 20\nmax_body_readers: 20\n":                     "max_body_readers: must be below max_connections",
 		"body_timeout: 10ms\n":                                            "body_timeout",
 		"body_timeout: 2m\n":                                              "body_timeout",
+		"feed:\n  retention: 30s\n":                                       "feed.retention",
+		"feed:\n  poll: 1ms\n":                                            "feed.poll",
+		"feed:\n  poll: 1m\n":                                             "feed.poll",
+		"feed:\n  max_subscribers: 0\n":                                   "feed.max_subscribers",
 	} {
 		_, err := Load(writeFile(t, body), nil, Overrides{})
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -210,6 +215,24 @@ func TestRateLimitSettings(t *testing.T) {
 	_, err = Load(writeFile(t, "rate_limit:\n  redis: \"redis://u:s3cret@[::1\"\n"), nil, Overrides{})
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("a malformed Redis URL: %v (must be refused without quoting it)", err)
+	}
+}
+
+func TestFeedSettings(t *testing.T) {
+	c, err := Load("", nil, Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := c.Feed; f.Retention != 24*time.Hour || f.Poll != 200*time.Millisecond || f.MaxSubscribers != 1000 {
+		t.Errorf("feed defaults: %+v", f)
+	}
+	env := []string{"TOKENGATE_FEED_RETENTION=48h", "TOKENGATE_FEED_MAX_SUBSCRIBERS=50"}
+	c, err = Load(writeFile(t, "feed:\n  poll: 500ms\n"), env, Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := c.Feed; f.Retention != 48*time.Hour || f.Poll != 500*time.Millisecond || f.MaxSubscribers != 50 {
+		t.Errorf("feed from file and environment: %+v", f)
 	}
 }
 

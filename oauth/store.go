@@ -55,7 +55,8 @@ type Store interface {
 	UpdateClient(ctx context.Context, id string, update func(*Client) error) error
 	// DeleteClient removes a client and revokes nothing else (its tokens
 	// become useless because the client no longer authenticates, and
-	// introspection reports tokens of unknown clients inactive).
+	// introspection reports tokens of unknown clients inactive); it
+	// records a RevokedClient event for the feed (see RevocationEvents).
 	// Errors: ErrNotFound.
 	DeleteClient(ctx context.Context, id string) error
 
@@ -136,10 +137,38 @@ type Store interface {
 	// their caches.
 	Revision(ctx context.Context) (int64, error)
 
+	// RevocationEvents returns up to limit revocation events that follow
+	// cursor, in the order they committed, with the cursor to read from
+	// next (the last event's Cursor, or cursor itself — normalized — when
+	// there is none yet). Revocations write their event in their own
+	// transaction (RevokeToken and RevokeFamily: one RevokedToken event per
+	// token they revoked, none for a token already revoked;
+	// RotateRefreshToken's reuse path likewise; UpdateClient and UpdateUser
+	// when TokensNotBefore changes to a non-zero instant; DeleteClient: a
+	// RevokedClient event whose Before is the deletion time).
+	//
+	// Guarantees, across every process sharing the store: a reader that
+	// starts from a cursor and always reads again from the returned one
+	// gets every committed event after it exactly once, in one order that
+	// all readers share; an event is returned only once every event
+	// before it in that order is final (an event of a transaction still
+	// running is held back until it ends, along with the events after it).
+	// Cursors are opaque strings of at most 64 printable ASCII characters.
+	// Errors: ErrCursorExpired (events after cursor were deleted, see
+	// DeleteExpired, or the store never gave out cursor).
+	RevocationEvents(ctx context.Context, cursor string, limit int) (events []RevocationEvent, next string, err error)
+	// RevocationCursor returns the cursor after the last event that
+	// RevocationEvents can return now: reading from it returns only later
+	// revocations.
+	RevocationCursor(ctx context.Context) (string, error)
+
 	// DeleteExpired deletes at most limit token records, nonces and retired
 	// signing keys that expired (for keys: stopped being published) before
-	// the given time, returning how many it deleted. A key no longer
-	// published can verify no token still valid, so it is erased.
+	// the given time, and revocation events recorded before that time
+	// minus the store's feed retention (DefaultFeedRetention unless the
+	// store was opened with another), returning how many it deleted. A key
+	// no longer published can verify no token still valid, so it is
+	// erased. A cursor of a deleted event, or before one, is expired.
 	DeleteExpired(ctx context.Context, before time.Time, limit int) (int, error)
 
 	// Counts returns how many token records and nonces are stored, expired

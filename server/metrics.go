@@ -16,6 +16,7 @@ type metrics struct {
 	tokenSeconds  *prometheus.HistogramVec
 	introspect    *prometheus.CounterVec
 	revoke        *prometheus.CounterVec
+	feedRefused   *prometheus.CounterVec
 	gcDeleted     prometheus.Counter
 }
 
@@ -39,12 +40,16 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "tokengate_revocation_requests_total",
 			Help: "Revocation requests by result (ok or the OAuth error code).",
 		}, []string{"result"}),
+		feedRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_feed_refused_total",
+			Help: "Revocation feed subscriptions refused by client authentication, by OAuth error code.",
+		}, []string{"result"}),
 		gcDeleted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tokengate_gc_deleted_total",
-			Help: "Expired token records and nonces deleted by the background cleanup.",
+			Help: "Expired token records, nonces, unpublished signing keys and revocation events past the feed retention deleted by the background cleanup.",
 		}),
 	}
-	m.registry.MustRegister(m.tokenRequests, m.tokenSeconds, m.introspect, m.revoke, m.gcDeleted,
+	m.registry.MustRegister(m.tokenRequests, m.tokenSeconds, m.introspect, m.revoke, m.feedRefused, m.gcDeleted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/tokengate/tokengate/dialect/oauth2"
 	"github.com/tokengate/tokengate/dialect/snap"
 	"github.com/tokengate/tokengate/engine"
+	"github.com/tokengate/tokengate/feed"
 	"github.com/tokengate/tokengate/internal/bodygate"
 	"github.com/tokengate/tokengate/internal/certreload"
 	"github.com/tokengate/tokengate/internal/connlimit"
@@ -55,6 +56,7 @@ type Server struct {
 	conns    *connlimit.Listener
 	maxConns int                  // the connection cap (max_connections or derived)
 	bodies   *bodygate.Gate       // bounds the request bodies read at once
+	feed     *feed.Feed           // the revocation feed; nil on a gateway-only node
 	certs    *certreload.Reloader // nil without TLS
 	ops      *http.Server         // nil without ops_listen
 	opsLn    net.Listener
@@ -69,6 +71,9 @@ type Server struct {
 
 	// listen opens the listeners; tests wrap it to watch connections.
 	listen func(network, addr string) (net.Listener, error)
+	// readTimeout and writeTimeout bound a request's reading and its
+	// response (15s); tests shorten them.
+	readTimeout, writeTimeout time.Duration
 }
 
 // Deps are what the composition root lends a server.
@@ -101,13 +106,17 @@ func New(cfg config.Config, st oauth.Store, eng *engine.Engine, d Deps) (*Server
 		d.Events = secevent.Discard
 	}
 	s := &Server{cfg: cfg, log: d.Logger, now: d.Now, store: st, engine: eng, metrics: newMetrics(d.Registry), events: d.Events,
-		gateway: d.Gateway, gatewayOnly: d.GatewayOnly, listen: net.Listen}
+		gateway: d.Gateway, gatewayOnly: d.GatewayOnly, listen: net.Listen, readTimeout: 15 * time.Second, writeTimeout: 15 * time.Second}
 	if d.GatewayOnly && cfg.Gateway.Listen != "" {
 		s.cfg.Listen = cfg.Gateway.Listen
 	}
 	s.maxConns = s.maxConnections()
 	s.bodies = bodygate.New(bodygate.Options{Max: s.maxBodyReaders(), Timeout: cfg.BodyTimeout, Now: d.Now})
 	s.metrics.watchBodies(s.bodies)
+	if !d.GatewayOnly {
+		s.feed = s.newFeed(cfg.Feed)
+		s.metrics.watchFeed(s.feed)
+	}
 	mux, err := s.routes()
 	if err != nil {
 		return nil, err
@@ -163,8 +172,8 @@ func (s *Server) Start() error {
 		TLSConfig:         tlsCfg,
 		ConnState:         s.conns.ConnState,
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      15 * time.Second,
+		ReadTimeout:       s.readTimeout,
+		WriteTimeout:      s.writeTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    32 << 10,
 		// Accept errors such as EMFILE are logged here; net/http retries
@@ -182,6 +191,10 @@ func (s *Server) Start() error {
 	}()
 	go func() { defer s.wg.Done(); s.engine.Run(ctx) }()
 	go func() { defer s.wg.Done(); s.collectGarbage(ctx) }()
+	if s.feed != nil {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.feed.Run(ctx) }()
+	}
 	if s.certs != nil {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.certs.Run(ctx, certPoll) }()
@@ -286,10 +299,14 @@ func (s *Server) ReloadTLS() error {
 	return s.certs.Reload()
 }
 
-// Close stops accepting requests, lets running ones finish (up to 10
-// seconds), and stops the operations listener and the background loops.
+// Close stops accepting requests, ends the revocation feed's streams, lets
+// running requests finish (up to 10 seconds), and stops the operations
+// listener and the background loops.
 func (s *Server) Close() error {
 	var errs []error
+	if s.feed != nil {
+		s.feed.Close() // streams never end by themselves: Shutdown would wait for them
+	}
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		errs = append(errs, s.http.Shutdown(ctx))
@@ -322,9 +339,10 @@ func (s *Server) collectGarbage(ctx context.Context) {
 	}
 }
 
-// CollectGarbage deletes expired tokens and nonces, and signing keys no
-// longer published, in batches of batch rows, pausing between batches so
-// issuance is never starved of the writer.
+// CollectGarbage deletes expired tokens and nonces, signing keys no
+// longer published, and revocation events older than the feed retention,
+// in batches of batch rows, pausing between batches so issuance is never
+// starved of the writer.
 func CollectGarbage(ctx context.Context, st oauth.Store, batch int, now func() time.Time) (int, error) {
 	total := 0
 	for {
@@ -384,6 +402,7 @@ func (s *Server) routes() (*http.ServeMux, error) {
 	}
 	mux.Handle("/oauth/introspect", s.recoverJSON(http.HandlerFunc(s.introspect)))
 	mux.Handle("/oauth/revoke", s.recoverJSON(http.HandlerFunc(s.revoke)))
+	mux.Handle("GET /oauth/revocations", s.recoverJSON(http.HandlerFunc(s.revocations)))
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
 	return mux, nil

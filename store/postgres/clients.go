@@ -156,18 +156,26 @@ func (s *Store) UpdateClient(ctx context.Context, id string, update func(*oauth.
 		if err != nil {
 			return notFound(err, "client "+id)
 		}
+		old := c.TokensNotBefore
 		if err := update(c); err != nil {
 			return err
 		}
 		if c.ID != id {
 			return fmt.Errorf("postgres: UpdateClient: update changed the client ID from %q to %q", id, c.ID)
 		}
-		_, err = tx.Exec(ctx, `UPDATE clients SET `+clientSet+` WHERE id = $1`, clientArgs(c)...)
-		return err
+		if _, err = tx.Exec(ctx, `UPDATE clients SET `+clientSet+` WHERE id = $1`, clientArgs(c)...); err != nil {
+			return err
+		}
+		if codec.NotBeforeChanged(old, c.TokensNotBefore) {
+			return s.insertEvent(ctx, tx, oauth.RevokedClient, id, dbTime(c.TokensNotBefore))
+		}
+		return nil
 	})
 }
 
-// DeleteClient removes a client; its tokens stay. Errors: oauth.ErrNotFound.
+// DeleteClient removes a client; its tokens stay. It records a client
+// revocation event whose Before is the deletion time (by the store's
+// clock). Errors: oauth.ErrNotFound.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	return s.adminTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
@@ -177,7 +185,8 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("postgres: client %s: %w", id, oauth.ErrNotFound)
 		}
-		return nil
+		// No later token of it can exist: everything before now is revoked.
+		return s.insertEvent(ctx, tx, oauth.RevokedClient, id, pgtype.Timestamptz{})
 	})
 }
 
@@ -221,13 +230,19 @@ func (s *Store) UpdateUser(ctx context.Context, username string, update func(*oa
 		if err != nil {
 			return notFound(err, "user "+username)
 		}
+		old := u.TokensNotBefore
 		if err := update(u); err != nil {
 			return err
 		}
 		if u.Username != username {
 			return fmt.Errorf("postgres: UpdateUser: update changed the username from %q to %q", username, u.Username)
 		}
-		_, err = tx.Exec(ctx, `UPDATE users SET `+userSet+` WHERE username = $1`, userArgs(u)...)
-		return err
+		if _, err = tx.Exec(ctx, `UPDATE users SET `+userSet+` WHERE username = $1`, userArgs(u)...); err != nil {
+			return err
+		}
+		if codec.NotBeforeChanged(old, u.TokensNotBefore) {
+			return s.insertEvent(ctx, tx, oauth.RevokedUser, username, dbTime(u.TokensNotBefore))
+		}
+		return nil
 	})
 }

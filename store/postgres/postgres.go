@@ -67,17 +67,22 @@ type Options struct {
 	// would still accept the request that carries it, however far its
 	// clock is from the others'. nil: the database's clock
 	// (clock_timestamp()). Connection back-off uses real time regardless.
+	// Revocation events are dated by it too.
 	Now func() time.Time
+	// FeedRetention is how long revocation events are kept before
+	// DeleteExpired deletes them; default oauth.DefaultFeedRetention.
+	FeedRetention time.Duration
 }
 
 // Store is the PostgreSQL implementation of oauth.Store. It is safe for
 // concurrent use, and several Stores (in several processes) may share a
 // database.
 type Store struct {
-	pool    *pgxpool.Pool
-	b       *batch.Batcher[*wtx]
-	timeout time.Duration
-	now     func() time.Time // nil: the database's clock
+	pool      *pgxpool.Pool
+	b         *batch.Batcher[*wtx]
+	timeout   time.Duration
+	now       func() time.Time // nil: the database's clock
+	retention time.Duration    // of revocation events
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -102,7 +107,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", mapErr(err))
 	}
-	s := &Store{pool: pool, timeout: cmpOr(opts.Timeout, DefaultTimeout), now: opts.Now}
+	s := &Store{pool: pool, timeout: cmpOr(opts.Timeout, DefaultTimeout), now: opts.Now,
+		retention: cmpOr(opts.FeedRetention, oauth.DefaultFeedRetention)}
 	s.b = batch.New[*wtx](&writer{pool: pool}, batch.Options{
 		MaxBatch:  cmpOr(opts.MaxBatch, DefaultMaxBatch),
 		TxTimeout: s.timeout,
@@ -136,6 +142,9 @@ func poolConfig(dsn string, opts Options) (*pgxpool.Config, error) {
 		cfg.MaxConns = int32(opts.MaxConns)
 	case !strings.Contains(dsn, "pool_max_conns"):
 		cfg.MaxConns = DefaultMaxConns
+	}
+	if _, set := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = idleInTransactionTimeout(cmpOr(opts.Timeout, DefaultTimeout))
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout

@@ -34,10 +34,18 @@ const (
 	// and seen (a grace-window retry of a token being revoked is refused).
 	tokenStateSQL = `SELECT kind, family_id, expires_at, revoked_at, rotated_at, ` + cutByNotBefore + ` FROM tokens t WHERE id = $1
 		FOR NO KEY UPDATE OF t`
-	revokeIDSQL   = `UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`
-	revokeFamSQL  = `UPDATE tokens SET revoked_at = $1 WHERE family_id = $2 AND family_id <> '' AND revoked_at IS NULL`
-	upsertRevoked = `INSERT INTO tokens (` + tokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-		ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at WHERE tokens.revoked_at IS NULL`
+	// The revocations record a feed event for each row they change (none
+	// for a token already revoked), in the same statement: $3 (or $12) is
+	// the store's clock, see eventNow.
+	revokeIDSQL = `WITH r AS (UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING id)
+		` + tokenEventsFromR + eventNow3
+	revokeFamSQL = `WITH r AS (UPDATE tokens SET revoked_at = $1 WHERE family_id = $2 AND family_id <> '' AND revoked_at IS NULL RETURNING id)
+		` + tokenEventsFromR + eventNow3
+	upsertRevoked = `WITH r AS (INSERT INTO tokens (` + tokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+		ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at WHERE tokens.revoked_at IS NULL RETURNING id)
+		` + tokenEventsFromR + `COALESCE($12::timestamptz, clock_timestamp()) FROM r`
+	tokenEventsFromR = `INSERT INTO revocation_events (type, subject, created_at) SELECT 'token', id, `
+	eventNow3        = `COALESCE($3::timestamptz, clock_timestamp()) FROM r`
 	// useNonceSQL returns a row when the key was free or its record had
 	// expired at $3, the store's clock, or by the database's clock when $3
 	// is NULL (Options.Now unset).
@@ -99,7 +107,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 	if err != nil {
 		return err
 	}
-	at := dbTime(now)
+	at, evAt := dbTime(now), s.storeNow()
 	return s.do(ctx, func(ctx context.Context, t *wtx) error {
 		claimed := false
 		if err := t.query(ctx, func(pgx.Rows) error { claimed = true; return nil }, rotateSQL, oldID, at); err != nil {
@@ -129,9 +137,9 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 			return fmt.Errorf("postgres: %w", oauth.ErrTokenInactive)
 		}
 		if rotated.Valid && (grace <= 0 || !now.Before(rotated.Time.Add(grace))) {
-			t.exec(revokeIDSQL, at, oldID)
+			t.exec(revokeIDSQL, at, oldID, evAt)
 			if family != "" {
-				t.exec(revokeFamSQL, at, family)
+				t.exec(revokeFamSQL, at, family, evAt)
 			}
 			return batch.Keep(fmt.Errorf("postgres: %w", oauth.ErrRefreshReused))
 		}
@@ -145,13 +153,14 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 }
 
 // RevokeToken durably marks t.ID revoked at now, or inserts t as a revoked
-// record if no token t.ID exists (a stateless JWT). A token already
-// revoked keeps its first RevokedAt.
+// record if no token t.ID exists (a stateless JWT), and records a
+// revocation event in the same statement. A token already revoked keeps
+// its first RevokedAt and gets no second event.
 func (s *Store) RevokeToken(ctx context.Context, tok *oauth.Token, now time.Time) error {
 	if tok == nil {
 		return errNil
 	}
-	args := tokenArgs(tok)
+	args := append(tokenArgs(tok), s.storeNow())
 	args[9] = dbTime(now) // revoked_at
 	return s.do(ctx, func(_ context.Context, t *wtx) error {
 		t.exec(upsertRevoked, args...)
@@ -159,15 +168,16 @@ func (s *Store) RevokeToken(ctx context.Context, tok *oauth.Token, now time.Time
 	})
 }
 
-// RevokeFamily durably revokes every token whose FamilyID is familyID.
-// An empty familyID revokes nothing: "" means "no family".
+// RevokeFamily durably revokes every token whose FamilyID is familyID,
+// with a revocation event for each token it revokes. An empty familyID
+// revokes nothing: "" means "no family".
 func (s *Store) RevokeFamily(ctx context.Context, familyID string, now time.Time) error {
 	if familyID == "" {
 		return nil
 	}
-	at := dbTime(now)
+	at, evAt := dbTime(now), s.storeNow()
 	return s.do(ctx, func(_ context.Context, t *wtx) error {
-		t.exec(revokeFamSQL, at, familyID)
+		t.exec(revokeFamSQL, at, familyID, evAt)
 		return nil
 	})
 }
@@ -177,15 +187,16 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string, now time.Time
 // expiresAt.
 // Errors: oauth.ErrAlreadyExists if key is recorded and not expired.
 func (s *Store) UseNonce(ctx context.Context, key string, expiresAt time.Time) error {
-	now := s.nonceNow()
+	now := s.storeNow()
 	return s.do(ctx, func(ctx context.Context, t *wtx) error {
 		return t.consumeNonce(ctx, key, expiresAt, now)
 	})
 }
 
-// nonceNow is the instant nonce expiry is judged at: Options.Now, or NULL
-// for the database's clock.
-func (s *Store) nonceNow() pgtype.Timestamptz {
+// storeNow is the store's clock, by which nonce expiry is judged and
+// revocation events are dated: Options.Now, or NULL for the database's
+// clock (see eventNow).
+func (s *Store) storeNow() pgtype.Timestamptz {
 	if s.now == nil {
 		return pgtype.Timestamptz{}
 	}
@@ -196,7 +207,7 @@ func (s *Store) nonceNow() pgtype.Timestamptz {
 // transaction; a used nonce stores nothing. Nonce expiry is judged as in
 // UseNonce.
 func (s *Store) CreateTokensOnce(ctx context.Context, n oauth.Nonce, tokens ...*oauth.Token) error {
-	now := s.nonceNow()
+	now := s.storeNow()
 	var rows *tokenRows
 	if len(tokens) > 0 {
 		var err error
@@ -231,7 +242,8 @@ func (t *wtx) consumeNonce(ctx context.Context, key string, expiresAt time.Time,
 
 // DeleteExpired deletes at most limit tokens, nonces and retired signing
 // keys (in that order) whose expiry — for a key, its PublishUntil — is
-// before the given time, and returns how many it deleted. A current key
+// before the given time, then revocation events recorded before it minus
+// Options.FeedRetention, oldest first, and returns how many it deleted. A current key
 // is never deleted; deleting keys bumps the revision in the same
 // statement. Each table is purged by one short statement that skips rows
 // other transactions hold locked; call it repeatedly to purge a backlog.
@@ -265,6 +277,13 @@ func (s *Store) DeleteExpired(ctx context.Context, before time.Time, limit int) 
 		}
 		var n int64
 		if err := pool.QueryRow(ctx, q, b, limit-deleted).Scan(&n); err != nil {
+			return deleted, mapErr(err)
+		}
+		deleted += int(n)
+	}
+	if deleted < limit {
+		var n int64
+		if err := pool.QueryRow(ctx, deleteEventsSQL, dbTime(before.Add(-s.retention)), limit-deleted).Scan(&n); err != nil {
 			return deleted, mapErr(err)
 		}
 		deleted += int(n)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/store/internal/codec"
 )
 
 var errNil = errors.New("sqlite: nil argument")
@@ -83,6 +84,7 @@ func (s *Store) UpdateClient(ctx context.Context, id string, update func(*oauth.
 		if err != nil {
 			return err
 		}
+		old := c.TokensNotBefore
 		if err := update(c); err != nil {
 			return err
 		}
@@ -93,11 +95,18 @@ func (s *Store) UpdateClient(ctx context.Context, id string, update func(*oauth.
 		if _, err := w.conn.ExecContext(ctx, `UPDATE clients SET `+clientSet+` WHERE id = ?`, args...); err != nil {
 			return mapErr(err)
 		}
+		if codec.NotBeforeChanged(old, c.TokensNotBefore) {
+			if err := w.insertEvent(ctx, oauth.RevokedClient, id, c.TokensNotBefore, s.now().UnixMicro()); err != nil {
+				return err
+			}
+		}
 		return w.bumpRevision(ctx)
 	})
 }
 
-// DeleteClient removes a client; its tokens stay. Errors: oauth.ErrNotFound.
+// DeleteClient removes a client; its tokens stay. It records a client
+// revocation event whose Before is the deletion time (by the store's
+// clock). Errors: oauth.ErrNotFound.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	return s.do(ctx, func(ctx context.Context, w *writer) error {
 		res, err := w.conn.ExecContext(ctx, `DELETE FROM clients WHERE id = ?`, id)
@@ -108,6 +117,11 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 			return mapErr(err)
 		} else if n == 0 {
 			return fmt.Errorf("sqlite: client %s: %w", id, oauth.ErrNotFound)
+		}
+		// No later token of it can exist: everything before now is revoked.
+		now := s.now()
+		if err := w.insertEvent(ctx, oauth.RevokedClient, id, now, now.UnixMicro()); err != nil {
+			return err
 		}
 		return w.bumpRevision(ctx)
 	})
@@ -166,6 +180,7 @@ func (s *Store) UpdateUser(ctx context.Context, username string, update func(*oa
 		if err != nil {
 			return err
 		}
+		old := u.TokensNotBefore
 		if err := update(u); err != nil {
 			return err
 		}
@@ -175,6 +190,11 @@ func (s *Store) UpdateUser(ctx context.Context, username string, update func(*oa
 		args := append(userArgs(u)[1:], username)
 		if _, err := w.conn.ExecContext(ctx, `UPDATE users SET `+userSet+` WHERE username = ?`, args...); err != nil {
 			return mapErr(err)
+		}
+		if codec.NotBeforeChanged(old, u.TokensNotBefore) {
+			if err := w.insertEvent(ctx, oauth.RevokedUser, username, u.TokensNotBefore, s.now().UnixMicro()); err != nil {
+				return err
+			}
 		}
 		return w.bumpRevision(ctx)
 	})

@@ -76,6 +76,7 @@ type Store struct {
 	b                                *batch.Batcher[*writer]
 	getTok                           *sql.Stmt // on rdb
 	now                              func() time.Time
+	retention                        time.Duration // of revocation events
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -92,12 +93,17 @@ type options struct {
 	maxBatch    int
 	readers     int
 	now         func() time.Time
+	retention   time.Duration
 }
 
 // WithClock sets the clock the store judges nonce expiry by (UseNonce,
 // CreateTokensOnce), so it is the same clock the rest of the server uses;
 // default time.Now. Lock waits and checkpoints use real time regardless.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithFeedRetention sets how long revocation events are kept before
+// DeleteExpired deletes them; default oauth.DefaultFeedRetention.
+func WithFeedRetention(d time.Duration) Option { return func(o *options) { o.retention = d } }
 
 // WithBusyTimeout sets how long a connection waits for another process's
 // lock before failing with oauth.ErrUnavailable; default 5s.
@@ -119,6 +125,9 @@ func buildOptions(opts []Option) options {
 	if o.now == nil {
 		o.now = time.Now
 	}
+	if o.retention <= 0 {
+		o.retention = oauth.DefaultFeedRetention
+	}
 	return o
 }
 
@@ -131,7 +140,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, lk: lk, now: o.now}
+	s := &Store{path: path, lk: lk, now: o.now, retention: o.retention}
 	if err := s.open(ctx, o); err != nil {
 		s.closeDBs()
 		lk.close()

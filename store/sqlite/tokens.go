@@ -94,7 +94,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 	if err != nil {
 		return err
 	}
-	nowUS := now.UnixMicro()
+	nowUS, at := now.UnixMicro(), s.now().UnixMicro()
 	return s.do(ctx, func(ctx context.Context, w *writer) error {
 		var (
 			kind, family              string
@@ -114,7 +114,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 		inactive := revoked.Valid || !expires.Valid || expires.Int64 <= nowUS
 		if rotated.Valid {
 			if grace <= 0 || nowUS >= rotated.Int64+grace.Microseconds() {
-				if err := w.revokeTokenFamily(ctx, oldID, family, nowUS); err != nil {
+				if err := w.revokeTokenFamily(ctx, oldID, family, nowUS, at); err != nil {
 					return err
 				}
 				return batch.Keep(fmt.Errorf("sqlite: %w", oauth.ErrRefreshReused))
@@ -134,43 +134,66 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 	})
 }
 
-func (w *writer) revokeTokenFamily(ctx context.Context, id, family string, nowUS int64) error {
+// revokeTokenFamily revokes token id and its family at nowUS, with an
+// event (recorded at at) for each token it revokes.
+func (w *writer) revokeTokenFamily(ctx context.Context, id, family string, nowUS, at int64) error {
+	if _, err := w.eventsOfID.ExecContext(ctx, at, id); err != nil {
+		return mapErr(err)
+	}
 	if _, err := w.revokeID.ExecContext(ctx, nowUS, id); err != nil {
 		return mapErr(err)
 	}
 	if family == "" {
 		return nil
 	}
+	return w.revokeFamily(ctx, family, nowUS, at)
+}
+
+// revokeFamily revokes every unrevoked token of family, with an event for
+// each: the event insert selects exactly the rows the update changes.
+func (w *writer) revokeFamily(ctx context.Context, family string, nowUS, at int64) error {
+	if _, err := w.eventsOfFam.ExecContext(ctx, at, family); err != nil {
+		return mapErr(err)
+	}
 	_, err := w.revokeFam.ExecContext(ctx, nowUS, family)
 	return mapErr(err)
 }
 
 // RevokeToken durably marks t.ID revoked at now, or inserts t as a revoked
-// record if no token t.ID exists (a stateless JWT). A token already
-// revoked keeps its first RevokedAt.
+// record if no token t.ID exists (a stateless JWT), and records a
+// revocation event in the same transaction. A token already revoked keeps
+// its first RevokedAt and gets no second event.
 func (s *Store) RevokeToken(ctx context.Context, t *oauth.Token, now time.Time) error {
 	if t == nil {
 		return errNil
 	}
 	args := tokenArgs(t)
 	args[9] = now.UnixMicro() // revoked_at
+	at := s.now().UnixMicro()
 	return s.do(ctx, func(ctx context.Context, w *writer) error {
-		_, err := w.upsertRevoked.ExecContext(ctx, args...)
-		return mapErr(err)
+		res, err := w.upsertRevoked.ExecContext(ctx, args...)
+		if err != nil {
+			return mapErr(err)
+		}
+		// The upsert changes no row when the token was already revoked.
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return mapErr(err)
+		}
+		return w.insertEvent(ctx, oauth.RevokedToken, t.ID, time.Time{}, at)
 	})
 }
 
-// RevokeFamily durably revokes every token whose FamilyID is familyID.
+// RevokeFamily durably revokes every token whose FamilyID is familyID,
+// recording an event for each token it revokes in the same transaction.
 // An empty familyID revokes nothing: "" means "no family", and tokens
 // without one are not related to each other.
 func (s *Store) RevokeFamily(ctx context.Context, familyID string, now time.Time) error {
 	if familyID == "" {
 		return nil
 	}
-	nowUS := now.UnixMicro()
+	nowUS, at := now.UnixMicro(), s.now().UnixMicro()
 	return s.do(ctx, func(ctx context.Context, w *writer) error {
-		_, err := w.revokeFam.ExecContext(ctx, nowUS, familyID)
-		return mapErr(err)
+		return w.revokeFamily(ctx, familyID, nowUS, at)
 	})
 }
 
@@ -240,14 +263,16 @@ func (w *writer) consumeNonce(ctx context.Context, key string, exp, now int64) e
 
 // DeleteExpired deletes at most limit tokens, nonces and retired signing
 // keys (in that order) whose expiry — for a key, its PublishUntil — is
-// before the given time, and returns how many it deleted. A current key
-// is never deleted. Deleting a key bumps the revision. Call it repeatedly
-// to purge a backlog in short transactions.
+// before the given time, then revocation events recorded before it minus
+// the feed retention (WithFeedRetention), oldest first, and returns how
+// many it deleted. A current key is never deleted. Deleting a key bumps
+// the revision. Call it repeatedly to purge a backlog in short
+// transactions.
 func (s *Store) DeleteExpired(ctx context.Context, before time.Time, limit int) (int, error) {
 	if limit <= 0 {
 		return 0, nil
 	}
-	b := before.UnixMicro()
+	b, evb := before.UnixMicro(), before.Add(-s.retention).UnixMicro()
 	var deleted int
 	err := s.do(ctx, func(ctx context.Context, w *writer) error {
 		deleted = 0
@@ -277,6 +302,13 @@ func (s *Store) DeleteExpired(ctx context.Context, before time.Time, limit int) 
 					return err
 				}
 			}
+		}
+		if deleted < limit {
+			n, err := w.deleteEvents(ctx, evb, limit-deleted)
+			if err != nil {
+				return err
+			}
+			deleted += n
 		}
 		return nil
 	})

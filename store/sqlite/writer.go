@@ -16,14 +16,15 @@ type writer struct {
 	lk   *fileLock
 	busy time.Duration // how long Begin waits for the lock file
 
-	begin, commit, rollback          *sql.Stmt
-	savepoint, release, rollbackTo   *sql.Stmt
-	insertToken, insertToken2        *sql.Stmt
-	tokenState                       *sql.Stmt
-	markRotated, revokeID, revokeFam *sql.Stmt
-	upsertRevoked, useNonce, bumpRev *sql.Stmt
-	deleteNonce                      *sql.Stmt
-	stmts                            []*sql.Stmt
+	begin, commit, rollback           *sql.Stmt
+	savepoint, release, rollbackTo    *sql.Stmt
+	insertToken, insertToken2         *sql.Stmt
+	tokenState                        *sql.Stmt
+	markRotated, revokeID, revokeFam  *sql.Stmt
+	upsertRevoked, useNonce, bumpRev  *sql.Stmt
+	deleteNonce                       *sql.Stmt
+	insertEv, eventsOfID, eventsOfFam *sql.Stmt
+	stmts                             []*sql.Stmt
 }
 
 const tokenColumns = `id, kind, format, client_id, subject, scopes, family_id, issued_at, expires_at, revoked_at, rotated_at`
@@ -70,6 +71,9 @@ func newWriter(ctx context.Context, db *sql.DB, lk *fileLock, busy time.Duration
 			ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE nonces.expires_at <= ?`},
 		{&w.bumpRev, `UPDATE revision SET n = n + 1 WHERE id = 1`},
 		{&w.deleteNonce, `DELETE FROM nonces WHERE key = ?`},
+		{&w.insertEv, insertEventSQL},
+		{&w.eventsOfID, eventsOfIDSQL},
+		{&w.eventsOfFam, eventsOfFamilySQL},
 	}
 	for _, p := range prep {
 		st, err := conn.PrepareContext(ctx, p.sql)

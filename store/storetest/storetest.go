@@ -86,6 +86,12 @@ func RunTests(t *testing.T, newStore func(t *testing.T, now func() time.Time) oa
 		{"ConcurrentRotationRace", testConcurrentRotationRace},
 		{"ConcurrentRotationGrace", testConcurrentRotationGrace},
 		{"ConcurrentNonceRace", testConcurrentNonceRace},
+		{"FeedEvents", testFeedEvents},
+		{"FeedRotateReuse", testFeedRotateReuse},
+		{"FeedCursors", testFeedCursors},
+		{"FeedRetention", testFeedRetention},
+		{"FeedRollback", testFeedRollback},
+		{"FeedConcurrent", testFeedConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -74,7 +74,7 @@ func SplitScopes(s string) []string {
 // IsContractError reports whether err already is one of the errors the
 // oauth.Store contract names, so a store's error mapping leaves it alone.
 func IsContractError(err error) bool {
-	for _, e := range []error{oauth.ErrNotFound, oauth.ErrAlreadyExists, oauth.ErrTokenInactive, oauth.ErrRefreshReused, oauth.ErrUnavailable} {
+	for _, e := range []error{oauth.ErrNotFound, oauth.ErrAlreadyExists, oauth.ErrTokenInactive, oauth.ErrRefreshReused, oauth.ErrUnavailable, oauth.ErrCursorExpired} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -123,4 +123,15 @@ func RewriteSealed(clientID string, b []byte, rewrite func(name string, v []byte
 		return nil, 0, nil
 	}
 	return EncodeSecrets(l), n, nil
+}
+
+// MaxCursorLen is the longest revocation cursor a store parses; longer
+// input is refused before any parsing.
+const MaxCursorLen = 64
+
+// NotBeforeChanged reports whether an update of TokensNotBefore from old
+// to new is a revocation the feed reports: a non-zero instant other than
+// the stored one (compared at the stores' precision, microseconds).
+func NotBeforeChanged(old, new time.Time) bool {
+	return !new.IsZero() && (old.IsZero() || old.UnixMicro() != new.UnixMicro())
 }
