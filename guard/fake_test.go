@@ -317,6 +317,17 @@ func (f *fakeAS) ping() {
 	f.feedMu.Unlock()
 }
 
+// pingAndWait pings and waits until every guard has received it at the
+// fake clock's current time (its feed is then known live up to now).
+func (f *fakeAS) pingAndWait(t testing.TB, clk *fakeClock, guards ...*Guard) {
+	t.Helper()
+	f.ping()
+	now := clk.Now().UnixNano()
+	for _, g := range guards {
+		eventually(t, 5*time.Second, "ping received", func() bool { return g.feed.lastUp.Load() == now })
+	}
+}
+
 func (f *fakeAS) revokeToken(id string) {
 	f.publish("revoked", fmt.Sprintf(`{"type":"token","id":%q}`, id))
 }
