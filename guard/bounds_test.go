@@ -198,6 +198,32 @@ func TestConcurrentValidation(t *testing.T) {
 		t.Fatalf("%d failures, %d introspections for 20 concurrent calls", failed.Load(), f.introspections.Load())
 	}
 
+	// A caller that gives up gets ErrUnavailable; the check goes on and
+	// its result is cached for the next caller.
+	gate = make(chan struct{})
+	f.mu.Lock()
+	f.introGate = gate
+	f.mu.Unlock()
+	slow, _ := f.opaque("m", "", "payments", now, now.Add(time.Hour))
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for f.introspections.Load() != 2 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	if _, err := g.Validate(ctx, slow); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller: %v", err)
+	}
+	f.mu.Lock()
+	f.introGate = nil
+	f.mu.Unlock()
+	close(gate)
+	eventually(t, 5*time.Second, "abandoned check cached", func() bool { return g.Stats().Entries == 2 })
+	if _, err := g.Validate(context.Background(), slow); err != nil || f.introspections.Load() != 2 {
+		t.Fatalf("after the abandoned check: %v, %d introspections", err, f.introspections.Load())
+	}
+
 	var toks, ids []string
 	for i := range 60 {
 		if i%2 == 0 {

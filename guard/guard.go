@@ -434,7 +434,7 @@ func (g *Guard) Validate(ctx context.Context, token string) (*Identity, error) {
 		f = FormatJWT
 	}
 	g.lookup(f, false)
-	id, err := g.miss(ctx, token, &key, f)
+	id, err := g.miss(ctx, token, key, f)
 	switch {
 	case err == nil:
 		g.result(f, ResultValid)
@@ -468,29 +468,31 @@ func (g *Guard) useEntry(e *entry, now int64) (*Identity, error, bool) {
 }
 
 // miss checks a token that has no usable cached result, once for all the
-// concurrent callers presenting it.
-func (g *Guard) miss(ctx context.Context, token string, key *[32]byte, f Format) (*Identity, error) {
+// concurrent callers presenting it. The check runs on its own, so that the
+// caller that started it going away fails neither the others nor the
+// caching of the result (RequestTimeout bounds it); each caller waits for
+// it as long as its ctx lets it.
+func (g *Guard) miss(ctx context.Context, token string, key [32]byte, f Format) (*Identity, error) {
 	g.flightMu.Lock()
-	if c, ok := g.flight[*key]; ok {
-		g.flightMu.Unlock()
-		select {
-		case <-c.done:
-			return c.id, c.err
-		case <-ctx.Done():
-			return nil, unavailable("cancelled", ctx.Err())
-		}
+	c, ok := g.flight[key]
+	if !ok {
+		c = &call{done: make(chan struct{})}
+		g.flight[key] = c
+		go func() {
+			c.id, c.err = g.check(context.WithoutCancel(ctx), token, &key, f)
+			g.flightMu.Lock()
+			delete(g.flight, key)
+			g.flightMu.Unlock()
+			close(c.done)
+		}()
 	}
-	c := &call{done: make(chan struct{})}
-	g.flight[*key] = c
 	g.flightMu.Unlock()
-
-	c.id, c.err = g.check(ctx, token, key, f)
-
-	g.flightMu.Lock()
-	delete(g.flight, *key)
-	g.flightMu.Unlock()
-	close(c.done)
-	return c.id, c.err
+	select {
+	case <-c.done:
+		return c.id, c.err
+	case <-ctx.Done():
+		return nil, unavailable("cancelled", ctx.Err())
+	}
 }
 
 // check validates a token from scratch and caches a valid result. A

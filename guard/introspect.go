@@ -16,6 +16,14 @@ import (
 
 const maxIntrospectionBytes = 64 << 10
 
+// opaqueIssueMargin: an opaque token's value carries the millisecond it was
+// minted, a little after the issue time the server compares with a
+// "revoke everything before T" cutoff. Taking the issue time this much
+// earlier errs towards refusing a token issued in the instant of a cutoff,
+// never towards accepting one the server revoked. (A JWT's jti carries the
+// issue time itself, truncated: no margin is needed.)
+const opaqueIssueMargin = 10 * time.Millisecond
+
 // introspect asks the server about tok (RFC 7662). Errors wrap
 // ErrUnavailable and never contain the token.
 func (g *Guard) introspect(ctx context.Context, tok string) (*introspection, error) {
@@ -116,6 +124,9 @@ func (g *Guard) checkOpaque(ctx context.Context, tok string) (*entry, error) {
 		issued = int64(*in.Iat)
 	}
 	e.issued = issued
+	if ok {
+		e.issued -= int64(opaqueIssueMargin)
+	}
 	e.until = min(now+int64(g.cfg.CacheTTL), issued+int64(g.cfg.MaxTokenLifetime))
 	var exp int64
 	if in.Exp != nil {
