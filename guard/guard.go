@@ -98,10 +98,10 @@ type Config struct {
 	// results). Defaults 100,000 and 64 MiB.
 	MaxEntries int
 	MaxBytes   int64
-	// MaxRevocations bounds the revocation state learned from the feed
-	// (revoked token IDs plus client and user cutoffs, about 100 bytes
-	// each); past it the guard resynchronises (see the package doc).
-	// Default 100,000.
+	// MaxRevocations bounds the revocation state learned from the feed:
+	// revoked token IDs plus client and user cutoffs, at most this many and
+	// 128 bytes each on average. Past it the guard resynchronises (see the
+	// package doc) rather than forget one. Default 100,000.
 	MaxRevocations int
 	// MaxTokenLifetime is the longest access token lifetime the server
 	// issues (tokengate's tokens.max_access_ttl, 24 h by default). A
