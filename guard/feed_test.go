@@ -349,3 +349,25 @@ func TestCatchUpAfterHello(t *testing.T) {
 		t.Error("not up after a ping following the hello")
 	}
 }
+
+// TestFeedIdleTimeout: a stream that goes silent (no event, no ping) is
+// dropped and the guard reconnects from its cursor.
+func TestFeedIdleTimeout(t *testing.T) {
+	f := newFakeAS(t)
+	g := newGuard(t, f, nil, Config{FeedIdleTimeout: 300 * time.Millisecond})
+	// Pings keep it: a second of pings every 100 ms, one connection.
+	for range 10 {
+		f.ping()
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := f.feedConns.Load(); n != 1 {
+		t.Fatalf("%d connections while the stream pinged", n)
+	}
+	eventually(t, 5*time.Second, "silent stream dropped and reconnected", func() bool { return f.feedConns.Load() >= 2 })
+	eventually(t, 5*time.Second, "up again", func() bool { return g.Stats().FeedUp })
+	f.feedMu.Lock()
+	defer f.feedMu.Unlock()
+	if f.lastEventID[1] != "c0" {
+		t.Errorf("reconnected with Last-Event-ID %q, want c0", f.lastEventID[1])
+	}
+}
