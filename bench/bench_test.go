@@ -14,11 +14,11 @@ import (
 	"time"
 )
 
-// TestMain lets the test binary serve as the hello-world ceiling server,
-// as the bench binary does when it re-executes itself.
+// TestMain lets the test binary serve as the helper servers (ceiling,
+// upstream, bare proxy), as the bench binary does when it re-executes itself.
 func TestMain(m *testing.M) {
-	if addr := os.Getenv(helloEnv); addr != "" {
-		os.Exit(serveHello(context.Background(), addr))
+	if code, ok := runChild(context.Background()); ok {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
