@@ -187,6 +187,12 @@ func (g *Gateway) Prefixes() []string {
 	return p
 }
 
+// ReadsBody reports whether r is a call to one of the gateway's routes,
+// whose body the gateway reads itself (bounded by max_body, through its own
+// reader slots, ending the connection when a body is refused or left
+// unread). It implements server.BodyReader.
+func (g *Gateway) ReadsBody(r *http.Request) bool { return g.route(r.URL.EscapedPath()) != nil }
+
 // route finds the route of path: the longest prefix that matches.
 func (g *Gateway) route(path string) *Route {
 	for _, r := range g.routes {
