@@ -14,45 +14,60 @@ import (
 	"time"
 )
 
-// TestMain lets the test binary serve as the hello-world ceiling server,
-// as the bench binary does when it re-executes itself.
+// TestMain lets the test binary serve as the helper servers (ceiling,
+// upstream, bare proxy), as the bench binary does when it re-executes itself.
 func TestMain(m *testing.M) {
-	if addr := os.Getenv(helloEnv); addr != "" {
-		os.Exit(serveHello(context.Background(), addr))
+	if code, ok := runChild(context.Background()); ok {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
 
-// TestSmoke runs the whole harness briefly on one load scenario and the
-// client_id flood: it builds the server, registers a client with the CLI,
-// runs both loops, sends a few hundred flood requests and prints the
+// TestSmoke runs the whole harness briefly on one load scenario, the SNAP
+// gateway against the bare proxy, and the client_id flood: it builds the
+// server, registers clients with the CLI, starts the upstream and the
+// proxy, runs both loops, sends a few hundred flood requests and prints the
 // report, so CI proves the benchmark still works.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server: skipped with -short")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out, errs bytes.Buffer
-	code := Main(ctx, []string{"-d", "300ms", "-warmup", "200ms", "-only", "cc-opaque,flood-client-id", "-skip-ceiling", "-pg", "off", "-c", "16",
-		"-flood-requests", fmt.Sprint(4 * len(floodKinds)), "-flood-d", "500ms"}, &out, &errs)
+	code := Main(ctx, []string{"-d", "300ms", "-warmup", "200ms", "-only", "cc-opaque,snap-gateway,flood-client-id", "-skip-ceiling", "-pg", "off",
+		"-c", "16", "-gw-clients", "2", "-flood-requests", fmt.Sprint(4 * len(floodKinds)), "-flood-d", "500ms"}, &out, &errs)
 	t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errs.String())
 	if code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
-	var closed, open bool
-	for _, line := range strings.Split(out.String(), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 8 && f[0] == "cc-opaque" {
-			if f[7] != "0" {
+	// Each load scenario has its closed and open rows, without errors.
+	for _, name := range []string{"cc-opaque", "snap-gateway", bareName} {
+		var closed, open bool
+		for _, line := range strings.Split(out.String(), "\n") {
+			rest, ok := strings.CutPrefix(strings.TrimSpace(line), name+" ")
+			f := strings.Fields(rest)
+			if !ok || len(f) < 8 {
+				continue
+			}
+			if f[6] != "0" {
 				t.Errorf("errors in %q", line)
 			}
-			closed = closed || f[1] == "closed"
-			open = open || f[1] == "open"
+			closed = closed || f[0] == "closed"
+			open = open || f[0] == "open"
+		}
+		if !closed || !open {
+			t.Errorf("the table lacks the %s closed and open rows", name)
 		}
 	}
-	if !closed || !open {
-		t.Errorf("the table lacks the cc-opaque closed and open rows")
+	// The gateway's section compares it with the bare proxy, with the
+	// upstream's CPU, and its targets are checked.
+	for _, want := range []string{"gateway (verified)", "gateway/bare: rate", "upstream µs/call", "building and signing a call costs",
+		"snap-gateway ≥ 12000/s", "snap-gateway ≥ 0.6 of the bare proxy's rate", "snap-gateway p99 ≤ 10.00ms at half rate",
+		"snap-gateway server peak RSS ≤ 150 MB"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the report lacks %q", want)
+		}
 	}
 	// Every path of the flood was answered as expected, and the verdict
 	// was printed.

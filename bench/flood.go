@@ -266,7 +266,7 @@ func (h *harness) runFlood(ctx context.Context, p *proc) error {
 	if err := resetPeakRSS(p.pid); err != nil {
 		h.logf("flood-client-id: peak RSS not reset: %v", err)
 	}
-	cpuBefore := snapCPU(0, p.pid, "")
+	cpuBefore := snapCPU(0, &runSpec{pid: p.pid}, "")
 	logBefore := p.logLines()
 	tr := &http.Transport{
 		MaxConnsPerHost:     floodWorkers,
@@ -355,7 +355,7 @@ func (h *harness) runFlood(ctx context.Context, p *proc) error {
 	}
 	res.peakRSS = peakRSS(p.pid)
 	res.rssEnd = procStatusBytes(p.pid, "VmRSS:")
-	if a, b := cpuBefore, snapCPU(0, p.pid, ""); a.serverErr == nil && b.serverErr == nil && a.selfErr == nil && b.selfErr == nil {
+	if a, b := cpuBefore, snapCPU(0, &runSpec{pid: p.pid}, ""); a.serverErr == nil && b.serverErr == nil && a.selfErr == nil && b.selfErr == nil {
 		res.serverCPU = float64(b.server-a.server) / clkTck
 		res.genCPU = float64(b.self-a.self) / clkTck
 		if total := b.sysTotal - a.sysTotal; total > 0 {

@@ -28,6 +28,7 @@ var scenarioList = []scenarioInfo{
 	{"introspect", "introspection of opaque tokens, round-robin"},
 	{"snap-b2b", "SNAP BI B2B, RSA-2048 signature, fresh timestamp"},
 	{"pg-cc-opaque", "client_credentials, opaque, PostgreSQL store"},
+	{"snap-gateway", "SNAP service calls (HMAC-SHA512, fresh X-EXTERNAL-ID) through the gateway, and a bare reverse proxy"},
 	{"flood-client-id", "unauthenticated flood of random ~64 KiB client_ids on every path: memory and answers"},
 }
 
@@ -55,12 +56,14 @@ type harness struct {
 
 	dir      string
 	bin      string
+	dataDir  string // the embedded store's
 	rows     []result
 	ceiling  map[int]float64 // closed-loop hello-world rate by connection count
 	started  time.Time
 	machine  string
 	snapNote string
 	flood    *floodResult // flood-client-id, when it ran
+	gw       *gwSummary   // snap-gateway, when it ran
 	partial  bool         // interrupted or failed: the report is incomplete
 }
 
@@ -180,11 +183,13 @@ type fixture struct {
 	cc, jwt, pw, rs client
 	username, pass  string
 	snap            []snapClient
+	gw              []gwClient
 }
 
 func (h *harness) runEmbedded(ctx context.Context, names []string) error {
 	tg := &tokengate{bin: h.bin, config: filepath.Join(h.dir, "embedded.yaml")}
-	if err := writeConfig(tg.config, filepath.Join(h.dir, "data")); err != nil {
+	h.dataDir = filepath.Join(h.dir, "data")
+	if err := writeConfig(tg.config, h.dataDir, ""); err != nil {
 		return err
 	}
 	h.logf("registering clients with the CLI")
@@ -253,6 +258,11 @@ func (h *harness) register(ctx context.Context, tg *tokengate, names []string) (
 			fx.snap = append(fx.snap, snapClient{id: c.ID, key: k})
 		}
 	}
+	if need("snap-gateway") {
+		if fx.gw, err = h.registerGateway(ctx, tg, h.opts.gwClients); err != nil {
+			return nil, err
+		}
+	}
 	return fx, nil
 }
 
@@ -266,6 +276,10 @@ func randomHex(n int) string {
 // scenario's memory is its own), runs the closed and open loops, and
 // stops it.
 func (h *harness) runScenario(ctx context.Context, tg *tokengate, name string, fx *fixture) error {
+	if name == "snap-gateway" {
+		// Its own configuration (the gateway route) and helper processes.
+		return h.runGateway(ctx, tg, h.dataDir, fx.gw)
+	}
 	h.logf("%s: starting the server", name)
 	p, err := tg.serve(ctx, h.dir, "tokengate-"+name)
 	if err != nil {
@@ -308,7 +322,7 @@ func (h *harness) runScenario(ctx context.Context, tg *tokengate, name string, f
 	default:
 		return fmt.Errorf("unknown scenario %q", name)
 	}
-	return h.closedThenOpen(ctx, name, p, src, notes, "")
+	return h.closedThenOpen(ctx, name, p, src, notes, "", 0)
 }
 
 func (h *harness) passwordBody(fx *fixture) string {
@@ -323,9 +337,10 @@ func (h *harness) noteLast(note string) {
 }
 
 // closedThenOpen runs the closed loop, then the open loop at half its rate.
-// db names the database's processes whose CPU time is measured too.
-func (h *harness) closedThenOpen(ctx context.Context, name string, p *proc, src source, notes []string, db string) error {
-	closed, err := h.measure(ctx, name, p, src, runSpec{mode: closedLoop, conns: h.connsFor(name), db: db}, notes)
+// db names the database's processes whose CPU time is measured too, up
+// the pid of an upstream process measured apart (0: none).
+func (h *harness) closedThenOpen(ctx context.Context, name string, p *proc, src source, notes []string, db string, up int) error {
+	closed, err := h.measure(ctx, name, p, src, runSpec{mode: closedLoop, conns: h.connsFor(name), db: db, up: up}, notes)
 	if err != nil {
 		return err
 	}
@@ -333,7 +348,7 @@ func (h *harness) closedThenOpen(ctx context.Context, name string, p *proc, src 
 		h.noteLast("no successful response in the closed loop: open loop not run")
 		return nil
 	}
-	_, err = h.measure(ctx, name, p, src, runSpec{mode: openLoop, conns: h.openConnsFor(name), rate: closed.rate / 2, db: db}, nil)
+	_, err = h.measure(ctx, name, p, src, runSpec{mode: openLoop, conns: h.openConnsFor(name), rate: closed.rate / 2, db: db, up: up}, nil)
 	return err
 }
 
@@ -362,6 +377,9 @@ func (h *harness) measure(ctx context.Context, name string, p *proc, src source,
 	res.notes = append(notes, res.notes...)
 	if spec.db != "" {
 		res.notes = append(res.notes, fmt.Sprintf("%s processes (the database) used %.0f µs CPU/request (not in other CPU)", spec.db, res.dbCPU))
+	}
+	if spec.up > 0 {
+		res.notes = append(res.notes, fmt.Sprintf("the upstream process used %.0f µs CPU/request (not in other CPU)", res.upCPU))
 	}
 	if n := p.logLines() - logBefore; n > 0 {
 		res.notes = append(res.notes, fmt.Sprintf("server logged %d warning/error lines, e.g.:\n%s", n, p.logTail(3)))
@@ -531,7 +549,7 @@ func (h *harness) runPostgres(ctx context.Context) error {
 	// PostgreSQL needs a configured key-encryption key; a throwaway one.
 	tg := &tokengate{bin: h.bin, config: filepath.Join(h.dir, "postgres.yaml"),
 		env: []string{"TOKENGATE_STORE_DSN=" + dsn, "TOKENGATE_SECRETS_KEK=" + randomHex(32)}}
-	if err := writeConfig(tg.config, filepath.Join(h.dir, "pg-unused-data")); err != nil {
+	if err := writeConfig(tg.config, filepath.Join(h.dir, "pg-unused-data"), ""); err != nil {
 		return err
 	}
 	cl, err := tg.createClient(ctx, "--name", "bench pg cc opaque", "--grant", "client_credentials", "--scope", "payments")
@@ -554,7 +572,7 @@ func (h *harness) runPostgres(ctx context.Context) error {
 	defer p.stop()
 	src := &staticSource{req: formRequest(p.addr, "/oauth/token", basicAuth(cl.ID, cl.Secret),
 		"grant_type=client_credentials&scope=payments"), marker: []byte(`"access_token"`)}
-	return h.closedThenOpen(ctx, name, p, src, []string{"PostgreSQL: " + schemaNote}, "postgres")
+	return h.closedThenOpen(ctx, name, p, src, []string{"PostgreSQL: " + schemaNote}, "postgres", 0)
 }
 
 // freshSchema creates a schema for this run with psql and returns a

@@ -65,6 +65,7 @@ type runSpec struct {
 	dur   time.Duration
 	loops int    // event loops (OS threads) of the generator
 	pid   int    // server process measured (CPU, RSS); 0: none
+	up    int    // upstream process whose CPU is measured apart; 0: none
 	db    string // command name of database processes whose CPU is measured too, or ""
 	perf  string // perf.data path, or ""
 	dump  string // CSV path for every request, or ""
@@ -86,6 +87,7 @@ type result struct {
 	p50, p99, max  time.Duration
 	serverCPU      float64 // µs of server CPU per request
 	dbCPU          float64 // µs of database CPU per request (PostgreSQL)
+	upCPU          float64 // µs of upstream CPU per request (snap-gateway)
 	genCPU         float64 // µs of load-generator CPU per request
 	peakRSS        int64   // bytes
 	otherCPU       float64 // CPU of other processes, % of the machine
@@ -101,14 +103,19 @@ type result struct {
 type cpuSnap struct {
 	at                 int64 // since the run's start
 	server, self, db   int64 // ticks
+	up                 int64 // ticks
 	sysBusy, sysTotal  int64
 	serverErr, selfErr error
+	upErr              error
 }
 
-func snapCPU(at int64, pid int, dbComm string) cpuSnap {
+func snapCPU(at int64, spec *runSpec, dbComm string) cpuSnap {
 	s := cpuSnap{at: at}
-	if pid > 0 {
-		s.server, s.serverErr = procTicks(strconv.Itoa(pid))
+	if spec.pid > 0 {
+		s.server, s.serverErr = procTicks(strconv.Itoa(spec.pid))
+	}
+	if spec.up > 0 {
+		s.up, s.upErr = procTicks(strconv.Itoa(spec.up))
 	}
 	s.self, s.selfErr = procTicks("self")
 	if dbComm != "" {
@@ -129,9 +136,9 @@ func monitor(rs *runState, dbComm string) <-chan [2]cpuSnap {
 		defer t.Stop()
 		select {
 		case <-t.C:
-			a = snapCPU(rs.since(), rs.spec.pid, dbComm)
+			a = snapCPU(rs.since(), &rs.spec, dbComm)
 		case <-rs.ended:
-			a = snapCPU(rs.since(), rs.spec.pid, dbComm)
+			a = snapCPU(rs.since(), &rs.spec, dbComm)
 			out <- [2]cpuSnap{a, a}
 			return
 		}
@@ -140,7 +147,7 @@ func monitor(rs *runState, dbComm string) <-chan [2]cpuSnap {
 		case <-t.C:
 		case <-rs.ended:
 		}
-		out <- [2]cpuSnap{a, snapCPU(rs.since(), rs.spec.pid, dbComm)}
+		out <- [2]cpuSnap{a, snapCPU(rs.since(), &rs.spec, dbComm)}
 	}()
 	return out
 }
@@ -306,8 +313,11 @@ func runLoad(ctx context.Context, addr string, src source, spec runSpec) (result
 		if spec.db != "" {
 			res.dbCPU = float64(b.db-a.db) * 1e6 / clkTck / n
 		}
+		if spec.up > 0 && a.upErr == nil && b.upErr == nil {
+			res.upCPU = float64(b.up-a.up) * 1e6 / clkTck / n
+		}
 		if total := b.sysTotal - a.sysTotal; total > 0 {
-			other := (b.sysBusy - a.sysBusy) - (b.self - a.self) - (b.server - a.server) - (b.db - a.db)
+			other := (b.sysBusy - a.sysBusy) - (b.self - a.self) - (b.server - a.server) - (b.db - a.db) - (b.up - a.up)
 			res.otherCPU = max(0, 100*float64(other)/float64(total))
 		}
 	}

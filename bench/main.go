@@ -35,9 +35,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// The ceiling server is this binary again (see startHello).
-	if addr := os.Getenv(helloEnv); addr != "" {
-		os.Exit(serveHello(ctx, addr))
+	// The helper servers are this binary again (see startSelf).
+	if code, ok := runChild(ctx); ok {
+		os.Exit(code)
 	}
 	os.Exit(Main(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -54,6 +54,7 @@ type options struct {
 	procs         int
 	loops         int
 	snapClients   int
+	gwClients     int
 	snapRate      int
 	introTokens   int
 	floodRequests int
@@ -104,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.loops, "loops", 1, "event loops (OS threads) of the load generator")
 	fs.IntVar(&o.procs, "procs", 0, "GOMAXPROCS of the load generator during runs (0: -loops + 1; the server keeps its default)")
 	fs.IntVar(&o.snapClients, "snap-clients", 4, "SNAP clients (RSA-2048 keys) the pre-signed requests are spread over")
+	fs.IntVar(&o.gwClients, "gw-clients", 4, "SNAP clients (each with its secret and one B2B token) the snap-gateway calls are spread over")
 	fs.IntVar(&o.snapRate, "snap-rate", 0, "expected SNAP closed-loop rate for sizing the pre-signing (0: calibrate with a short burst)")
 	fs.IntVar(&o.introTokens, "introspect-tokens", 4096, "opaque tokens pre-issued for the introspection scenario")
 	fs.IntVar(&o.floodRequests, "flood-requests", 30000, "requests of the flood-client-id scenario")
@@ -134,9 +136,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.pg == "off" {
 		o.pg = ""
 	}
-	if o.dur <= 0 || o.warm < 0 || o.conns < 1 || o.openConns < 0 || o.procs < 0 || o.loops < 1 || o.snapClients < 1 || o.introTokens < 1 ||
+	if o.dur <= 0 || o.warm < 0 || o.conns < 1 || o.openConns < 0 || o.procs < 0 || o.loops < 1 || o.snapClients < 1 || o.gwClients < 1 || o.introTokens < 1 ||
 		o.floodRequests < 1 || o.floodDur <= 0 {
-		fmt.Fprintln(stderr, "bench: -d, -c, -procs, -snap-clients, -introspect-tokens, -flood-requests and -flood-d must be positive")
+		fmt.Fprintln(stderr, "bench: -d, -c, -procs, -snap-clients, -gw-clients, -introspect-tokens, -flood-requests and -flood-d must be positive")
 		return o, errors.New("usage")
 	}
 	if o.procs == 0 {

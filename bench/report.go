@@ -20,6 +20,7 @@ func (h *harness) report() {
 	if len(h.rows) > 0 {
 		h.reportRows()
 	}
+	h.reportGateway()
 	h.reportFlood()
 	if t := h.targets(); len(t) > 0 {
 		fmt.Fprintln(h.out, "\ntargets:")
@@ -146,6 +147,20 @@ func (h *harness) targets() []string {
 	rate("introspect", 30000)
 	rate("snap-b2b", 12000)
 	rss("password", 500, true)
+	if _, ok := h.row("snap-gateway", "closed"); ok {
+		rate("snap-gateway", gwTargetRate)
+		gw, _ := h.row("snap-gateway", "closed")
+		if bare, ok := h.row(bareName, "closed"); ok && bare.rate > 0 {
+			ratio := gw.rate / bare.rate
+			out = append(out, fmt.Sprintf("%s snap-gateway ≥ %.1f of the bare proxy's rate: %.2f (%.0f/s against %.0f/s)",
+				verdict(ratio >= gwTargetRatio && !gw.exhausted), gwTargetRatio, ratio, gw.rate, bare.rate))
+		}
+		if r, ok := h.row("snap-gateway", "open"); ok {
+			out = append(out, fmt.Sprintf("%s snap-gateway p99 ≤ %s at half rate: %s", verdict(r.p99 <= gwTargetP99 && r.errs == 0),
+				fmtDur(gwTargetP99), fmtDur(r.p99)))
+		}
+		rss("snap-gateway", 150, false)
+	}
 	if f := h.flood; f != nil {
 		out = append(out, fmt.Sprintf("%s flood-client-id server peak RSS < %d MB: %.0f MB", verdict(f.peakRSS > 0 && f.peakRSS < floodRSSLimit),
 			floodRSSLimit>>20, float64(f.peakRSS)/(1<<20)))

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,7 +64,8 @@ func freePort() (int, error) {
 func childEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TOKENGATE_") && !strings.HasPrefix(kv, helloEnv+"=") {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "TOKENGATE_") && !slices.Contains(childEnvs, name) {
 			env = append(env, kv)
 		}
 	}
@@ -270,8 +272,9 @@ func (t *tokengate) serve(ctx context.Context, dir, name string) (*proc, error) 
 
 // writeConfig writes the server's configuration: the embedded store in
 // dataDir with the shipped durability settings, log level warn, and the
-// three token endpoints (RFC 6749, SNAP B2B, NeoX).
-func writeConfig(path, dataDir string) error {
+// three token endpoints (RFC 6749, SNAP B2B, NeoX), then extra (YAML of
+// further top-level sections, or "").
+func writeConfig(path, dataDir, extra string) error {
 	cfg := fmt.Sprintf(`# Written by go run ./bench.
 listen: 127.0.0.1:8080   # replaced by serve --addr
 store:
@@ -286,7 +289,7 @@ endpoints:
   - path: %s
     dialect: neox
 `, dataDir, neoxPath)
-	return os.WriteFile(path, []byte(cfg), 0o600)
+	return os.WriteFile(path, []byte(cfg+extra), 0o600)
 }
 
 // procTicks is a process's user+system CPU time in clock ticks.

@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -187,6 +188,12 @@ func (g *Gateway) Prefixes() []string {
 	return p
 }
 
+// ReadsBody reports whether r is a call to one of the gateway's routes,
+// whose body the gateway reads itself (bounded by max_body, through its own
+// reader slots, ending the connection when a body is refused or left
+// unread). It implements server.BodyReader.
+func (g *Gateway) ReadsBody(r *http.Request) bool { return g.route(r.URL.EscapedPath()) != nil }
+
 // route finds the route of path: the longest prefix that matches.
 func (g *Gateway) route(path string) *Route {
 	for _, r := range g.routes {
@@ -277,7 +284,8 @@ type forwardKey struct{}
 
 func (g *Gateway) newProxy(r *Route, transport http.RoundTripper) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
-		Transport: transport,
+		Transport:  transport,
+		BufferPool: copyBuffers,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			fw := pr.In.Context().Value(forwardKey{}).(*forward)
 			pr.SetURL(r.upstream)
@@ -326,6 +334,32 @@ func (g *Gateway) newProxy(r *Route, transport http.RoundTripper) *httputil.Reve
 			g.refuse(w, r, r.verifier.Failure(r, path, f))
 		},
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// copyBuffers lends the proxies the buffers they copy upstream answers
+// through. Without a pool, httputil.ReverseProxy allocates 32 KiB for every
+// call: at thousands of calls a second that garbage sets the pace of the
+// collector, whose every cycle scans the stacks of all the connections'
+// goroutines.
+var copyBuffers = &bufferPool{}
+
+// copyBufferSize is ReverseProxy's own default.
+const copyBufferSize = 32 << 10
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, copyBufferSize)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == copyBufferSize {
+		buf = buf[:copyBufferSize]
+		b.p.Put(&buf)
 	}
 }
 

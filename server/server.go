@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -82,7 +81,8 @@ type Deps struct {
 	Now      func() time.Time
 	Registry *prometheus.Registry // the metrics registry; nil: a new one
 	Events   secevent.Recorder    // security events of the HTTP layer; nil: none
-	// Gateway, when set, serves every path the token server does not.
+	// Gateway, when set, serves every path the token server does not. If
+	// it is a BodyReader, the bodies of the calls it reads are left to it.
 	Gateway http.Handler
 	// GatewayOnly serves the gateway and the health checks only (no token
 	// endpoints), on gateway.listen when it is set.
@@ -245,36 +245,33 @@ func (s *Server) maxBodyReaders() int {
 	return n
 }
 
+// BodyReader is a handler that reads (some) request bodies itself, bounded
+// and through its own body reader slots, as the gateway does for its
+// routes: the server then keeps those calls' connections alive instead of
+// ending them as it does for routes that leave a body unread.
+type BodyReader interface {
+	// ReadsBody reports whether the handler reads r's body.
+	ReadsBody(r *http.Request) bool
+}
+
 // unreadBodies wraps the public routes: a request with a body to a route
 // that does not read bodies (anything but the token, introspection and
-// revocation endpoints, or no route at all) is answered without waiting
-// for its body, and its connection closed, so a client trickling such a
-// body cannot keep a connection busy for the whole read timeout.
+// revocation endpoints and the gateway's routes, or no route at all) is
+// answered without waiting for its body, and its connection closed, so a
+// client trickling such a body cannot keep a connection busy for the whole
+// read timeout.
 func (s *Server) unreadBodies(mux *http.ServeMux) http.Handler {
 	reads := map[string]bool{"/oauth/introspect": true, "/oauth/revoke": true}
 	for _, ep := range s.cfg.Endpoints {
 		reads[ep.Path] = true
 	}
-	// The gateway reads its calls' bodies itself, through its own gate.
-	var gatewayPrefixes []string
-	if p, ok := s.gateway.(interface{ Prefixes() []string }); ok {
-		gatewayPrefixes = p.Prefixes()
-	}
+	gw, _ := s.gateway.(BodyReader)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && r.Body != http.NoBody && !reads[r.URL.Path] && !hasAnyPrefix(r.URL.Path, gatewayPrefixes) {
+		if r.Body != nil && r.Body != http.NoBody && !reads[r.URL.Path] && (gw == nil || !gw.ReadsBody(r)) {
 			bodygate.Unread(w, r)
 		}
 		mux.ServeHTTP(w, r)
 	})
-}
-
-func hasAnyPrefix(path string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(path, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // Addr is the address the server listens on (useful with port 0).

@@ -385,6 +385,43 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
+// TestUseNonceNeedsNoSavepoint: UseNonce is one statement, so concurrent
+// calls share transactions without a savepoint each (two statements more
+// per call, on the path of every SNAP service call), and a used key is a
+// clean refusal that fails no batch.
+func TestUseNonceNeedsNoSavepoint(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	const keys = 200
+	exp := time.Now().Add(time.Hour)
+	errc := make(chan error, 2*keys)
+	for i := range 2 * keys {
+		go func() { errc <- s.UseNonce(ctx, fmt.Sprint("k", i%keys), exp) }()
+	}
+	var ok, used int
+	for range 2 * keys {
+		switch err := <-errc; {
+		case err == nil:
+			ok++
+		case errors.Is(err, oauth.ErrAlreadyExists):
+			used++
+		default:
+			t.Fatal(err)
+		}
+	}
+	if ok != keys || used != keys {
+		t.Errorf("%d recorded, %d refused as used; want %d each", ok, used, keys)
+	}
+	st := s.Stats()
+	if st.Batches >= 2*keys/2 {
+		t.Fatalf("Stats = %+v: no batching, nothing shown", st)
+	}
+	if st.Savepoints != 0 || st.Retries != 0 {
+		t.Errorf("Stats = %+v: want no savepoint and no retry", st)
+	}
+}
+
 // BenchmarkCreateTokensParallel measures durable token issuance: each op
 // stores one access token, from 64 goroutines per CPU at once.
 //
@@ -404,6 +441,14 @@ func BenchmarkCreateTokensParallel(b *testing.B) {
 	b.Run("id=ordered", func(b *testing.B) {
 		benchCreateTokens(b, func(seq int64) string { return fmt.Sprintf("%016x%027d", time.Now().UnixNano(), seq) })
 	})
+}
+
+// BenchmarkUseNonceParallel measures durable one-time values (a SNAP
+// service call's X-EXTERNAL-ID) from 64 goroutines per CPU.
+func BenchmarkUseNonceParallel(b *testing.B) {
+	s := open(b, b.TempDir())
+	defer s.Close()
+	storetest.BenchUseNonce(b, s, 64)
 }
 
 func benchCreateTokens(b *testing.B, newID func(seq int64) string) {

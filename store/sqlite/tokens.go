@@ -204,8 +204,10 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string, now time.Time
 // Errors: oauth.ErrAlreadyExists if key is recorded and not expired.
 func (s *Store) UseNonce(ctx context.Context, key string, expiresAt time.Time) error {
 	exp, now := expiresAt.UnixMicro(), s.now().UnixMicro()
-	return s.do(ctx, func(ctx context.Context, w *writer) error {
-		return w.consumeNonce(ctx, key, exp, now)
+	// One statement (an upsert that writes nothing when the key is in
+	// use), so no savepoint: this runs for every SNAP service call.
+	return s.doAtomic(ctx, func(ctx context.Context, w *writer) error {
+		return cleanConflict(w.consumeNonce(ctx, key, exp, now))
 	})
 }
 

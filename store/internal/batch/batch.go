@@ -88,6 +88,10 @@ type Stats struct {
 	Batches int64 // transactions attempted, including retries alone
 	Ops     int64 // operations run (an op retried alone counts twice)
 	Retries int64 // batches whose transaction failed and were retried op by op
+	// Savepoints counts operations run under a savepoint of their own
+	// (queued with Do, in a batch of more than one); each costs two
+	// statements more than an operation queued with DoAtomic.
+	Savepoints int64
 }
 
 // Batcher runs operations in group-committed transactions. It is safe for
@@ -102,7 +106,7 @@ type Batcher[T any] struct {
 	between chan func() // run by the writer between transactions
 	stopped chan struct{}
 
-	batches, ops, retries atomic.Int64
+	batches, ops, retries, savepoints atomic.Int64
 }
 
 type request[T any] struct {
@@ -219,7 +223,7 @@ func (b *Batcher[T]) Close() error {
 
 // Stats returns counters of the work done so far.
 func (b *Batcher[T]) Stats() Stats {
-	return Stats{Batches: b.batches.Load(), Ops: b.ops.Load(), Retries: b.retries.Load()}
+	return Stats{Batches: b.batches.Load(), Ops: b.ops.Load(), Retries: b.retries.Load(), Savepoints: b.savepoints.Load()}
 }
 
 // Keep marks an operation's error as one that must not undo its writes:
@@ -392,6 +396,7 @@ func (b *Batcher[T]) runBatch(reqs []*request[T]) (results []result, began bool,
 		if err := b.be.Savepoint(ctx, tx); err != nil {
 			return fail(err)
 		}
+		b.savepoints.Add(1)
 		res := b.call(ctx, tx, r.op)
 		b.ops.Add(1)
 		keep, callerErr := outcome(res.err)
