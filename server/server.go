@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -232,8 +233,9 @@ func (s *Server) maxBodyReaders() int {
 }
 
 // unreadBodies wraps the public routes: a request with a body to a route
-// that does not read bodies (anything but the token, introspection and
-// revocation endpoints, or no route at all) is answered without waiting
+// that does not read bodies (anything but the token, introspection,
+// revocation and verify endpoints and the gateway's routes, or no route at
+// all) is answered without waiting
 // for its body, and its connection closed, so a client trickling such a
 // body cannot keep a connection busy for the whole read timeout.
 func (s *Server) unreadBodies(mux *http.ServeMux) http.Handler {
@@ -241,8 +243,22 @@ func (s *Server) unreadBodies(mux *http.ServeMux) http.Handler {
 	for _, ep := range s.cfg.Endpoints {
 		reads[ep.Path] = true
 	}
+	// The gateway reads the bodies of its routes' calls (through its own
+	// body gate): their connections stay open for the next call.
+	var gatewayPrefixes []string
+	if p, ok := s.gateway.(interface{ Prefixes() []string }); ok {
+		gatewayPrefixes = p.Prefixes()
+	}
+	routed := func(path string) bool {
+		for _, p := range gatewayPrefixes {
+			if strings.HasPrefix(path, p) {
+				return true
+			}
+		}
+		return false
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && r.Body != http.NoBody && !reads[r.URL.Path] {
+		if r.Body != nil && r.Body != http.NoBody && !reads[r.URL.Path] && !routed(r.URL.EscapedPath()) {
 			bodygate.Unread(w, r)
 		}
 		mux.ServeHTTP(w, r)
