@@ -162,6 +162,12 @@ type svcCall struct {
 // service sends c to e.
 func (e *env) service(c svcCall) *response {
 	e.t.Helper()
+	return e.do(e.serviceRequest(c))
+}
+
+// serviceRequest is c as a request to e.
+func (e *env) serviceRequest(c svcCall) *http.Request {
+	e.t.Helper()
 	u, err := url.Parse(e.base + c.target)
 	if err != nil {
 		e.t.Fatal(err)
@@ -218,7 +224,7 @@ func (e *env) service(c svcCall) *response {
 	for k, v := range c.raw {
 		h[k] = append(h[k], v)
 	}
-	return e.do(req)
+	return req
 }
 
 // wantSNAP fails unless r is the SNAP answer status, code, message, with

@@ -16,6 +16,7 @@ type metrics struct {
 	tokenSeconds  *prometheus.HistogramVec
 	introspect    *prometheus.CounterVec
 	revoke        *prometheus.CounterVec
+	verify        *prometheus.CounterVec
 	gcDeleted     prometheus.Counter
 }
 
@@ -39,12 +40,16 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "tokengate_revocation_requests_total",
 			Help: "Revocation requests by result (ok or the OAuth error code).",
 		}, []string{"result"}),
+		verify: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_snap_verify_requests_total",
+			Help: "SNAP verify endpoint requests by result (valid, the SNAP responseCode of a refused call, or the OAuth error code of a refused request).",
+		}, []string{"result"}),
 		gcDeleted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tokengate_gc_deleted_total",
 			Help: "Expired token records and nonces deleted by the background cleanup.",
 		}),
 	}
-	m.registry.MustRegister(m.tokenRequests, m.tokenSeconds, m.introspect, m.revoke, m.gcDeleted,
+	m.registry.MustRegister(m.tokenRequests, m.tokenSeconds, m.introspect, m.revoke, m.verify, m.gcDeleted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

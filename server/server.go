@@ -63,6 +63,8 @@ type Server struct {
 	// gateway serves the gateway routes; gatewayOnly: nothing else.
 	gateway     http.Handler
 	gatewayOnly bool
+	// snapCalls serves the SNAP verify endpoint; nil: not served.
+	snapCalls SNAPVerifier
 	// rfc6749AuthMethods are the registered client authentication methods
 	// an RFC 6749 request can carry, for the metadata.
 	rfc6749AuthMethods []string
@@ -80,8 +82,11 @@ type Deps struct {
 	// Gateway, when set, serves every path the token server does not.
 	Gateway http.Handler
 	// GatewayOnly serves the gateway and the health checks only (no token
-	// endpoints), on gateway.listen when it is set.
+	// endpoints, no verify endpoint), on gateway.listen when it is set.
 	GatewayOnly bool
+	// SNAPVerifier, when set, serves POST /snap/v1/verify (VerifyPath)
+	// with it: the verifier of the gateway's SNAP routes.
+	SNAPVerifier SNAPVerifier
 }
 
 // New builds a node's HTTP side on an open store and engine: the token
@@ -101,7 +106,7 @@ func New(cfg config.Config, st oauth.Store, eng *engine.Engine, d Deps) (*Server
 		d.Events = secevent.Discard
 	}
 	s := &Server{cfg: cfg, log: d.Logger, now: d.Now, store: st, engine: eng, metrics: newMetrics(d.Registry), events: d.Events,
-		gateway: d.Gateway, gatewayOnly: d.GatewayOnly, listen: net.Listen}
+		gateway: d.Gateway, gatewayOnly: d.GatewayOnly, snapCalls: d.SNAPVerifier, listen: net.Listen}
 	if d.GatewayOnly && cfg.Gateway.Listen != "" {
 		s.cfg.Listen = cfg.Gateway.Listen
 	}
@@ -239,7 +244,7 @@ func (s *Server) maxBodyReaders() int {
 // for its body, and its connection closed, so a client trickling such a
 // body cannot keep a connection busy for the whole read timeout.
 func (s *Server) unreadBodies(mux *http.ServeMux) http.Handler {
-	reads := map[string]bool{"/oauth/introspect": true, "/oauth/revoke": true}
+	reads := map[string]bool{"/oauth/introspect": true, "/oauth/revoke": true, VerifyPath: true}
 	for _, ep := range s.cfg.Endpoints {
 		reads[ep.Path] = true
 	}
@@ -385,6 +390,9 @@ func (s *Server) routes() (*http.ServeMux, error) {
 	}
 	mux.Handle("/oauth/introspect", s.recoverJSON(http.HandlerFunc(s.introspect)))
 	mux.Handle("/oauth/revoke", s.recoverJSON(http.HandlerFunc(s.revoke)))
+	if s.snapCalls != nil {
+		mux.Handle(VerifyPath, s.recoverJSON(http.HandlerFunc(s.snapVerify)))
+	}
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
 	return mux, nil
