@@ -350,6 +350,11 @@ func TestGatewaySNAPResponseCodes(t *testing.T) {
 		expect("/v1.0/transfer-va/", c.code)
 	}
 
+	if logs := e.logs.String(); !strings.Contains(logs, `type=snap_signature_failed client_id=`+id+` remote=127.0.0.1`) ||
+		!strings.Contains(logs, `endpoint=/v1.0/transfer-va/ reason="service-call X-SIGNATURE did not verify"`) {
+		t.Error("no security event with the caller's address and the route for a bad signature")
+	}
+
 	t.Run("the path's own service code", func(t *testing.T) {
 		r := call(func(c *svcCall) { c.target = "/v1.0/transfer-va/status"; c.set = map[string]string{"X-TIMESTAMP": ""} })
 		wantSNAP(t, "status without X-TIMESTAMP", r, 400, "4002602", "Invalid Mandatory Field {X-TIMESTAMP}")

@@ -27,6 +27,7 @@ import (
 
 	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/bodygate"
+	"github.com/tokengate/tokengate/secevent"
 )
 
 // Identity headers the gateway sets on a verified call. The same headers
@@ -245,7 +246,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	rc.SetReadDeadline(deadline)
 	rc.SetWriteDeadline(deadline)
 	call := &Call{Method: req.Method, Path: path, RawQuery: req.URL.RawQuery, Header: req.Header, Body: body}
-	id, refusal := r.verifier.Verify(req.Context(), call, r)
+	// Security events name the caller's address and the route (not the
+	// path, which the caller chose).
+	id, refusal := r.verifier.Verify(secevent.WithRequest(req.Context(), req.RemoteAddr, r.Prefix), call, r)
 	if refusal != nil {
 		g.refuse(w, r, refusal)
 		return
