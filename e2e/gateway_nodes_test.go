@@ -168,6 +168,16 @@ func TestGatewayOnlyProcess(t *testing.T) {
 			t.Errorf("%s %s on the gateway process: %d %s", p.method, p.path, r.status, r.body)
 		}
 	}
+	// The token server's paths read no body here: a body sent to them is
+	// not waited for, and its connection ends after the 404.
+	res, err := httpClient.Post(gw.base+"/oauth/token", "application/x-www-form-urlencoded", strings.NewReader("grant_type=client_credentials"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 404 || !res.Close {
+		t.Errorf("a body to /oauth/token on the gateway process: %d, connection kept: %v", res.StatusCode, !res.Close)
+	}
 	for _, path := range []string{"/healthz", "/readyz"} {
 		req, _ := http.NewRequest("GET", gw.base+path, nil)
 		if r := gw.do(req); r.status != 200 {

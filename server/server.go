@@ -244,9 +244,12 @@ func (s *Server) maxBodyReaders() int {
 // for its body, and its connection closed, so a client trickling such a
 // body cannot keep a connection busy for the whole read timeout.
 func (s *Server) unreadBodies(mux *http.ServeMux) http.Handler {
-	reads := map[string]bool{"/oauth/introspect": true, "/oauth/revoke": true, VerifyPath: true}
-	for _, ep := range s.cfg.Endpoints {
-		reads[ep.Path] = true
+	reads := map[string]bool{}
+	if !s.gatewayOnly {
+		reads["/oauth/introspect"], reads["/oauth/revoke"], reads[VerifyPath] = true, true, s.snapCalls != nil
+		for _, ep := range s.cfg.Endpoints {
+			reads[ep.Path] = true
+		}
 	}
 	// The gateway reads the bodies of its routes' calls (through its own
 	// body gate): their connections stay open for the next call.
