@@ -114,14 +114,16 @@ type Node struct {
 // throttled (a flood of identical warnings becomes a count); its security
 // events go to d.Logger unthrottled by that, sampled per event type instead.
 // The gateway's routes, if any are configured, are served beside the token
-// endpoints.
+// endpoints, and so is the SNAP verify endpoint (POST /snap/v1/verify),
+// with the verifier of the gateway's SNAP routes.
 func Open(ctx context.Context, cfg config.Config, d Deps) (*Node, error) {
 	return open(ctx, cfg, d, false)
 }
 
 // OpenGateway builds a gateway-only node (`tokengate gateway`): the
-// gateway's routes and the health checks, on gateway.listen when it is set,
-// on the same store as the token servers.
+// gateway's routes and the health checks (no token endpoints, no verify
+// endpoint), on gateway.listen when it is set, on the same store as the
+// token servers.
 func OpenGateway(ctx context.Context, cfg config.Config, d Deps) (*Node, error) {
 	if len(cfg.Gateway.Routes) == 0 {
 		return nil, errors.New("gateway.routes: no route is configured")
@@ -156,11 +158,17 @@ func open(ctx context.Context, cfg config.Config, d Deps, gatewayOnly bool) (*No
 	}
 	n.Admin = &Admin{Config: cfg, Store: st, Engine: eng, Admin: admin.New(st, eng.Secrets(), eng.Passwords(), d.Now)}
 	sd := server.Deps{Logger: log, Now: d.Now, Registry: reg, Events: events, GatewayOnly: gatewayOnly}
+	snapCalls, err := snapVerifier(cfg.Gateway, eng, st, d, events)
+	if err != nil {
+		return fail(err)
+	}
+	if !gatewayOnly {
+		// The verify endpoint, for services that verify their calls
+		// themselves, with the verifier of the gateway's SNAP routes.
+		sd.SNAPVerifier = snapCalls
+	}
 	if len(cfg.Gateway.Routes) > 0 {
-		vs, err := verifiers(cfg.Gateway, eng, st, d, events)
-		if err != nil {
-			return fail(err)
-		}
+		vs := map[string]gateway.Verifier{"bearer": &gateway.BearerVerifier{Tokens: eng}, "snap": snapCalls}
 		gw, err := gateway.New(cfg.Gateway, vs, gateway.Deps{Logger: log, Registry: reg, Now: d.Now, BodyTimeout: cfg.BodyTimeout})
 		if err != nil {
 			return fail(err)
@@ -202,16 +210,14 @@ func (n *Node) Close() error {
 	return errors.Join(errs...)
 }
 
-// verifiers are the gateway's, one per kind of route.
-func verifiers(cfg config.Gateway, eng *engine.Engine, st oauth.Store, d Deps, events secevent.Recorder) (map[string]gateway.Verifier, error) {
+// snapVerifier is the verifier of SNAP service calls, for the gateway's
+// SNAP routes and the verify endpoint.
+func snapVerifier(cfg config.Gateway, eng *engine.Engine, st oauth.Store, d Deps, events secevent.Recorder) (*snapcall.Verifier, error) {
 	zone, err := time.LoadLocation(cfg.TimeZone)
 	if err != nil {
 		return nil, fmt.Errorf("gateway.time_zone: %w", err)
 	}
-	return map[string]gateway.Verifier{
-		"bearer": &gateway.BearerVerifier{Tokens: eng},
-		"snap":   snapcall.New(eng, st, snapcall.Config{Window: cfg.TimestampWindow, Zone: zone, Now: d.Now, Events: events}),
-	}, nil
+	return snapcall.New(eng, st, snapcall.Config{Window: cfg.TimestampWindow, Zone: zone, Now: d.Now, Events: events}), nil
 }
 
 // newEngine builds the engine a configuration describes. lim nil: no rate

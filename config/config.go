@@ -611,6 +611,9 @@ func (c *Config) validateGateway(bad func(string, ...any), endpoints map[string]
 				bad("%s.prefix: %q would hide the token endpoint %s", at, r.Prefix, p)
 			}
 		}
+		if strings.HasPrefix(verifyPath, r.Prefix) {
+			bad("%s.prefix: %q would hide the SNAP verify endpoint %s", at, r.Prefix, verifyPath)
+		}
 		if u, err := url.Parse(r.Upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("%s.upstream: %q must be an http(s) URL", at, r.Upstream)
 		}
@@ -672,8 +675,12 @@ func isHex(s string, n int) bool {
 // take beyond the request timeout: the advised second and a network's worth.
 const retryMargin = 5 * time.Second
 
+// verifyPath is the SNAP verify endpoint (server.VerifyPath).
+const verifyPath = "/snap/v1/verify"
+
 // reserved are the server's own paths.
 var reserved = map[string]bool{
 	"/oauth/introspect": true, "/oauth/revoke": true, "/oauth/revocations": true, "/.well-known/oauth-authorization-server": true,
 	"/.well-known/jwks.json": true, "/healthz": true, "/readyz": true, "/metrics": true,
+	verifyPath: true,
 }

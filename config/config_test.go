@@ -276,3 +276,22 @@ func TestRemovedSettingSaysWhatReplacedIt(t *testing.T) {
 		t.Errorf("environment: %v", err)
 	}
 }
+
+// TestGatewayRoutesKeepTheVerifyEndpoint: a gateway route cannot cover
+// the SNAP verify endpoint, and no token endpoint can be mounted on it.
+func TestGatewayRoutesKeepTheVerifyEndpoint(t *testing.T) {
+	route := "gateway:\n  routes:\n    - prefix: %s\n      upstream: http://127.0.0.1:9000\n      service_code: 27\n"
+	for _, prefix := range []string{"/snap/", "/snap/v1/", "/snap/v1/verify", "/sn"} {
+		_, err := Load(writeFile(t, strings.ReplaceAll(route, "%s", prefix)), nil, Overrides{})
+		if err == nil || !strings.Contains(err.Error(), "SNAP verify endpoint") {
+			t.Errorf("prefix %s: %v", prefix, err)
+		}
+	}
+	if _, err := Load(writeFile(t, strings.ReplaceAll(route, "%s", "/snap/v2/")), nil, Overrides{}); err != nil {
+		t.Errorf("prefix /snap/v2/: %v", err)
+	}
+	_, err := Load(writeFile(t, "endpoints:\n  - path: /snap/v1/verify\n    dialect: oauth2\n"), nil, Overrides{})
+	if err == nil || !strings.Contains(err.Error(), "reserved") {
+		t.Errorf("token endpoint on the verify path: %v", err)
+	}
+}

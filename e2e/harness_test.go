@@ -118,6 +118,14 @@ func startIn(t *testing.T, dir string, mutate func(*config.Config)) *env {
 
 func startWith(t *testing.T, dir string, now func() time.Time, mutate func(*config.Config)) *env {
 	t.Helper()
+	return startNode(t, dir, now, app.Open, mutate)
+}
+
+// startNode is startWith with the node built by open (app.Open, or
+// app.OpenGateway for a gateway-only node).
+func startNode(t *testing.T, dir string, now func() time.Time, open func(context.Context, config.Config, app.Deps) (*app.Node, error),
+	mutate func(*config.Config)) *env {
+	t.Helper()
 	e := &env{t: t, dir: dir, logs: &syncBuffer{}, now: now}
 	cfg, err := config.Load("", nil, config.Overrides{Listen: "127.0.0.1:0", DataDir: dir})
 	if err != nil {
@@ -133,7 +141,7 @@ func startWith(t *testing.T, dir string, now func() time.Time, mutate func(*conf
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	node, err := app.Open(context.Background(), cfg, app.Deps{Logger: log, Now: e.now})
+	node, err := open(context.Background(), cfg, app.Deps{Logger: log, Now: e.now})
 	if err != nil {
 		t.Fatal(err)
 	}

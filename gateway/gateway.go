@@ -28,11 +28,13 @@ import (
 
 	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/bodygate"
+	"github.com/tokengate/tokengate/secevent"
 )
 
 // Identity headers the gateway sets on a verified call. The same headers
-// arriving from outside (any header starting with IdentityHeaderPrefix) are
-// removed first, so an upstream can trust them.
+// arriving from outside (any header starting with IdentityHeaderPrefix, in
+// any case, with '-' or '_') are removed first, so an upstream can trust
+// them.
 const (
 	IdentityHeaderPrefix = "X-Tokengate-"
 	HeaderClientID       = "X-Tokengate-Client-Id"
@@ -126,7 +128,13 @@ type Gateway struct {
 	maxBody int64
 	bodies  *bodygate.Gate
 	log     *slog.Logger
+	// upstreamTimeout bounds the upstream's answer (gateway.upstream_timeout).
+	upstreamTimeout time.Duration
 }
+
+// answerTime is how long a call's answer may take to write once the
+// upstream has answered (the public listener's own write timeout).
+const answerTime = 15 * time.Second
 
 // New builds the gateway of cfg with a verifier per kind of route ("snap",
 // "bearer"). Errors: a route whose kind has no verifier.
@@ -155,7 +163,7 @@ func New(cfg config.Gateway, verifiers map[string]Verifier, d Deps) (*Gateway, e
 			return nil, fmt.Errorf("gateway metrics: %w", err)
 		}
 	}
-	g := &Gateway{maxBody: cfg.MaxBody, log: d.Logger,
+	g := &Gateway{maxBody: cfg.MaxBody, log: d.Logger, upstreamTimeout: cfg.UpstreamTimeout,
 		bodies: bodygate.New(bodygate.Options{Max: cfg.MaxReaders, Timeout: cmp.Or(d.BodyTimeout, 5*time.Second), Now: d.Now})}
 	for i, rc := range cfg.Routes {
 		kind := rc.Auth
@@ -235,8 +243,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		g.refuse(w, r, r.verifier.Failure(r, path, f))
 		return
 	}
+	// The listener's read and write timeouts count from the start of the
+	// request and know nothing of the upstream: a call whose upstream
+	// takes longer would be cancelled (the connection's read deadline
+	// cancels the request) or lose its answer. The call may now take the
+	// upstream's time plus the time to write the answer.
+	deadline := time.Now().Add(g.upstreamTimeout + answerTime)
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(deadline)
+	rc.SetWriteDeadline(deadline)
 	call := &Call{Method: req.Method, Path: path, RawQuery: req.URL.RawQuery, Header: req.Header, Body: body}
-	id, refusal := r.verifier.Verify(req.Context(), call, r)
+	// Security events name the caller's address and the route (not the
+	// path, which the caller chose).
+	id, refusal := r.verifier.Verify(secevent.WithRequest(req.Context(), req.RemoteAddr, r.Prefix), call, r)
 	if refusal != nil {
 		g.refuse(w, r, refusal)
 		return
@@ -292,7 +311,7 @@ func (g *Gateway) newProxy(r *Route, transport http.RoundTripper) *httputil.Reve
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 			for k := range pr.Out.Header {
-				if len(k) >= len(IdentityHeaderPrefix) && strings.EqualFold(k[:len(IdentityHeaderPrefix)], IdentityHeaderPrefix) {
+				if isIdentityHeader(k) {
 					delete(pr.Out.Header, k)
 				}
 			}
@@ -361,6 +380,28 @@ func (b *bufferPool) Put(buf []byte) {
 		buf = buf[:copyBufferSize]
 		b.p.Put(&buf)
 	}
+}
+
+// isIdentityHeader reports whether a header name is, or may pass for at
+// the upstream, one of the identity headers: it starts with
+// IdentityHeaderPrefix in any case, with '_' in place of any '-' (CGI,
+// WSGI, PHP and Rack servers map both to the same variable, so
+// X_Tokengate_Client_Id would reach the application as the client ID).
+func isIdentityHeader(name string) bool {
+	if len(name) < len(IdentityHeaderPrefix) {
+		return false
+	}
+	for i := range len(IdentityHeaderPrefix) {
+		c, p := name[i], IdentityHeaderPrefix[i]
+		if p == '-' {
+			if c != '-' && c != '_' {
+				return false
+			}
+		} else if c|0x20 != p|0x20 {
+			return false
+		}
+	}
+	return true
 }
 
 func isTimeout(err error) bool {

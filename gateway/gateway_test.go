@@ -122,7 +122,8 @@ func TestBearerRoutes(t *testing.T) {
 	// the identity headers, and no forged ones.
 	body := "{ \"amount\" : 10,\n \"note\": \"a  b\" }"
 	res := do("POST", "/api/pay?x=1&y=%20", "Bearer good", body, map[string]string{
-		"X-Tokengate-Client-Id": "forged", "x-tokengate-scope": "admin", "X-Tokengate-Anything": "forged"})
+		"X-Tokengate-Client-Id": "forged", "x-tokengate-scope": "admin", "X-Tokengate-Anything": "forged",
+		"X_Tokengate_Client_Id": "forged", "x-tokengate_subject": "forged", "X-Tokengatex": "kept"})
 	if res.StatusCode != 201 || res.Header.Get("X-Upstream") != "yes" {
 		t.Fatalf("verified call: %d", res.StatusCode)
 	}
@@ -131,7 +132,8 @@ func TestBearerRoutes(t *testing.T) {
 		t.Errorf("upstream got %s %s?%s %q", r.Method, r.URL.Path, r.URL.RawQuery, b)
 	}
 	if r.Header.Get(HeaderClientID) != "merchant" || r.Header.Get(HeaderScope) != "payments" ||
-		r.Header.Get(HeaderSubject) != "merchant" || r.Header.Get("X-Tokengate-Anything") != "" {
+		r.Header.Get(HeaderSubject) != "merchant" || r.Header.Get("X-Tokengate-Anything") != "" ||
+		r.Header.Get("X_Tokengate_Client_Id") != "" || r.Header.Get("X-Tokengate_subject") != "" || r.Header.Get("X-Tokengatex") != "kept" {
 		t.Errorf("identity headers at the upstream: %v", r.Header)
 	}
 	if r.Header.Get("Authorization") != "Bearer good" {
@@ -208,4 +210,43 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestSlowUpstreamOutlastsListenerTimeouts: an upstream that answers
+// within upstream_timeout gets its answer through even when that is
+// longer than the listener's read and write timeouts (which count from the
+// start of the request), with a body and without.
+func TestSlowUpstreamOutlastsListenerTimeouts(t *testing.T) {
+	up := newUpstream(t)
+	up.wait = 600 * time.Millisecond
+	cfg := config.Default().Gateway
+	cfg.UpstreamTimeout = 5 * time.Second
+	cfg.Routes = []config.GatewayRoute{{Prefix: "/api/", Upstream: up.srv.URL, Auth: "bearer"}}
+	tokens := &fakeTokens{tokens: map[string]*oauth.Token{"good": {ClientID: "merchant", Subject: "merchant"}}}
+	g, err := New(cfg, map[string]Verifier{"bearer": &BearerVerifier{Tokens: tokens}}, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(g)
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Config.WriteTimeout = 200 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	for _, body := range []string{"", `{"amount":1}`} {
+		method := "GET"
+		if body != "" {
+			method = "POST"
+		}
+		req, _ := http.NewRequest(method, srv.URL+"/api/slow", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer good")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 201 || string(b) != `{"from":"upstream"}` {
+			t.Errorf("%s: %d %q", method, res.StatusCode, b)
+		}
+	}
 }

@@ -17,6 +17,7 @@ type metrics struct {
 	introspect    *prometheus.CounterVec
 	revoke        *prometheus.CounterVec
 	feedRefused   *prometheus.CounterVec
+	verify        *prometheus.CounterVec
 	gcDeleted     prometheus.Counter
 }
 
@@ -44,12 +45,16 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "tokengate_feed_refused_total",
 			Help: "Revocation feed subscriptions refused by client authentication, by OAuth error code.",
 		}, []string{"result"}),
+		verify: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_snap_verify_requests_total",
+			Help: "SNAP verify endpoint requests by result (valid, the SNAP responseCode of a refused call, or the OAuth error code of a refused request).",
+		}, []string{"result"}),
 		gcDeleted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tokengate_gc_deleted_total",
 			Help: "Expired token records, nonces, unpublished signing keys and revocation events past the feed retention deleted by the background cleanup.",
 		}),
 	}
-	m.registry.MustRegister(m.tokenRequests, m.tokenSeconds, m.introspect, m.revoke, m.feedRefused, m.gcDeleted,
+	m.registry.MustRegister(m.tokenRequests, m.tokenSeconds, m.introspect, m.revoke, m.feedRefused, m.verify, m.gcDeleted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -64,6 +64,8 @@ type Server struct {
 	// gateway serves the gateway routes; gatewayOnly: nothing else.
 	gateway     http.Handler
 	gatewayOnly bool
+	// snapCalls serves the SNAP verify endpoint; nil: not served.
+	snapCalls SNAPVerifier
 	// rfc6749AuthMethods are the registered client authentication methods
 	// an RFC 6749 request can carry, for the metadata.
 	rfc6749AuthMethods []string
@@ -85,8 +87,11 @@ type Deps struct {
 	// it is a BodyReader, the bodies of the calls it reads are left to it.
 	Gateway http.Handler
 	// GatewayOnly serves the gateway and the health checks only (no token
-	// endpoints), on gateway.listen when it is set.
+	// endpoints, no verify endpoint), on gateway.listen when it is set.
 	GatewayOnly bool
+	// SNAPVerifier, when set, serves POST /snap/v1/verify (VerifyPath)
+	// with it: the verifier of the gateway's SNAP routes.
+	SNAPVerifier SNAPVerifier
 }
 
 // New builds a node's HTTP side on an open store and engine: the token
@@ -106,7 +111,8 @@ func New(cfg config.Config, st oauth.Store, eng *engine.Engine, d Deps) (*Server
 		d.Events = secevent.Discard
 	}
 	s := &Server{cfg: cfg, log: d.Logger, now: d.Now, store: st, engine: eng, metrics: newMetrics(d.Registry), events: d.Events,
-		gateway: d.Gateway, gatewayOnly: d.GatewayOnly, listen: net.Listen, readTimeout: 15 * time.Second, writeTimeout: 15 * time.Second}
+		gateway: d.Gateway, gatewayOnly: d.GatewayOnly, snapCalls: d.SNAPVerifier, listen: net.Listen,
+		readTimeout: 15 * time.Second, writeTimeout: 15 * time.Second}
 	if d.GatewayOnly && cfg.Gateway.Listen != "" {
 		s.cfg.Listen = cfg.Gateway.Listen
 	}
@@ -255,16 +261,21 @@ type BodyReader interface {
 }
 
 // unreadBodies wraps the public routes: a request with a body to a route
-// that does not read bodies (anything but the token, introspection and
-// revocation endpoints and the gateway's routes, or no route at all) is
-// answered without waiting for its body, and its connection closed, so a
-// client trickling such a body cannot keep a connection busy for the whole
-// read timeout.
+// that does not read bodies (anything but the token, introspection,
+// revocation and verify endpoints and the gateway's routes, or no route at
+// all) is answered without waiting for its body, and its connection closed,
+// so a client trickling such a body cannot keep a connection busy for the
+// whole read timeout.
 func (s *Server) unreadBodies(mux *http.ServeMux) http.Handler {
-	reads := map[string]bool{"/oauth/introspect": true, "/oauth/revoke": true}
-	for _, ep := range s.cfg.Endpoints {
-		reads[ep.Path] = true
+	reads := map[string]bool{}
+	if !s.gatewayOnly {
+		reads["/oauth/introspect"], reads["/oauth/revoke"], reads[VerifyPath] = true, true, s.snapCalls != nil
+		for _, ep := range s.cfg.Endpoints {
+			reads[ep.Path] = true
+		}
 	}
+	// The gateway reads the bodies of its routes' calls (through its own
+	// body gate): their connections stay open for the next call.
 	gw, _ := s.gateway.(BodyReader)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil && r.Body != http.NoBody && !reads[r.URL.Path] && (gw == nil || !gw.ReadsBody(r)) {
@@ -400,6 +411,9 @@ func (s *Server) routes() (*http.ServeMux, error) {
 	mux.Handle("/oauth/introspect", s.recoverJSON(http.HandlerFunc(s.introspect)))
 	mux.Handle("/oauth/revoke", s.recoverJSON(http.HandlerFunc(s.revoke)))
 	mux.Handle("GET /oauth/revocations", s.recoverJSON(http.HandlerFunc(s.revocations)))
+	if s.snapCalls != nil {
+		mux.Handle(VerifyPath, s.recoverJSON(http.HandlerFunc(s.snapVerify)))
+	}
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
 	return mux, nil

@@ -167,8 +167,11 @@ func (v *Verifier) Verify(ctx context.Context, c *gateway.Call, r *gateway.Route
 		id.Scopes = r.Scopes
 	}
 	// Spent last, in the store's group-commit path: one write per call,
-	// refused on every node the same day.
-	key, expires := externalIDKey(h.PartnerID, h.ExternalID, now.In(v.cfg.Zone), v.cfg.Window)
+	// refused on every node the same day. The day is the one of the
+	// signed X-TIMESTAMP, not of the clock: a call signed at 23:58 and
+	// replayed byte for byte at 00:02 (inside the window) is a replay of
+	// that day's call, not a new call of the next day.
+	key, expires := externalIDKey(h.PartnerID, h.ExternalID, h.Time.In(v.cfg.Zone), v.cfg.Window)
 	if err := v.nonces.UseNonce(ctx, key, expires); err != nil {
 		if errors.Is(err, oauth.ErrAlreadyExists) {
 			v.event(ctx, secevent.SnapReplay, cl.ID, "X-EXTERNAL-ID reused the same day")
@@ -180,10 +183,10 @@ func (v *Verifier) Verify(ctx context.Context, c *gateway.Call, r *gateway.Route
 }
 
 // externalIDKey is the nonce that makes an X-EXTERNAL-ID unique per
-// partner per calendar day (in the verifier's zone). It starts with the
-// day, so keys sort by time and the store appends them; it is kept until
-// the day is over plus the timestamp window, so a call accepted at the end
-// of a day cannot be replayed the next morning under a clock skew.
+// partner per calendar day (in the verifier's zone) of the call's
+// X-TIMESTAMP. It starts with the day, so keys sort by time and the store
+// appends them; it is kept until the day is over plus the timestamp
+// window, the last moment a call stamped that day is accepted.
 func externalIDKey(partner, externalID string, local time.Time, window time.Duration) (string, time.Time) {
 	y, m, d := local.Date()
 	next := time.Date(y, m, d+1, 0, 0, 0, 0, local.Location())
