@@ -451,3 +451,32 @@ func TestFeedDefaultsNoticeSilence(t *testing.T) {
 		t.Errorf("FeedIdleTimeout %v, FeedDownLimit %v: want %v < idle <= limit", c.FeedIdleTimeout, c.FeedDownLimit, serverPing)
 	}
 }
+
+// TestInactiveAnswerDropsCachedResult: while the feed is down past its
+// limit the guard introspects cached tokens; one the server now says is
+// inactive loses its cached result, so it is not accepted again when the
+// feed comes back before the revocation's event has reached it.
+func TestInactiveAnswerDropsCachedResult(t *testing.T) {
+	f := newFakeAS(t)
+	clk := newClock()
+	g := newGuard(t, f, clk, Config{FeedDownLimit: 30 * time.Second})
+	clk.Advance(time.Minute)
+	now := clk.Now()
+	opaque, _ := f.opaque("m", "", "payments", now, now.Add(time.Hour))
+	if _, err := g.Validate(context.Background(), opaque); err != nil {
+		t.Fatal(err)
+	}
+	f.pingAndWait(t, clk, g)
+	f.dropFeed(true)
+	eventually(t, 5*time.Second, "feed seen down", func() bool { return !g.Stats().FeedUp })
+	clk.Advance(31 * time.Second)
+	f.setActive(opaque, nil) // revoked; the event is not in the feed yet
+	if _, err := g.Validate(context.Background(), opaque); !errors.Is(err, ErrInactive) {
+		t.Fatalf("feed down past the limit: %v, want ErrInactive", err)
+	}
+	f.restoreFeed()
+	eventually(t, 10*time.Second, "feed back up", func() bool { return g.Stats().FeedUp })
+	if _, err := g.Validate(context.Background(), opaque); !errors.Is(err, ErrInactive) {
+		t.Fatalf("feed back, event not yet sent: %v, want ErrInactive (not the old cached result)", err)
+	}
+}

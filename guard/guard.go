@@ -513,6 +513,14 @@ func (g *Guard) check(ctx context.Context, token string, key *[32]byte, f Format
 			e, err = g.checkOpaque(ctx, token)
 		}
 		if err != nil {
+			if errors.Is(err, ErrInvalidToken) {
+				// The token was checked anew (its cached result expired,
+				// or the feed is down past its limit) and is not valid:
+				// its old result must not come back into use, e.g. when
+				// the feed is back but has not yet sent the revocation
+				// the server already knows of.
+				g.cache.remove(key)
+			}
 			return nil, err
 		}
 		e.born = born
