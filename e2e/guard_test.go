@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,11 +16,10 @@ import (
 )
 
 // TestGuardAgainstTheServer runs package guard against a real server: its
-// metadata, JWKS and introspection answers, opaque and JWT tokens, a
-// revocation through /oauth/revoke, and the middleware. (Whether the
-// refusal comes from the revocation feed or, with no feed, from
-// introspecting every call as the guard does while it cannot subscribe,
-// it must come within a second.)
+// metadata, JWKS, introspection answers and revocation feed, opaque and
+// JWT tokens, the middleware, and a revocation through /oauth/revoke that
+// reaches the guard through the feed (TestGuardsOnTwoNodes covers every
+// kind of revocation, two nodes, and a feed that is cut).
 func TestGuardAgainstTheServer(t *testing.T) {
 	e := start(t, nil)
 	rsID, rsSecret := e.createClient("--name", "payments-api", "--grant", "client_credentials", "--can-introspect")
@@ -40,12 +40,17 @@ func TestGuardAgainstTheServer(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, network, addr)
 	}}}
+	var introspections atomic.Int32
 	g, err := guard.New(context.Background(), guard.Config{Issuer: "http://tokengate.test", ClientID: rsID, ClientSecret: rsSecret,
-		AllowInsecureHTTP: true, HTTPClient: client, FeedStartTimeout: 500 * time.Millisecond})
+		AllowInsecureHTTP: true, HTTPClient: client,
+		Hooks: guard.Hooks{Introspected: func(time.Duration, error) { introspections.Add(1) }}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g.Close()
+	if !g.Stats().FeedUp {
+		t.Fatal("the revocation feed is not up after New")
+	}
 
 	for range 3 {
 		id, err := g.Validate(context.Background(), opaque)
@@ -63,6 +68,12 @@ func TestGuardAgainstTheServer(t *testing.T) {
 		if id.ClientID != jwtID || id.Format != guard.FormatJWT || !slices.Equal(id.Scopes, []string{"payments"}) {
 			t.Fatalf("JWT identity %+v", id)
 		}
+	}
+	// With the feed up, each token is introspected once, then cached: the
+	// opaque token, and the JWT because it was issued before the guard
+	// subscribed (it may have been revoked before).
+	if n := introspections.Load(); n != 2 {
+		t.Errorf("%d introspections for 3 validations of 2 tokens, want 2 (then cached)", n)
 	}
 
 	h := g.Middleware(g.Require("refunds")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -82,10 +93,17 @@ func TestGuardAgainstTheServer(t *testing.T) {
 		if r := e.postForm("/oauth/revoke", url.Values{"token": {c.tok}}, c.id, c.secret); r.status != http.StatusOK {
 			t.Fatalf("revoke: %d %s", r.status, r.body)
 		}
+		before := introspections.Load()
 		d := eventuallyWithin(t, time.Second, "the guard refuses the revoked token", func() bool {
 			_, err := g.Validate(context.Background(), c.tok)
-			return errors.Is(err, guard.ErrInvalidToken)
+			if err != nil && !errors.Is(err, guard.ErrRevoked) {
+				t.Fatalf("refused with %v, want ErrRevoked (from the feed)", err)
+			}
+			return err != nil
 		})
+		if n := introspections.Load() - before; n != 0 {
+			t.Errorf("%d introspections until the refusal: the feed, not introspection, must refuse it", n)
+		}
 		t.Logf("refused %s after the revocation", d)
 	}
 }

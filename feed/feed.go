@@ -409,6 +409,9 @@ func validCursor(c string) bool {
 // ServeHTTP streams the feed to one subscriber. The caller has
 // authenticated it. The stream starts after the Last-Event-ID header's
 // cursor, else the cursor query parameter's, else at the current position.
+// It sends hello, then (resuming) the events that followed the cursor or a
+// reset, then a ping at once, which tells the subscriber it has caught up,
+// then live events and a ping every Options.Ping.
 func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cursor := r.Header.Get("Last-Event-ID")
 	if cursor == "" {
@@ -467,6 +470,19 @@ func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The subscriber has now been sent everything this node had read when
+	// it joined (the catch-up's queue included): a ping at once tells it
+	// so. A resuming subscriber cannot tell otherwise (its hello names its
+	// own cursor), and until then it must not trust its cache.
+	for _, it := range f.take(s) {
+		f.delivered.Add(1)
+		if st.write(it.frame) != nil {
+			return
+		}
+	}
+	if st.send(pingFrame) != nil {
+		return
+	}
 	ping := time.NewTicker(f.o.Ping)
 	defer ping.Stop()
 	for {
@@ -482,7 +498,7 @@ func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-ping.C:
-			if st.send([]byte(": ping\n\n")) != nil {
+			if st.send(pingFrame) != nil {
 				return
 			}
 		case <-s.gone:
@@ -553,6 +569,10 @@ func (f *Feed) catchUp(ctx context.Context, st *stream, cursor string) (*subscri
 		}
 	}
 }
+
+// pingFrame is the comment sent every Options.Ping, and once right after
+// the hello (and a resuming subscriber's catch-up).
+var pingFrame = []byte(": ping\n\n")
 
 // stream writes SSE frames to one subscriber.
 type stream struct {

@@ -307,16 +307,24 @@ func TestWireFormat(t *testing.T) {
 		t.Errorf("Cache-Control %q", cc)
 	}
 	waitJoined(t, f, 1)
+	// hello, then at once a ping: nothing to catch up with.
+	want := "event: hello\nid: 0\ndata: {\"cursor\":\"0\",\"retention\":\"36h0m0s\"}\n\n" + ": ping\n\n"
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(resp.Body, got); err != nil {
+		t.Fatalf("%v after %q", err, got)
+	}
+	if string(got) != want {
+		t.Fatalf("stream:\n%s\nwant:\n%s", got, want)
+	}
 	before := time.Date(2026, 11, 29, 17, 0, 0, 123456789, time.FixedZone("WIB", 7*3600))
 	src.add(oauth.RevokedToken, "tok-a", time.Time{})
 	src.add(oauth.RevokedClient, `merchant "1"`, before)
 	src.add(oauth.RevokedUser, "payer", before.Truncate(time.Second))
 	f.Poll(t.Context())
-	want := "event: hello\nid: 0\ndata: {\"cursor\":\"0\",\"retention\":\"36h0m0s\"}\n\n" +
-		"event: revoked\nid: 1\ndata: {\"type\":\"token\",\"id\":\"tok-a\"}\n\n" +
+	want = "event: revoked\nid: 1\ndata: {\"type\":\"token\",\"id\":\"tok-a\"}\n\n" +
 		"event: revoked\nid: 2\ndata: {\"type\":\"client\",\"client_id\":\"merchant \\\"1\\\"\",\"before\":\"2026-11-29T10:00:00.123456Z\"}\n\n" +
 		"event: revoked\nid: 3\ndata: {\"type\":\"user\",\"username\":\"payer\",\"before\":\"2026-11-29T10:00:00.000000Z\"}\n\n"
-	got := make([]byte, len(want))
+	got = make([]byte, len(want))
 	if _, err := io.ReadFull(resp.Body, got); err != nil {
 		t.Fatalf("%v after %q", err, got)
 	}
@@ -377,6 +385,56 @@ func TestResume(t *testing.T) {
 	f.Poll(t.Context())
 	if ids, _ := c.revoked(1); !slices.Equal(ids, cursors(next)) {
 		t.Fatalf("after joining: %v, want %v (no repeat of %v)", ids, cursors(next), ahead[1].Cursor)
+	}
+}
+
+// TestPingEndsCatchUp: right after the hello and what a resuming
+// subscriber missed (from the feed's memory, from the store, or a reset),
+// the feed pings at once, long before the periodic ping: a subscriber can
+// tell it has caught up (its hello names its own cursor, not the head).
+func TestPingEndsCatchUp(t *testing.T) {
+	src := newSource()
+	// The periodic ping: 15 s. The poller runs (a catch-up from the store
+	// joins after a poll).
+	f, srv := newFeed(t, src, Options{Recent: 2, PageSize: 2, Poll: 10 * time.Millisecond})
+	src.tokens(6)
+	src.purge(1)
+	f.Poll(t.Context()) // the feed remembers events 5 and 6
+	go f.Run(t.Context())
+	for _, c := range []struct {
+		cursor string
+		want   []string // ids of the frames between hello and the ping
+	}{
+		{"", nil},                                // now: nothing to catch up with
+		{"6", nil},                               // at the head
+		{"4", []string{"5", "6"}},                // in memory
+		{"1", []string{"2", "3", "4", "5", "6"}}, // from the store, then joined
+		{"0", []string{"6"}},                     // expired: a reset to the head
+	} {
+		sub := subscribe(t, srv.URL+"?cursor="+c.cursor, nil)
+		start := time.Now()
+		if got := sub.hello(); c.cursor != "" && got != c.cursor {
+			t.Fatalf("hello %q, want %q", got, c.cursor)
+		}
+		var ids []string
+		for {
+			var fr sseFrame
+			select {
+			case fr = <-sub.frames:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("cursor %q: no ping after the catch-up", c.cursor)
+			}
+			if fr.comment == "ping" {
+				break
+			}
+			ids = append(ids, fr.id)
+		}
+		if !slices.Equal(ids, c.want) {
+			t.Errorf("cursor %q: %v before the ping, want %v", c.cursor, ids, c.want)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("cursor %q: the ping came after %v", c.cursor, d)
+		}
 	}
 }
 

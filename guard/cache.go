@@ -137,6 +137,17 @@ func (s *shard) evictSome(now int64) int {
 	return n
 }
 
+// remove drops the entry under key, if any.
+func (c *cache) remove(key *[32]byte) {
+	s := c.shard(key)
+	s.mu.Lock()
+	if e, ok := s.m[*key]; ok {
+		s.bytes -= e.size
+		delete(s.m, *key)
+	}
+	s.mu.Unlock()
+}
+
 // clear drops every entry.
 func (c *cache) clear() {
 	for i := range c.shards {

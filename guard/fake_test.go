@@ -91,6 +91,7 @@ type fakeAS struct {
 	expiredBelow int // cursors below this index get a reset
 	lastEventID  []string
 	pingSeq      int
+	replayGate   chan struct{} // when set, a stream waits for it between hello and the replay
 	feedConns    atomic.Int32
 	feedLive     atomic.Int32
 }
@@ -226,7 +227,12 @@ func (f *fakeAS) activeJWT(tok string, c map[string]any) {
 	f.setActive(tok, ans)
 }
 
-// feed serves the revocation feed as notes/feed-wire.md specifies.
+// feed serves the revocation feed as notes/feed-wire.md and the server
+// (package feed) do: hello names where the stream starts (a resuming
+// subscriber's own cursor, else the head); an expired or unknown cursor
+// gets hello with it, then a reset to the head; a resuming subscriber gets
+// the events it missed; then a ping at once (the end of the catch-up),
+// then live events.
 func (f *fakeAS) feed(w http.ResponseWriter, r *http.Request) {
 	if !f.authorized(r) {
 		w.Header().Set("WWW-Authenticate", "Basic")
@@ -241,7 +247,7 @@ func (f *fakeAS) feed(w http.ResponseWriter, r *http.Request) {
 	}
 	cursor := r.Header.Get("Last-Event-ID")
 	f.lastEventID = append(f.lastEventID, cursor)
-	kill := f.kill
+	kill, gate := f.kill, f.replayGate
 	head := len(f.events)
 	var backlog []sseRecord
 	reset := false
@@ -262,13 +268,28 @@ func (f *fakeAS) feed(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	fl := w.(http.Flusher)
 	headID := "c" + strconv.Itoa(head)
-	fmt.Fprintf(w, "event: hello\nid: %s\ndata: {\"cursor\":%q,\"retention\":\"24h0m0s\"}\n\n", headID, headID)
+	start := cursor
+	if start == "" {
+		start = headID
+	}
+	fmt.Fprintf(w, "event: hello\nid: %s\ndata: {\"cursor\":%q,\"retention\":\"24h0m0s\"}\n\n", start, start)
+	fl.Flush()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-kill:
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if reset {
 		fmt.Fprintf(w, "event: reset\nid: %s\ndata: {\"reason\":\"cursor expired\",\"cursor\":%q}\n\n", headID, headID)
 	}
 	for _, e := range backlog {
 		fmt.Fprintf(w, "event: %s\nid: %s\ndata: %s\n\n", e.name, e.id, e.data)
 	}
+	fmt.Fprintf(w, ": ping\n\n")
 	fl.Flush()
 	next := head
 	f.feedMu.Lock()

@@ -88,16 +88,15 @@ type subscriber struct {
 	started   func()
 	cursor    string // resume after this
 	reachedUp bool   // the last stream got up
-	// while catching up after a reconnection: the head the hello named
-	head     string
-	caughtUp bool
+	// the current stream: hello received; caught up with what it missed
 	hello    bool
+	caughtUp bool
 }
 
 // stream runs one connection until it fails.
 func (s *subscriber) stream(ctx context.Context) error {
 	g := s.g
-	s.reachedUp, s.hello, s.caughtUp, s.head = false, false, false, ""
+	s.reachedUp, s.hello, s.caughtUp = false, false, false
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	idle := time.AfterFunc(g.cfg.FeedIdleTimeout, cancel)
@@ -149,8 +148,9 @@ func (s *subscriber) stream(ctx context.Context) error {
 func (s *subscriber) handle(ev sseEvent) {
 	g := s.g
 	if ev.comment {
-		// The server writes the events a resuming subscriber missed before
-		// its first ping: a ping after hello means it has caught up.
+		// The server replays what a resuming subscriber missed right
+		// after the hello, then pings at once: a comment after the hello
+		// means the replay is over.
 		if s.hello {
 			s.setCaughtUp()
 		}
@@ -170,22 +170,18 @@ func (s *subscriber) handle(ev sseEvent) {
 	now := g.cfg.Now().UnixNano()
 	switch ev.name {
 	case "hello":
+		// hello names where the stream starts: a resuming subscriber's own
+		// cursor (the replay of what it missed follows), else "now".
 		g.feedEventHook("hello")
-		cursor := data.Cursor
-		if cursor == "" {
-			cursor = ev.id
-		}
 		s.hello = true
 		if s.cursor == "" {
 			// Without a cursor the stream starts now: whatever was cached
 			// before may predate a revocation the guard never heard of.
-			s.cursor = cursor
+			s.cursor = data.Cursor
+			if s.cursor == "" {
+				s.cursor = ev.id
+			}
 			g.resync("first connection")
-			s.setCaughtUp()
-			return
-		}
-		s.head = cursor
-		if cursor == "" || cursor == s.cursor {
 			s.setCaughtUp()
 		}
 		return
@@ -235,14 +231,10 @@ func (s *subscriber) handle(ev sseEvent) {
 	s.advance(ev)
 }
 
-// advance moves the cursor past ev and notices the end of a catch-up.
+// advance moves the cursor past ev.
 func (s *subscriber) advance(ev sseEvent) {
-	if !ev.hasID {
-		return
-	}
-	s.cursor = ev.id
-	if !s.caughtUp && s.head != "" && ev.id == s.head {
-		s.setCaughtUp()
+	if ev.hasID {
+		s.cursor = ev.id
 	}
 }
 

@@ -319,34 +319,98 @@ func TestFeedRefusesBadCredentials(t *testing.T) {
 }
 
 // TestCatchUpAfterHello: after a reconnection the guard is not up until
-// the events it missed have arrived (the hello names the head).
+// the events it missed have arrived. The server's hello names where the
+// stream starts, which for a resuming subscriber is its own cursor: it
+// says nothing about the head. The first comment after the hello (the
+// server pings right after the replay) marks the end of the catch-up.
 func TestCatchUpAfterHello(t *testing.T) {
 	g := &Guard{cfg: Config{Now: time.Now, Leeway: time.Second}, rev: newRevocations(100, time.Hour),
 		cache: newCache(100, 1<<20, nil)}
 	s := &subscriber{g: g, started: func() {}, cursor: "c3"}
-	s.handle(sseEvent{name: "hello", id: "c5", hasID: true, data: `{"cursor":"c5"}`})
+	s.handle(sseEvent{name: "hello", id: "c3", hasID: true, data: `{"cursor":"c3","retention":"24h0m0s"}`})
 	if g.feed.up.Load() {
-		t.Fatal("up before the missed events")
+		t.Fatal("up on a resuming subscriber's hello, before the missed events")
 	}
-	s.handle(sseEvent{name: "revoked", id: "c4", hasID: true, data: `{"type":"token","id":"x"}`})
-	if g.feed.up.Load() || s.cursor != "c4" {
-		t.Fatalf("up %v, cursor %q after c4", g.feed.up.Load(), s.cursor)
-	}
-	s.handle(sseEvent{name: "revoked", id: "c5", hasID: true, data: `{"type":"token","id":"y"}`})
-	if !g.feed.up.Load() || s.cursor != "c5" {
-		t.Fatalf("up %v, cursor %q after c5", g.feed.up.Load(), s.cursor)
-	}
-	// A hello never moves a subscriber's cursor: if the stream broke during
-	// the catch-up, resuming from the head would skip events.
-	g.feed.up.Store(false)
-	s.caughtUp = false
-	s.handle(sseEvent{name: "hello", id: "c9", hasID: true, data: `{"cursor":"c9"}`})
-	if s.cursor != "c5" {
-		t.Errorf("cursor %q after a hello, want c5", s.cursor)
+	for _, id := range []string{"c4", "c5"} {
+		s.handle(sseEvent{name: "revoked", id: id, hasID: true, data: `{"type":"token","id":"x` + id + `"}`})
+		if g.feed.up.Load() || s.cursor != id {
+			t.Fatalf("up %v, cursor %q after %s (the replay is not over)", g.feed.up.Load(), s.cursor, id)
+		}
 	}
 	s.handle(sseEvent{comment: true})
-	if !g.feed.up.Load() {
-		t.Error("not up after a ping following the hello")
+	if !g.feed.up.Load() || s.cursor != "c5" {
+		t.Fatalf("up %v, cursor %q after the ping that ends the replay", g.feed.up.Load(), s.cursor)
+	}
+	// A hello never moves a resuming subscriber's cursor, whatever it
+	// names: if the stream broke during the catch-up, resuming from
+	// anywhere else could skip events.
+	g.feed.up.Store(false)
+	s.caughtUp, s.hello = false, false
+	s.handle(sseEvent{name: "hello", id: "c9", hasID: true, data: `{"cursor":"c9"}`})
+	if s.cursor != "c5" || g.feed.up.Load() {
+		t.Errorf("cursor %q, up %v after a hello naming another cursor", s.cursor, g.feed.up.Load())
+	}
+	// An expired cursor: hello (with it), then a reset: caught up.
+	s.handle(sseEvent{name: "reset", id: "c20", hasID: true, data: `{"reason":"cursor expired","cursor":"c20"}`})
+	if s.cursor != "c20" || !g.feed.up.Load() {
+		t.Errorf("cursor %q, up %v after a reset", s.cursor, g.feed.up.Load())
+	}
+	// A first connection (no cursor) is up at its hello, and adopts its
+	// cursor.
+	g.feed.up.Store(false)
+	fresh := &subscriber{g: g, started: func() {}}
+	fresh.handle(sseEvent{name: "hello", id: "c7", hasID: true, data: `{"cursor":"c7"}`})
+	if fresh.cursor != "c7" || !g.feed.up.Load() {
+		t.Errorf("first connection: cursor %q, up %v", fresh.cursor, g.feed.up.Load())
+	}
+}
+
+// TestResumeNotTrustedBeforeReplay: a guard back after an outage longer
+// than FeedDownLimit uses no cached result between the server's hello and
+// the end of the replay of what it missed, so a token revoked during the
+// outage is never accepted from the cache.
+func TestResumeNotTrustedBeforeReplay(t *testing.T) {
+	f := newFakeAS(t)
+	clk := newClock()
+	hellos := make(chan struct{}, 10)
+	g := newGuard(t, f, clk, Config{FeedDownLimit: 30 * time.Second, Hooks: Hooks{FeedEvent: func(kind string) {
+		if kind == "hello" {
+			hellos <- struct{}{}
+		}
+	}}})
+	<-hellos
+	clk.Advance(time.Minute)
+	now := clk.Now()
+	victim, victimID := f.opaque("m", "", "payments", now, now.Add(time.Hour))
+	if _, err := g.Validate(context.Background(), victim); err != nil {
+		t.Fatal(err)
+	}
+	f.pingAndWait(t, clk, g)
+	f.dropFeed(true)
+	eventually(t, 5*time.Second, "feed seen down", func() bool { return !g.Stats().FeedUp })
+	clk.Advance(time.Minute) // past the limit
+	f.revokeToken(victimID)
+	f.setActive(victim, nil)
+	gate := make(chan struct{})
+	f.feedMu.Lock()
+	f.replayGate = gate
+	f.feedMu.Unlock()
+	f.restoreFeed()
+	select {
+	case <-hellos:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no hello on reconnection")
+	}
+	if g.Stats().FeedUp {
+		t.Fatal("up after the hello, before the replay")
+	}
+	if _, err := g.Validate(context.Background(), victim); !errors.Is(err, ErrInactive) {
+		t.Fatalf("between hello and replay: %v, want ErrInactive (introspected, not cached)", err)
+	}
+	close(gate)
+	eventually(t, 5*time.Second, "up after the replay", func() bool { return g.Stats().FeedUp })
+	if _, err := g.Validate(context.Background(), victim); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("after the replay: %v, want ErrRevoked", err)
 	}
 }
 
@@ -369,5 +433,50 @@ func TestFeedIdleTimeout(t *testing.T) {
 	defer f.feedMu.Unlock()
 	if f.lastEventID[1] != "c0" {
 		t.Errorf("reconnected with Last-Event-ID %q, want c0", f.lastEventID[1])
+	}
+}
+
+// TestFeedDefaultsNoticeSilence: the server pings every 15 s, so a stream
+// silent for longer is dead (a partition that closes nothing). The default
+// idle timeout must notice it after more than one ping interval, and no
+// later than the default FeedDownLimit after the last byte: otherwise a
+// silent stream would keep cached results in use past the limit.
+func TestFeedDefaultsNoticeSilence(t *testing.T) {
+	const serverPing = 15 * time.Second
+	c := Config{Issuer: "https://auth.example.com", ClientID: "rs", ClientSecret: "s"}
+	if err := c.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if c.FeedIdleTimeout <= serverPing || c.FeedIdleTimeout > c.FeedDownLimit {
+		t.Errorf("FeedIdleTimeout %v, FeedDownLimit %v: want %v < idle <= limit", c.FeedIdleTimeout, c.FeedDownLimit, serverPing)
+	}
+}
+
+// TestInactiveAnswerDropsCachedResult: while the feed is down past its
+// limit the guard introspects cached tokens; one the server now says is
+// inactive loses its cached result, so it is not accepted again when the
+// feed comes back before the revocation's event has reached it.
+func TestInactiveAnswerDropsCachedResult(t *testing.T) {
+	f := newFakeAS(t)
+	clk := newClock()
+	g := newGuard(t, f, clk, Config{FeedDownLimit: 30 * time.Second})
+	clk.Advance(time.Minute)
+	now := clk.Now()
+	opaque, _ := f.opaque("m", "", "payments", now, now.Add(time.Hour))
+	if _, err := g.Validate(context.Background(), opaque); err != nil {
+		t.Fatal(err)
+	}
+	f.pingAndWait(t, clk, g)
+	f.dropFeed(true)
+	eventually(t, 5*time.Second, "feed seen down", func() bool { return !g.Stats().FeedUp })
+	clk.Advance(31 * time.Second)
+	f.setActive(opaque, nil) // revoked; the event is not in the feed yet
+	if _, err := g.Validate(context.Background(), opaque); !errors.Is(err, ErrInactive) {
+		t.Fatalf("feed down past the limit: %v, want ErrInactive", err)
+	}
+	f.restoreFeed()
+	eventually(t, 10*time.Second, "feed back up", func() bool { return g.Stats().FeedUp })
+	if _, err := g.Validate(context.Background(), opaque); !errors.Is(err, ErrInactive) {
+		t.Fatalf("feed back, event not yet sent: %v, want ErrInactive (not the old cached result)", err)
 	}
 }

@@ -60,7 +60,7 @@ const (
 	DefaultMaxRevocations   = 100_000
 	DefaultMaxTokenLifetime = 24 * time.Hour
 	DefaultFeedDownLimit    = 30 * time.Second
-	DefaultFeedIdleTimeout  = 40 * time.Second
+	DefaultFeedIdleTimeout  = 20 * time.Second
 	DefaultFeedStartTimeout = 5 * time.Second
 	DefaultJWKSMinRefresh   = 10 * time.Second
 	DefaultRequestTimeout   = 5 * time.Second
@@ -107,11 +107,15 @@ type Config struct {
 	// issues (tokengate's tokens.max_access_ttl, 24 h by default). A
 	// revocation is remembered this long; a JWT living longer is refused.
 	MaxTokenLifetime time.Duration
-	// FeedDownLimit is how long the feed may be down before cached results
-	// stop being used. Default 30 s.
+	// FeedDownLimit is how long the feed may be down (counted from the
+	// last byte received) before cached results stop being used. Default
+	// 30 s.
 	FeedDownLimit time.Duration
-	// FeedIdleTimeout drops a feed stream that sends nothing (the server
-	// pings every 15 s). Default 40 s.
+	// FeedIdleTimeout drops a feed stream that sends nothing. The server
+	// pings every 15 s, so it must be longer than that. A stream that goes
+	// silent without closing (a network partition) is only noticed after
+	// it: cached results are then used up to the longer of FeedDownLimit
+	// and FeedIdleTimeout after the last byte. Default 20 s.
 	FeedIdleTimeout time.Duration
 	// FeedStartTimeout is how long New waits for the feed's first event.
 	// Default 5 s; the guard starts anyway (failing closed) after it.
@@ -509,6 +513,14 @@ func (g *Guard) check(ctx context.Context, token string, key *[32]byte, f Format
 			e, err = g.checkOpaque(ctx, token)
 		}
 		if err != nil {
+			if errors.Is(err, ErrInvalidToken) {
+				// The token was checked anew (its cached result expired,
+				// or the feed is down past its limit) and is not valid:
+				// its old result must not come back into use, e.g. when
+				// the feed is back but has not yet sent the revocation
+				// the server already knows of.
+				g.cache.remove(key)
+			}
 			return nil, err
 		}
 		e.born = born
