@@ -216,6 +216,8 @@ func TestAuthenticatorRefusalsCostAVerification(t *testing.T) {
 	creds := signedCreds(t, clientKey(), testClientID, ts0)
 	wrong := signedCreds(t, otherKey(), testClientID, ts0)
 	withKey := &oauth.Client{ID: testClientID, PublicKeyPEM: spkiPEM(t, &clientKey().PublicKey)}
+	// The fastest of several runs: preemption on a busy machine only ever
+	// adds time, so the minimum is the cost of the path itself.
 	median := func(f func()) time.Duration {
 		var d []time.Duration
 		for range 31 {
@@ -224,7 +226,7 @@ func TestAuthenticatorRefusalsCostAVerification(t *testing.T) {
 			d = append(d, time.Since(start))
 		}
 		slices.Sort(d)
-		return d[len(d)/2]
+		return d[0]
 	}
 	badSig := median(func() { a.Authenticate(ctx, wrong, withKey, t0) })
 	for name, f := range map[string]func(){
