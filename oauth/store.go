@@ -256,3 +256,23 @@ type Nonce struct {
 	Key       string
 	ExpiresAt time.Time
 }
+
+// DeleteAllExpired calls st.DeleteExpired until nothing expired before
+// now() is left, batch rows at a time, pausing between batches so token
+// issuance is never starved of the store's writer; it returns how many
+// rows it deleted. Errors: the store's, or ctx's.
+func DeleteAllExpired(ctx context.Context, st Store, batch int, now func() time.Time) (int, error) {
+	total := 0
+	for {
+		n, err := st.DeleteExpired(ctx, now(), batch)
+		total += n
+		if err != nil || n < batch {
+			return total, err
+		}
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

@@ -184,8 +184,8 @@ type Client struct {
 	// (see Account); "" for none (an operator's client).
 	OwnerAccount string
 	Disabled     bool
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
 
 // AllowsGrant reports whether the client is registered for grant type g.
