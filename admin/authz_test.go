@@ -192,24 +192,33 @@ func TestOperatorOnly(t *testing.T) {
 	ctx, acc := f.merchant(t, "m@example.com", merchantLimits)
 	f.merchant(t, "o@example.com", merchantLimits)
 	for name, call := range map[string]func() error{
-		"CreateUser":         func() error { _, err := f.svc.CreateUser(ctx, "u", "password1"); return err },
-		"ListUsers":          func() error { _, err := f.svc.ListUsers(ctx); return err },
-		"SetUserPassword":    func() error { _, err := f.svc.SetUserPassword(ctx, "u", "password1"); return err },
-		"SetUserDisabled":    func() error { _, err := f.svc.SetUserDisabled(ctx, "u", true); return err },
-		"RevokeUserTokens":   func() error { _, err := f.svc.RevokeUserTokens(ctx, "u"); return err },
-		"ListSigningKeys":    func() error { _, err := f.svc.ListSigningKeys(ctx); return err },
-		"RotateSigningKey":   func() error { _, err := f.svc.RotateSigningKey(ctx, ""); return err },
-		"IntrospectToken":    func() error { _, err := f.svc.IntrospectToken(ctx, "x"); return err },
-		"RevokeToken":        func() error { return f.svc.RevokeToken(ctx, "x") },
-		"CollectGarbage":     func() error { _, err := f.svc.CollectGarbage(ctx); return err },
-		"RotateKEK":          func() error { _, err := f.svc.RotateKEK(ctx, false); return err },
-		"Backup":             func() error { return f.svc.Backup(ctx, t.TempDir()+"/b.db") },
-		"ImportClients":      func() error { _, err := f.svc.ImportClients(ctx, strings.NewReader("[]"), admin.ImportOptions{}); return err },
-		"ExportClients":      func() error { _, err := f.svc.ExportClients(ctx); return err },
-		"VerifyAudit":        func() error { _, err := f.svc.VerifyAudit(ctx); return err },
-		"CreateAccount":      func() error { _, err := f.svc.CreateAccount(ctx, admin.AccountSpec{Email: "x@example.com", Password: "password1"}); return err },
-		"ListAccounts":       func() error { _, err := f.svc.ListAccounts(ctx); return err },
-		"UpdateAccount":      func() error { _, err := f.svc.UpdateAccount(ctx, acc.ID, admin.AccountPatch{Role: new(admin.RoleOperator)}); return err },
+		"CreateUser":       func() error { _, err := f.svc.CreateUser(ctx, "u", "password1"); return err },
+		"ListUsers":        func() error { _, err := f.svc.ListUsers(ctx); return err },
+		"SetUserPassword":  func() error { _, err := f.svc.SetUserPassword(ctx, "u", "password1"); return err },
+		"SetUserDisabled":  func() error { _, err := f.svc.SetUserDisabled(ctx, "u", true); return err },
+		"RevokeUserTokens": func() error { _, err := f.svc.RevokeUserTokens(ctx, "u"); return err },
+		"ListSigningKeys":  func() error { _, err := f.svc.ListSigningKeys(ctx); return err },
+		"RotateSigningKey": func() error { _, err := f.svc.RotateSigningKey(ctx, ""); return err },
+		"IntrospectToken":  func() error { _, err := f.svc.IntrospectToken(ctx, "x"); return err },
+		"RevokeToken":      func() error { return f.svc.RevokeToken(ctx, "x") },
+		"CollectGarbage":   func() error { _, err := f.svc.CollectGarbage(ctx); return err },
+		"RotateKEK":        func() error { _, err := f.svc.RotateKEK(ctx, false); return err },
+		"Backup":           func() error { return f.svc.Backup(ctx, t.TempDir()+"/b.db") },
+		"ImportClients": func() error {
+			_, err := f.svc.ImportClients(ctx, strings.NewReader("[]"), admin.ImportOptions{})
+			return err
+		},
+		"ExportClients": func() error { _, err := f.svc.ExportClients(ctx); return err },
+		"VerifyAudit":   func() error { _, err := f.svc.VerifyAudit(ctx); return err },
+		"CreateAccount": func() error {
+			_, err := f.svc.CreateAccount(ctx, admin.AccountSpec{Email: "x@example.com", Password: "password1"})
+			return err
+		},
+		"ListAccounts": func() error { _, err := f.svc.ListAccounts(ctx); return err },
+		"UpdateAccount": func() error {
+			_, err := f.svc.UpdateAccount(ctx, acc.ID, admin.AccountPatch{Role: new(admin.RoleOperator)})
+			return err
+		},
 		"SetAccountDisabled": func() error { _, err := f.svc.SetAccountDisabled(ctx, acc.ID, false); return err },
 		"ResetTOTP":          func() error { _, err := f.svc.ResetTOTP(ctx, acc.ID); return err },
 	} {

@@ -158,7 +158,6 @@ func (f *fixture) authenticates(t testing.TB, id, sec string) bool {
 	return e == nil
 }
 
-
 func jsonString(t testing.TB, v any) string {
 	t.Helper()
 	if s, ok := v.(string); ok {
