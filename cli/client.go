@@ -455,16 +455,18 @@ func (c *clientExportCmd) Run(r *run) error {
 	if err != nil {
 		return err
 	}
-	out := r.io.Out
-	if c.File != "" && c.File != "-" {
-		f, err := os.OpenFile(c.File, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return fmt.Errorf("write %s: %w", c.File, errors.Unwrap(err))
-		}
-		defer f.Close()
-		out = f
+	if c.File == "" || c.File == "-" {
+		return r.printJSON(recs)
 	}
-	enc := json.NewEncoder(out)
+	f, err := os.OpenFile(c.File, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", c.File, errors.Unwrap(err))
+	}
+	enc := json.NewEncoder(f)
 	enc.SetIndent("", "  ")
-	return enc.Encode(recs)
+	if err := errors.Join(enc.Encode(recs), f.Close()); err != nil {
+		return fmt.Errorf("write %s: %w", c.File, err)
+	}
+	r.printf("wrote %d clients to %s (without secrets)\n", len(recs), c.File)
+	return nil
 }
