@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"time"
 
 	"github.com/tokengate/tokengate/oauth"
 )
@@ -44,6 +45,11 @@ type Actor struct {
 	// stored role and limits; a disabled or deleted account is refused
 	// (ErrUnauthenticated), whatever Role says.
 	Account string
+	// SessionStart is when the actor's portal session began (zero: not a
+	// session). The service refuses an account's actor whose session
+	// began before the account's SessionsNotBefore (a password change, a
+	// disable, a second factor reset ends every session at once).
+	SessionStart time.Time
 	// Role is RoleOperator or RoleMerchant for an actor without an
 	// Account. Such an actor can only be an operator (the CLI, an API
 	// client holding the admin scope): a merchant always acts through its
@@ -84,7 +90,8 @@ func CLIActor() Actor {
 
 // AccountActor is the actor for a signed-in portal account (kind
 // ActorPortal, or ActorAPI for an API call made with an account's
-// session).
+// session). Set SessionStart on the result to have the service end the
+// session when the account's sessions are ended.
 func AccountActor(kind string, a *AccountView, remote string) Actor {
 	return Actor{Kind: kind, ID: a.ID, Name: a.Email, Remote: remote, Account: a.ID, Role: a.Role}
 }
@@ -140,6 +147,9 @@ func (s *Service) who(ctx context.Context) (*principal, error) {
 	}
 	if acc.Disabled {
 		return nil, fmt.Errorf("%w: the account is disabled", ErrUnauthenticated)
+	}
+	if !a.SessionStart.IsZero() && a.SessionStart.Before(acc.SessionsNotBefore) {
+		return nil, fmt.Errorf("%w: the session has ended; sign in again", ErrUnauthenticated)
 	}
 	if !oauth.KnownRole(acc.Role) {
 		return nil, fmt.Errorf("%w: the account has no known role", ErrUnauthenticated)

@@ -179,6 +179,24 @@ func TestActorResolution(t *testing.T) {
 	claim.Role = admin.RoleOperator
 	_, err = f.svc.ListUsers(admin.WithActor(bg, claim))
 	isCode(t, err, admin.CodeForbidden, "a merchant's actor claiming operator")
+	// A session that began before the account's password changed is over.
+	session := admin.AccountActor(admin.ActorPortal, acc, "")
+	session.SessionStart = f.clk.Now()
+	sctx := admin.WithActor(bg, session)
+	if _, err := f.svc.ListClients(sctx, admin.ClientQuery{}); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(time.Second)
+	if _, err := f.svc.SetAccountPassword(f.ctx, acc.ID, "a new password"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.svc.ListClients(sctx, admin.ClientQuery{})
+	isCode(t, err, admin.CodeUnauthenticated, "a session older than a password change")
+	session.SessionStart = f.clk.Now()
+	if _, err := f.svc.ListClients(admin.WithActor(bg, session), admin.ClientQuery{}); err != nil {
+		t.Fatalf("a session begun after the change: %v", err)
+	}
+
 	if _, err := f.svc.SetAccountDisabled(f.ctx, acc.ID, true); err != nil {
 		t.Fatal(err)
 	}
