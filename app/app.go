@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,7 @@ import (
 	"github.com/tokengate/tokengate/limit"
 	"github.com/tokengate/tokengate/oauth"
 	"github.com/tokengate/tokengate/secevent"
+	"github.com/tokengate/tokengate/secret"
 	"github.com/tokengate/tokengate/server"
 	"github.com/tokengate/tokengate/snapcall"
 	"github.com/tokengate/tokengate/store"
@@ -74,12 +76,15 @@ func OpenStore(ctx context.Context, cfg config.Config, d Deps) (*kek.Store, erro
 type Admin struct {
 	Config config.Config
 	Store  *kek.Store
-	Engine *engine.Engine
-	Admin  *admin.Admin
+	Engine *engine.Engine // nil when opened with OpenStoreAdmin
+	Admin  *admin.Service
 }
 
 // OpenAdmin opens the store and builds the engine and the admin service on
-// it, as a server would (same pepper, same keys), without limits or HTTP.
+// it, as a server would (same pepper, same keys), without limits or HTTP
+// (portal sign-ins through it are throttled in this process only).
+// Errors: OpenStore's, the engine's (a signing key or setting that does
+// not decrypt).
 func OpenAdmin(ctx context.Context, cfg config.Config, d Deps) (*Admin, error) {
 	d.defaults()
 	st, err := OpenStore(ctx, cfg, d)
@@ -91,7 +96,46 @@ func OpenAdmin(ctx context.Context, cfg config.Config, d Deps) (*Admin, error) {
 		st.Close()
 		return nil, err
 	}
-	return &Admin{Config: cfg, Store: st, Engine: eng, Admin: admin.New(st, eng.Secrets(), eng.Passwords(), d.Now)}, nil
+	return &Admin{Config: cfg, Store: st, Engine: eng, Admin: newAdmin(cfg, st, eng, nil, d)}, nil
+}
+
+// OpenStoreAdmin opens the store and an admin service on it without the
+// engine, which reads (and would refuse) the very secret values a repair
+// may be about: for `kek rotate`, `gc`, `backup`, the audit trail and the
+// accounts. Methods that need the engine or the server's pepper (client
+// secrets, signing keys, tokens) fail with admin.ErrUnsupported. Errors:
+// OpenStore's.
+func OpenStoreAdmin(ctx context.Context, cfg config.Config, d Deps) (*Admin, error) {
+	d.defaults()
+	st, err := OpenStore(ctx, cfg, d)
+	if err != nil {
+		return nil, err
+	}
+	return &Admin{Config: cfg, Store: st, Admin: newAdmin(cfg, st, nil, nil, d)}, nil
+}
+
+// issuerName is how authenticator apps name this server: the issuer's
+// host, or "tokengate".
+func issuerName(issuer string) string {
+	if u, err := url.Parse(issuer); err == nil && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	return "tokengate"
+}
+
+// newAdmin builds the admin service on st and eng (nil: none), with
+// lockout throttling sign-ins (nil: per process).
+func newAdmin(cfg config.Config, st *kek.Store, eng *engine.Engine, lockout limit.Lockout, d Deps) *admin.Service {
+	ad := admin.Deps{
+		Store: st, Lockout: lockout, Now: d.Now, GCBatch: cfg.GC.Batch, Issuer: issuerName(cfg.Issuer),
+		Passwords: secret.NewPasswords(cfg.PasswordHashConcurrency, cfg.PasswordHashQueue),
+	}
+	if eng != nil {
+		ec := eng.Config()
+		ad.Engine, ad.Secrets, ad.Passwords = eng, eng.Secrets(), eng.Passwords()
+		ad.DefaultAlg, ad.KeyActivationDelay = ec.DefaultAlg, ec.KeyActivationDelay
+	}
+	return admin.New(ad)
 }
 
 // Close closes the store.
@@ -156,7 +200,7 @@ func open(ctx context.Context, cfg config.Config, d Deps, gatewayOnly bool) (*No
 	if err != nil {
 		return fail(err)
 	}
-	n.Admin = &Admin{Config: cfg, Store: st, Engine: eng, Admin: admin.New(st, eng.Secrets(), eng.Passwords(), d.Now)}
+	n.Admin = &Admin{Config: cfg, Store: st, Engine: eng, Admin: newAdmin(cfg, st, eng, lim.Accounts, d)}
 	sd := server.Deps{Logger: log, Now: d.Now, Registry: reg, Events: events, GatewayOnly: gatewayOnly}
 	snapCalls, err := snapVerifier(cfg.Gateway, eng, st, d, events)
 	if err != nil {

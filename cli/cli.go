@@ -16,11 +16,9 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/tokengate/tokengate/admin"
 	"github.com/tokengate/tokengate/app"
 	"github.com/tokengate/tokengate/config"
-	"github.com/tokengate/tokengate/kek"
-	"github.com/tokengate/tokengate/oauth"
-	"github.com/tokengate/tokengate/server"
 )
 
 // IO is where a command reads and writes.
@@ -47,8 +45,11 @@ type cliArgs struct {
 	Key     keyCmd     `cmd:"" help:"Manage JWT signing keys."`
 	KEK     kekCmd     `cmd:"" name:"kek" help:"Manage the key-encryption key that encrypts secrets at rest."`
 	Token   tokenCmd   `cmd:"" help:"Inspect or revoke tokens as an operator."`
+	Account accountCmd `cmd:"" help:"Manage merchant-portal accounts (operators and merchants)."`
+	Audit   auditCmd   `cmd:"" help:"Read and verify the audit trail of every admin action."`
 	Migrate migrateCmd `cmd:"" help:"Apply database migrations and exit (the server also applies them at start)."`
 	GC      gcCmd      `cmd:"" name:"gc" help:"Delete expired tokens and nonces now."`
+	Backup  backupCmd  `cmd:"" help:"Write a consistent copy of the embedded store to a new FILE while the server runs."`
 	Snap    snapCmd    `cmd:"" help:"SNAP BI integration helpers."`
 }
 
@@ -101,7 +102,10 @@ func Run(args []string, stdio IO, env []string) (code int) {
 	if now == nil {
 		now = time.Now
 	}
-	r := &run{ctx: context.Background(), io: stdio, env: env, globals: &a.Globals, now: now}
+	// Whoever can open the store is an operator; the audit trail names
+	// them by user and host.
+	ctx := admin.WithActor(context.Background(), admin.CLIActor())
+	r := &run{ctx: ctx, io: stdio, env: env, globals: &a.Globals, now: now}
 	if err := kctx.Run(r); err != nil {
 		fmt.Fprintf(stdio.Err, "tokengate: %s\n", oneLine(err))
 		return 1
@@ -133,15 +137,42 @@ func lookupEnv(env []string, name string) string {
 	return ""
 }
 
+// oneLine is err as the one line a failure prints: a field of the admin
+// service named by its flag.
 func oneLine(err error) string {
 	msg := err.Error()
+	var (
+		ve *admin.ValidationError
+		ce *admin.ConflictError
+	)
+	field := ""
 	switch {
-	case errors.Is(err, oauth.ErrNotFound):
-		msg = "not found: " + strings.TrimSuffix(msg, ": "+oauth.ErrNotFound.Error())
-	case errors.Is(err, oauth.ErrUnavailable):
+	case errors.As(err, &ve):
+		field = ve.Field
+	case errors.As(err, &ce):
+		field = ce.Field
+	}
+	if flag, ok := fieldFlags[field]; ok && field != "" {
+		msg = strings.Replace(msg, field+": ", flag+": ", 1)
+	}
+	switch admin.ErrorCode(err) {
+	case admin.CodeUnavailable:
 		msg = "the store is unreachable: " + msg
 	}
 	return strings.ReplaceAll(msg, "\n", "; ")
+}
+
+// fieldFlags are the flags (or arguments) that set the admin service's
+// fields.
+var fieldFlags = map[string]string{
+	"name": "--name", "grants": "--grant", "scopes": "--scope", "default_scopes": "--default-scope",
+	"access_ttl": "--access-ttl", "token_format": "--token-format", "signing_alg": "--signing-alg",
+	"refresh_with_client_credentials": "--refresh-with-client-credentials", "auth_methods": "--auth-method",
+	"endpoints": "--endpoint", "can_introspect": "--can-introspect", "snap_public_key": "the SNAP public key",
+	"snap_service_signature": "--snap-service-signature", "partner_id": "--partner-id", "owner_account": "--owner",
+	"grace": "--grace", "alg": "--alg", "email": "--email", "role": "--role", "limits.grants": "--limit-grant",
+	"limits.scopes": "--limit-scope", "limits.max_clients": "--max-clients", "password": "the password",
+	"username": "USERNAME", "client_id": "client ID", "path": "FILE",
 }
 
 func (r *run) config() (config.Config, error) {
@@ -168,9 +199,15 @@ func (r *run) open() (*app.Admin, error) {
 	return app.OpenAdmin(r.ctx, c, app.Deps{Now: r.now})
 }
 
-// openStore opens the store alone (sealed under the KEK, as the server does).
-func (r *run) openStore(cfg config.Config) (*kek.Store, error) {
-	return app.OpenStore(r.ctx, cfg, app.Deps{Now: r.now})
+// openStoreOnly opens the store with an admin service on it but no
+// engine: for the commands that must work when the engine could not start
+// (kek rotate) or do not need it.
+func (r *run) openStoreOnly() (*app.Admin, error) {
+	c, err := r.config()
+	if err != nil {
+		return nil, err
+	}
+	return app.OpenStoreAdmin(r.ctx, c, app.Deps{Now: r.now})
 }
 
 func (r *run) printJSON(v any) error {
@@ -230,7 +267,7 @@ func (c *migrateCmd) Run(r *run) error {
 	if err != nil {
 		return err
 	}
-	st, err := r.openStore(cfg)
+	st, err := app.OpenStore(r.ctx, cfg, app.Deps{Now: r.now})
 	if err != nil {
 		return err
 	}
@@ -243,27 +280,40 @@ type gcCmd struct {
 }
 
 func (c *gcCmd) Run(r *run) error {
-	cfg, err := r.config()
+	s, err := r.openStoreOnly()
 	if err != nil {
 		return err
 	}
-	st, err := r.openStore(cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	n, err := server.CollectGarbage(r.ctx, st, cfg.GC.Batch, r.now)
-	if err != nil {
-		return err
-	}
-	left, err := st.Counts(r.ctx)
+	defer s.Close()
+	rep, err := s.Admin.CollectGarbage(r.ctx)
 	if err != nil {
 		return err
 	}
 	if c.JSON {
-		return r.printJSON(map[string]any{"deleted": n, "remaining": left})
+		return r.printJSON(rep)
 	}
-	r.printf("deleted %d expired records; %d tokens and %d nonces remain\n", n, left.Tokens, left.Nonces)
+	r.printf("deleted %d expired records; %d tokens and %d nonces remain\n", rep.Deleted, rep.Remaining.Tokens, rep.Remaining.Nonces)
+	return nil
+}
+
+type backupCmd struct {
+	File string `arg:"" placeholder:"FILE" help:"New file to write (never overwritten); keep it as safe as the database, and the KEK apart from it."`
+	JSON bool   `name:"json" help:"Machine-readable output."`
+}
+
+func (c *backupCmd) Run(r *run) error {
+	s, err := r.openStoreOnly()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.Admin.Backup(r.ctx, c.File); err != nil {
+		return err
+	}
+	if c.JSON {
+		return r.printJSON(map[string]string{"result": "backed up", "file": c.File})
+	}
+	r.printf("wrote a consistent copy of the store to %s; restoring it needs the same KEK\n", c.File)
 	return nil
 }
 

@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/tokengate/tokengate/admin"
-	"github.com/tokengate/tokengate/oauth"
 )
 
 type clientCmd struct {
@@ -20,70 +23,8 @@ type clientCmd struct {
 	Delete       clientDeleteCmd       `cmd:"" help:"Delete a client."`
 	RotateSecret clientRotateSecretCmd `cmd:"" name:"rotate-secret" help:"Give a client a new secret; the old one works for --grace more."`
 	SetSnapKey   clientSetSnapKeyCmd   `cmd:"" name:"set-snap-key" help:"Register the RSA public key that verifies the client's SNAP BI signatures."`
-}
-
-// clientView is a client as the CLI shows it: never a secret hash.
-type clientView struct {
-	ClientID      string   `json:"client_id"`
-	Name          string   `json:"name"`
-	Grants        []string `json:"grants"`
-	Scopes        []string `json:"scopes"`
-	DefaultScopes []string `json:"default_scopes"`
-	AccessTTL     string   `json:"access_ttl,omitempty"`
-	TokenFormat   string   `json:"token_format,omitempty"`
-	SigningAlg    string   `json:"signing_alg,omitempty"`
-	RefreshWithCC bool     `json:"refresh_with_client_credentials"`
-	HasPublicKey  bool     `json:"snap_public_key"`
-	AuthMethods   []string `json:"auth_methods"`
-	Endpoints     []string `json:"endpoints"` // empty: every endpoint
-	CanIntrospect bool     `json:"can_introspect"`
-	// SNAPServiceSignature: symmetric, asymmetric, both or none.
-	SNAPServiceSignature string `json:"snap_service_signature"`
-	PartnerID            string `json:"partner_id"` // the effective X-PARTNER-ID: the client ID unless set
-	// TokensNotBefore: tokens issued before it are revoked.
-	TokensNotBefore *time.Time `json:"tokens_not_before,omitempty"`
-	Disabled        bool       `json:"disabled"`
-	Secrets         []string   `json:"secrets"` // "current" or "expires <time>"
-	// SecretsRecoverable tells, for each of Secrets, whether the secret
-	// itself is kept (encrypted) for SNAP symmetric signatures; never the
-	// secret.
-	SecretsRecoverable []bool    `json:"secrets_recoverable"`
-	Notes              []string  `json:"notes,omitempty"` // what the operator should do
-	CreatedAt          time.Time `json:"created_at"`
-	UpdatedAt          time.Time `json:"updated_at"`
-}
-
-func viewClient(c *oauth.Client) clientView {
-	v := clientView{
-		ClientID: c.ID, Name: c.Name, Grants: nonNil(c.Grants), Scopes: nonNil(c.Scopes),
-		DefaultScopes: nonNil(c.DefaultScopes), TokenFormat: string(c.TokenFormat), SigningAlg: c.SigningAlg,
-		RefreshWithCC: c.RefreshWithClientCredentials, HasPublicKey: c.PublicKeyPEM != "",
-		AuthMethods: nonNil(c.EffectiveAuthMethods()), Endpoints: nonNil(c.Endpoints), CanIntrospect: c.CanIntrospect,
-		Disabled: c.Disabled, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Secrets: []string{},
-		SNAPServiceSignature: c.SNAPServiceSignature, PartnerID: c.EffectivePartnerID(), SecretsRecoverable: []bool{},
-	}
-	if v.SNAPServiceSignature == oauth.SNAPSignatureNone {
-		v.SNAPServiceSignature = "none"
-	}
-	if admin.NeedsRecoverableSecret(c) {
-		v.Notes = append(v.Notes, admin.NoteSecretNotRecoverable)
-	}
-	if !c.TokensNotBefore.IsZero() {
-		t := c.TokensNotBefore.UTC()
-		v.TokensNotBefore = &t
-	}
-	if c.AccessTTL > 0 {
-		v.AccessTTL = c.AccessTTL.String()
-	}
-	for _, s := range c.Secrets {
-		if s.ExpiresAt.IsZero() {
-			v.Secrets = append(v.Secrets, "current")
-		} else {
-			v.Secrets = append(v.Secrets, "expires "+s.ExpiresAt.UTC().Format(time.RFC3339))
-		}
-		v.SecretsRecoverable = append(v.SecretsRecoverable, s.Recoverable())
-	}
-	return v
+	Import       clientImportCmd       `cmd:"" help:"Register existing clients, with their IDs and secrets, from a JSON file (see the README); all or nothing, idempotent."`
+	Export       clientExportCmd       `cmd:"" help:"Write every client in the import format, without secrets."`
 }
 
 func yesNo(b bool) string {
@@ -93,15 +34,7 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
-func (r *run) showClient(c *oauth.Client, asJSON bool) error {
-	v := viewClient(c)
+func (r *run) showClient(v *admin.ClientView, asJSON bool) error {
 	if asJSON {
 		return r.printJSON(v)
 	}
@@ -109,9 +42,9 @@ func (r *run) showClient(c *oauth.Client, asJSON bool) error {
 	if v.Disabled {
 		state = "disabled"
 	}
-	ttl := v.AccessTTL
-	if ttl == "" {
-		ttl = "(endpoint or server default)"
+	ttl := "(endpoint or server default)"
+	if v.AccessTTL != 0 {
+		ttl = time.Duration(v.AccessTTL).String()
 	}
 	format := v.TokenFormat
 	if format == "" {
@@ -123,6 +56,9 @@ func (r *run) showClient(c *oauth.Client, asJSON bool) error {
 		strings.Join(v.DefaultScopes, " "), ttl, format)
 	if v.SigningAlg != "" {
 		fmt.Fprintf(w, "signing alg:\t%s\n", v.SigningAlg)
+	}
+	if v.OwnerAccount != "" {
+		fmt.Fprintf(w, "owner account:\t%s\n", v.OwnerAccount)
 	}
 	endpoints := strings.Join(v.Endpoints, " ")
 	if endpoints == "" {
@@ -136,14 +72,22 @@ func (r *run) showClient(c *oauth.Client, asJSON bool) error {
 	}
 	secrets := make([]string, len(v.Secrets))
 	for i, s := range v.Secrets {
-		secrets[i] = s + " (recoverable: " + yesNo(v.SecretsRecoverable[i]) + ")"
+		state := "current"
+		if s.ExpiresAt != nil {
+			state = "expires " + s.ExpiresAt.Format(time.RFC3339)
+		}
+		secrets[i] = state + " (recoverable: " + yesNo(s.Recoverable) + ")"
 	}
-	fmt.Fprintf(w, "refresh with client_credentials:\t%t\nsnap public key:\t%t\nsnap service signature:\t%s\npartner id:\t%s\nsecrets:\t%s\n",
-		v.RefreshWithCC, v.HasPublicKey, v.SNAPServiceSignature, partner, strings.Join(secrets, ", "))
+	key := "none"
+	if v.SNAPKeyFingerprint != "" {
+		key = "SHA-256 " + v.SNAPKeyFingerprint
+	}
+	fmt.Fprintf(w, "refresh with client_credentials:\t%t\nsnap public key:\t%s\nsnap service signature:\t%s\npartner id:\t%s\nsecrets:\t%s\n",
+		v.RefreshWithClientCredentials, key, v.SNAPServiceSignature, partner, strings.Join(secrets, ", "))
 	if v.TokensNotBefore != nil {
 		fmt.Fprintf(w, "tokens revoked before:\t%s\n", v.TokensNotBefore.Format(time.RFC3339Nano))
 	}
-	fmt.Fprintf(w, "created:\t%s\n", v.CreatedAt.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "created:\t%s\n", v.CreatedAt.Format(time.RFC3339))
 	for _, n := range v.Notes {
 		fmt.Fprintf(w, "note:\t%s\n", n)
 	}
@@ -165,46 +109,38 @@ type clientCreateCmd struct {
 	CanIntrospect bool          `name:"can-introspect" help:"Let the client introspect tokens issued to other clients (a resource server)."`
 	SnapSignature string        `name:"snap-service-signature" enum:",symmetric,asymmetric,both,none" default:"" help:"How the client signs SNAP service calls: symmetric (HMAC-SHA512 keyed with its secret, which is then kept recoverable, encrypted under the KEK), asymmetric (its RSA key; needs --snap-public-key), both, or none (the default)."`
 	PartnerID     string        `name:"partner-id" placeholder:"ID" help:"The client's SNAP X-PARTNER-ID (at most 36 printable ASCII characters, unique among clients); default: the client ID."`
+	Owner         string        `name:"owner" placeholder:"ACCOUNT_ID" help:"The merchant account that owns the client (see account list)."`
 	JSON          bool          `name:"json" help:"Print {\"client_id\",\"client_secret\"} as JSON."`
 }
 
-// snapSignature maps the --snap-service-signature value to the stored one.
-func snapSignature(flag string) string {
-	if flag == "none" {
-		return oauth.SNAPSignatureNone
-	}
-	return flag
-}
-
 func (c *clientCreateCmd) Run(r *run) error {
-	var publicKey string
+	spec := admin.ClientSpec{
+		Name: c.Name, Grants: splitAll(c.Grant), Scopes: splitAll(c.Scope), DefaultScopes: splitAll(c.DefaultScope),
+		AccessTTL: admin.Duration(c.AccessTTL), TokenFormat: c.TokenFormat, SigningAlg: c.SigningAlg,
+		RefreshWithClientCredentials: c.RefreshWithCC,
+		AuthMethods:                  splitAll(c.AuthMethod), Endpoints: splitAll(c.Endpoint), CanIntrospect: c.CanIntrospect,
+		SNAPServiceSignature: c.SnapSignature, PartnerID: c.PartnerID, OwnerAccount: c.Owner,
+	}
 	if c.SnapPublicKey != "" {
-		var err error
-		if publicKey, err = readSnapKey(c.SnapPublicKey); err != nil {
+		raw, err := readFile(c.SnapPublicKey)
+		if err != nil {
 			return err
 		}
+		spec.SNAPPublicKey = string(raw)
 	}
 	s, err := r.open()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	spec := admin.ClientSpec{
-		PublicKeyPEM: publicKey,
-		Name:         c.Name, Grants: splitAll(c.Grant), Scopes: splitAll(c.Scope), DefaultScopes: splitAll(c.DefaultScope),
-		AccessTTL: c.AccessTTL, TokenFormat: oauth.TokenFormat(c.TokenFormat), SigningAlg: c.SigningAlg,
-		RefreshWithClientCredentials: c.RefreshWithCC,
-		AuthMethods:                  splitAll(c.AuthMethod), Endpoints: splitAll(c.Endpoint), CanIntrospect: c.CanIntrospect,
-		SNAPServiceSignature: snapSignature(c.SnapSignature), PartnerID: c.PartnerID,
-	}
-	cl, sec, err := s.Admin.CreateClient(r.ctx, spec)
+	v, sec, err := s.Admin.CreateClient(r.ctx, spec)
 	if err != nil {
 		return err
 	}
 	if c.JSON {
-		return r.printJSON(map[string]string{"client_id": cl.ID, "client_secret": sec})
+		return r.printJSON(map[string]string{"client_id": v.ClientID, "client_secret": sec})
 	}
-	r.printf("client_id:     %s\nclient_secret: %s\n\nThe secret is shown only this once: store it now.\n", cl.ID, sec)
+	r.printf("client_id:     %s\nclient_secret: %s\n\nThe secret is shown only this once: store it now.\n", v.ClientID, sec)
 	return nil
 }
 
@@ -218,7 +154,12 @@ func splitAll(in []string) []string {
 }
 
 type clientListCmd struct {
-	JSON bool `name:"json" help:"Machine-readable output."`
+	NameContains string `name:"name-contains" placeholder:"TEXT" help:"Only clients whose name contains TEXT (any case)."`
+	Disabled     bool   `name:"disabled" xor:"state" help:"Only disabled clients."`
+	Enabled      bool   `name:"enabled" xor:"state" help:"Only enabled clients."`
+	Owner        string `name:"owner" placeholder:"ACCOUNT_ID" help:"Only the clients of this merchant account."`
+	AuthMethod   string `name:"auth-method" placeholder:"METHOD" help:"Only clients that may authenticate with METHOD."`
+	JSON         bool   `name:"json" help:"Machine-readable output."`
 }
 
 func (c *clientListCmd) Run(r *run) error {
@@ -227,25 +168,33 @@ func (c *clientListCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	cls, err := s.Store.ListClients(r.ctx)
-	if err != nil {
-		return err
+	q := admin.ClientQuery{NameContains: c.NameContains, OwnerAccount: c.Owner, AuthMethod: c.AuthMethod, Limit: 1000}
+	if c.Disabled || c.Enabled {
+		q.Disabled = &c.Disabled
+	}
+	views := []*admin.ClientView{}
+	for {
+		page, err := s.Admin.ListClients(r.ctx, q)
+		if err != nil {
+			return err
+		}
+		views = append(views, page.Clients...)
+		if page.Next == "" {
+			break
+		}
+		q.After = page.Next
 	}
 	if c.JSON {
-		views := make([]clientView, 0, len(cls))
-		for _, cl := range cls {
-			views = append(views, viewClient(cl))
-		}
 		return r.printJSON(views)
 	}
 	w := tabwriter.NewWriter(r.io.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "CLIENT_ID\tNAME\tSTATE\tGRANTS\tSCOPES")
-	for _, cl := range cls {
+	for _, v := range views {
 		state := "enabled"
-		if cl.Disabled {
+		if v.Disabled {
 			state = "disabled"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", cl.ID, cl.Name, state, strings.Join(cl.Grants, ","), strings.Join(cl.Scopes, " "))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", v.ClientID, v.Name, state, strings.Join(v.Grants, ","), strings.Join(v.Scopes, " "))
 	}
 	return w.Flush()
 }
@@ -261,11 +210,11 @@ func (c *clientShowCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	cl, err := s.Store.GetClient(r.ctx, c.ID)
+	v, err := s.Admin.GetClient(r.ctx, c.ID)
 	if err != nil {
-		return fmt.Errorf("client %s: %w", c.ID, err)
+		return err
 	}
-	return r.showClient(cl, c.JSON)
+	return r.showClient(v, c.JSON)
 }
 
 type clientUpdateCmd struct {
@@ -286,89 +235,86 @@ type clientUpdateCmd struct {
 	SnapSignature  string   `name:"snap-service-signature" enum:",symmetric,asymmetric,both,none" default:"" help:"symmetric, asymmetric, both or none: how the client signs SNAP service calls. A secret becomes recoverable only at the next rotate-secret."`
 	PartnerID      string   `name:"partner-id" placeholder:"ID" help:"New SNAP X-PARTNER-ID (at most 36 printable ASCII characters, unique among clients)."`
 	NoPartnerID    bool     `name:"no-partner-id" help:"Use the client ID as the X-PARTNER-ID again."`
+	Owner          string   `name:"owner" placeholder:"ACCOUNT_ID" help:"Give the client to this merchant account."`
+	NoOwner        bool     `name:"no-owner" help:"Take the client away from its merchant account."`
 	JSON           bool     `name:"json" help:"Print the updated client as JSON."`
 }
 
-func (c *clientUpdateCmd) Run(r *run) error {
-	var ttl time.Duration
-	if c.AccessTTL != "" {
-		var err error
-		if ttl, err = time.ParseDuration(c.AccessTTL); err != nil {
-			return fmt.Errorf("--access-ttl: %q is not a duration like 15m", c.AccessTTL)
+// patch is the admin service's patch the flags describe: a flag not given
+// leaves its field nil.
+func (c *clientUpdateCmd) patch() (admin.ClientPatch, error) {
+	var p admin.ClientPatch
+	list := func(flag []string, clear bool) *[]string {
+		switch {
+		case clear:
+			return &[]string{}
+		case flag != nil:
+			l := splitAll(flag)
+			return &l
 		}
+		return nil
+	}
+	str := func(v string, def string) *string {
+		switch v {
+		case "":
+			return nil
+		case def:
+			return new("")
+		}
+		return &v
+	}
+	boolean := func(v string) *bool {
+		if v == "" {
+			return nil
+		}
+		return new(v == "true")
+	}
+	if c.Name != "" {
+		p.Name = &c.Name
+	}
+	p.Grants, p.Scopes = list(c.Grant, false), list(c.Scope, false)
+	p.DefaultScopes = list(c.DefaultScope, c.NoDefaultScope)
+	p.AuthMethods, p.Endpoints = list(c.AuthMethod, false), list(c.Endpoint, c.AnyEndpoint)
+	if c.AccessTTL != "" {
+		ttl, err := time.ParseDuration(c.AccessTTL)
+		if err != nil {
+			return p, fmt.Errorf("--access-ttl: %q is not a duration like 15m", c.AccessTTL)
+		}
+		p.AccessTTL = new(admin.Duration(ttl))
+	}
+	p.TokenFormat, p.SigningAlg = str(c.TokenFormat, "default"), str(c.SigningAlg, "default")
+	p.RefreshWithClientCredentials, p.CanIntrospect = boolean(c.RefreshWithCC), boolean(c.CanIntrospect)
+	p.SNAPServiceSignature = str(c.SnapSignature, "")
+	switch {
+	case c.NoPartnerID:
+		p.PartnerID = new("")
+	case c.PartnerID != "":
+		p.PartnerID = &c.PartnerID
+	}
+	switch {
+	case c.NoOwner:
+		p.OwnerAccount = new("")
+	case c.Owner != "":
+		p.OwnerAccount = &c.Owner
+	}
+	return p, nil
+}
+
+func (c *clientUpdateCmd) Run(r *run) error {
+	p, err := c.patch()
+	if err != nil {
+		return err
 	}
 	s, err := r.open()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	err = s.Admin.UpdateClient(r.ctx, c.ID, func(cl *oauth.Client) error {
-		if c.Name != "" {
-			cl.Name = c.Name
-		}
-		if c.Grant != nil {
-			cl.Grants = splitAll(c.Grant)
-		}
-		if c.Scope != nil {
-			cl.Scopes = splitAll(c.Scope)
-		}
-		if c.DefaultScope != nil {
-			cl.DefaultScopes = splitAll(c.DefaultScope)
-		}
-		if c.NoDefaultScope {
-			cl.DefaultScopes = nil
-		}
-		if c.AccessTTL != "" {
-			cl.AccessTTL = ttl
-		}
-		switch c.TokenFormat {
-		case "":
-		case "default":
-			cl.TokenFormat = ""
-		default:
-			cl.TokenFormat = oauth.TokenFormat(c.TokenFormat)
-		}
-		switch c.SigningAlg {
-		case "":
-		case "default":
-			cl.SigningAlg = ""
-		default:
-			cl.SigningAlg = c.SigningAlg
-		}
-		if c.RefreshWithCC != "" {
-			cl.RefreshWithClientCredentials = c.RefreshWithCC == "true"
-		}
-		if c.AuthMethod != nil {
-			cl.AuthMethods = splitAll(c.AuthMethod)
-		}
-		if c.Endpoint != nil {
-			cl.Endpoints = splitAll(c.Endpoint)
-		}
-		if c.AnyEndpoint {
-			cl.Endpoints = nil
-		}
-		if c.CanIntrospect != "" {
-			cl.CanIntrospect = c.CanIntrospect == "true"
-		}
-		if c.SnapSignature != "" {
-			cl.SNAPServiceSignature = snapSignature(c.SnapSignature)
-		}
-		if c.PartnerID != "" {
-			cl.PartnerID = c.PartnerID
-		}
-		if c.NoPartnerID {
-			cl.PartnerID = ""
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("client %s: %w", c.ID, err)
-	}
-	cl, err := s.Store.GetClient(r.ctx, c.ID)
+	v, err := s.Admin.UpdateClient(r.ctx, c.ID, p)
 	if err != nil {
 		return err
 	}
-	return r.showClient(cl, c.JSON)
+	return r.showClient(v, c.JSON)
 }
 
 type clientIDArg struct {
@@ -398,8 +344,8 @@ func (r *run) setClientDisabled(a clientIDArg, disabled bool) error {
 		return err
 	}
 	defer s.Close()
-	if err := s.Admin.SetClientDisabled(r.ctx, a.ID, disabled); err != nil {
-		return fmt.Errorf("client %s: %w", a.ID, err)
+	if _, err := s.Admin.SetClientDisabled(r.ctx, a.ID, disabled); err != nil {
+		return err
 	}
 	if disabled {
 		return r.done(a.JSON, a.ID, "disabled")
@@ -415,8 +361,8 @@ func (c *clientDeleteCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	if err := s.Store.DeleteClient(r.ctx, c.ID); err != nil {
-		return fmt.Errorf("client %s: %w", c.ID, err)
+	if err := s.Admin.DeleteClient(r.ctx, c.ID); err != nil {
+		return err
 	}
 	return r.done(c.JSON, c.ID, "deleted")
 }
@@ -433,17 +379,94 @@ func (c *clientRotateSecretCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	sec, err := s.Admin.RotateSecret(r.ctx, c.ID, c.Grace)
+	rot, err := s.Admin.RotateSecret(r.ctx, c.ID, c.Grace)
 	if err != nil {
-		return fmt.Errorf("client %s: %w", c.ID, err)
+		return err
 	}
 	if c.JSON {
-		return r.printJSON(map[string]string{"client_id": c.ID, "client_secret": sec})
+		return r.printJSON(map[string]string{"client_id": rot.ClientID, "client_secret": rot.ClientSecret})
 	}
-	r.printf("client_id:     %s\nclient_secret: %s\n\nThe secret is shown only this once: store it now.", c.ID, sec)
-	if c.Grace > 0 {
-		r.printf(" The previous secret works until %s.", time.Now().Add(c.Grace).UTC().Format(time.RFC3339))
+	r.printf("client_id:     %s\nclient_secret: %s\n\nThe secret is shown only this once: store it now.", rot.ClientID, rot.ClientSecret)
+	if rot.PreviousExpiresAt != nil {
+		r.printf(" The previous secret works until %s.", rot.PreviousExpiresAt.Format(time.RFC3339))
 	}
 	r.printf("\n")
+	return nil
+}
+
+type clientImportCmd struct {
+	File   string `arg:"" placeholder:"FILE" help:"JSON array of clients (- for stdin); see the README for the format."`
+	DryRun bool   `name:"dry-run" help:"Check the file and say what would be done, changing nothing."`
+	JSON   bool   `name:"json" help:"Machine-readable output."`
+}
+
+func (c *clientImportCmd) Run(r *run) error {
+	var in io.Reader = r.io.In
+	if c.File != "-" {
+		f, err := os.Open(c.File)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", c.File, errors.Unwrap(err))
+		}
+		defer f.Close()
+		in = f
+	}
+	s, err := r.open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	rep, err := s.Admin.ImportClients(r.ctx, in, admin.ImportOptions{DryRun: c.DryRun})
+	var bad admin.ImportErrors
+	if errors.As(err, &bad) {
+		// One line per bad record, then the one-line failure.
+		for _, e := range bad {
+			fmt.Fprintf(r.io.Err, "%s: %s\n", c.File, strings.ReplaceAll(e.Error(), "\n", " "))
+		}
+		return fmt.Errorf("%s: %d bad records: nothing was imported", c.File, len(bad))
+	}
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return r.printJSON(rep)
+	}
+	verb := "created"
+	if rep.DryRun {
+		verb = "would create"
+	}
+	r.printf("%s %d clients; %d were registered already, unchanged\n", verb, len(rep.Created), len(rep.Unchanged))
+	for _, n := range rep.Notes {
+		r.printf("note: %s\n", n)
+	}
+	return nil
+}
+
+type clientExportCmd struct {
+	File string `arg:"" optional:"" placeholder:"FILE" help:"New file to write (default: standard output)."`
+}
+
+func (c *clientExportCmd) Run(r *run) error {
+	s, err := r.open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	recs, err := s.Admin.ExportClients(r.ctx)
+	if err != nil {
+		return err
+	}
+	if c.File == "" || c.File == "-" {
+		return r.printJSON(recs)
+	}
+	f, err := os.OpenFile(c.File, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", c.File, errors.Unwrap(err))
+	}
+	enc := json.NewEncoder(f)
+	enc.SetIndent("", "  ")
+	if err := errors.Join(enc.Encode(recs), f.Close()); err != nil {
+		return fmt.Errorf("write %s: %w", c.File, err)
+	}
+	r.printf("wrote %d clients to %s (without secrets)\n", len(recs), c.File)
 	return nil
 }

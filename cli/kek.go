@@ -33,18 +33,14 @@ type kekRotateCmd struct {
 }
 
 func (c *kekRotateCmd) Run(r *run) error {
-	cfg, err := r.config()
-	if err != nil {
-		return err
-	}
 	// The store only: building the engine would read the very values
 	// this command may have to repair.
-	st, err := r.openStore(cfg)
+	s, err := r.openStoreOnly()
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	rep, err := st.Rotate(r.ctx, c.SealClear)
+	defer s.Close()
+	rep, err := s.Admin.RotateKEK(r.ctx, c.SealClear)
 	if err != nil && len(rep.LeftClear) == 0 {
 		return err
 	}

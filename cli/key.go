@@ -11,15 +11,6 @@ type keyCmd struct {
 	Rotate keyRotateCmd `cmd:"" help:"Make a new current signing key; the old one stays in the JWKS until its tokens have expired."`
 }
 
-type keyView struct {
-	KID          string     `json:"kid"`
-	Alg          string     `json:"alg"`
-	State        string     `json:"state"`
-	CreatedAt    time.Time  `json:"created_at"`
-	RetiredAt    *time.Time `json:"retired_at,omitempty"`
-	PublishUntil *time.Time `json:"publish_until,omitempty"`
-}
-
 type keyListCmd struct {
 	JSON bool `name:"json" help:"Machine-readable output."`
 }
@@ -30,18 +21,9 @@ func (c *keyListCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	keys, err := s.Store.ListSigningKeys(r.ctx, time.Now())
+	views, err := s.Admin.ListSigningKeys(r.ctx)
 	if err != nil {
 		return err
-	}
-	views := make([]keyView, 0, len(keys))
-	for _, k := range keys {
-		v := keyView{KID: k.ID, Alg: k.Alg, State: "current", CreatedAt: k.CreatedAt}
-		if !k.Current() {
-			retired, until := k.RetiredAt, k.PublishUntil
-			v.State, v.RetiredAt, v.PublishUntil = "retired", &retired, &until
-		}
-		views = append(views, v)
 	}
 	if c.JSON {
 		return r.printJSON(views)
@@ -51,9 +33,9 @@ func (c *keyListCmd) Run(r *run) error {
 	for _, v := range views {
 		until := "-"
 		if v.PublishUntil != nil {
-			until = v.PublishUntil.UTC().Format(time.RFC3339)
+			until = v.PublishUntil.Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", v.KID, v.Alg, v.State, v.CreatedAt.UTC().Format(time.RFC3339), until)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", v.KID, v.Alg, v.State, v.CreatedAt.Format(time.RFC3339), until)
 	}
 	return w.Flush()
 }
@@ -69,19 +51,14 @@ func (c *keyRotateCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	alg := c.Alg
-	if alg == "" {
-		alg = s.Engine.Config().DefaultAlg
-	}
-	k, err := s.Engine.RotateKey(r.ctx, alg)
+	v, err := s.Admin.RotateSigningKey(r.ctx, c.Alg)
 	if err != nil {
 		return err
 	}
 	if c.JSON {
-		return r.printJSON(keyView{KID: k.ID, Alg: k.Alg, State: "current", CreatedAt: k.CreatedAt})
+		return r.printJSON(v)
 	}
-	cfg := s.Engine.Config()
-	r.printf("new %s key %s is published now and signs from %s; the previous one signs until then and stays published %s longer\n",
-		k.Alg, k.ID, k.CreatedAt.Add(cfg.KeyActivationDelay).UTC().Format(time.RFC3339), cfg.MaxAccessTTL)
+	r.printf("new %s key %s is published now and signs from %s; the previous one signs until then and stays published until the tokens it signed have expired\n",
+		v.Alg, v.KID, v.SignsFrom.Format(time.RFC3339))
 	return nil
 }

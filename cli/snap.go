@@ -8,20 +8,6 @@ import (
 	"github.com/tokengate/tokengate/dialect/snap"
 )
 
-// readSnapKey reads and checks a client's SNAP public key file, returning
-// it in the canonical form stored.
-func readSnapKey(path string) (string, error) {
-	raw, err := readFile(path)
-	if err != nil {
-		return "", err
-	}
-	pemText, err := snap.NormalizePublicKey(raw)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	return pemText, nil
-}
-
 type clientSetSnapKeyCmd struct {
 	ID   string `arg:"" help:"Client ID."`
 	File string `arg:"" help:"PEM RSA public key: PUBLIC KEY (SPKI), RSA PUBLIC KEY (PKCS#1) or CERTIFICATE; at least 2048 bits."`
@@ -29,7 +15,7 @@ type clientSetSnapKeyCmd struct {
 }
 
 func (c *clientSetSnapKeyCmd) Run(r *run) error {
-	pemText, err := readSnapKey(c.File)
+	raw, err := readFile(c.File)
 	if err != nil {
 		return err
 	}
@@ -38,11 +24,11 @@ func (c *clientSetSnapKeyCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	err = s.Admin.SetSNAPKey(r.ctx, c.ID, pemText)
+	v, err := s.Admin.SetSNAPKey(r.ctx, c.ID, raw)
 	if err != nil {
-		return fmt.Errorf("client %s: %w", c.ID, err)
+		return fmt.Errorf("%s: %w", c.File, err)
 	}
-	return r.done(c.JSON, c.ID, "SNAP public key set")
+	return r.done(c.JSON, c.ID, "SNAP public key set (SHA-256 fingerprint "+v.SNAPKeyFingerprint+")")
 }
 
 type snapCmd struct {

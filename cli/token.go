@@ -36,7 +36,7 @@ func (c *tokenIntrospectCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	in, err := s.Engine.Introspect(r.ctx, nil, value)
+	in, err := s.Admin.IntrospectToken(r.ctx, value)
 	if err != nil {
 		return err
 	}
@@ -93,12 +93,8 @@ func (c *tokenRevokeCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	found, err := s.Engine.Revoke(r.ctx, nil, value)
-	if err != nil {
+	if err := s.Admin.RevokeToken(r.ctx, value); err != nil {
 		return err
-	}
-	if !found {
-		return errors.New("not a token of this server (unknown, forged or expired): nothing revoked")
 	}
 	if c.JSON {
 		return r.printJSON(map[string]string{"result": "revoked"})
@@ -124,7 +120,7 @@ func (r *run) revokeAll(clientID, username string, asJSON bool) error {
 		at, err = s.Admin.RevokeUserTokens(r.ctx, username)
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return err
 	}
 	if asJSON {
 		out := map[string]string{"result": "revoked", "not_before": at.UTC().Format(time.RFC3339Nano)}

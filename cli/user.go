@@ -64,8 +64,8 @@ func (c *userCreateCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	if err := s.Admin.CreateUser(r.ctx, c.Username, pw); err != nil {
-		return fmt.Errorf("user %s: %w", c.Username, err)
+	if _, err := s.Admin.CreateUser(r.ctx, c.Username, pw); err != nil {
+		return err
 	}
 	return r.userDone(c.usernameArg, "created")
 }
@@ -82,8 +82,8 @@ func (c *userSetPasswordCmd) Run(r *run) error {
 		return err
 	}
 	defer s.Close()
-	if err := s.Admin.SetPassword(r.ctx, c.Username, pw); err != nil {
-		return fmt.Errorf("user %s: %w", c.Username, err)
+	if _, err := s.Admin.SetUserPassword(r.ctx, c.Username, pw); err != nil {
+		return err
 	}
 	return r.userDone(c.usernameArg, "password set")
 }
@@ -102,8 +102,8 @@ func (r *run) setUserDisabled(a usernameArg, disabled bool) error {
 		return err
 	}
 	defer s.Close()
-	if err := s.Admin.SetUserDisabled(r.ctx, a.Username, disabled); err != nil {
-		return fmt.Errorf("user %s: %w", a.Username, err)
+	if _, err := s.Admin.SetUserDisabled(r.ctx, a.Username, disabled); err != nil {
+		return err
 	}
 	if disabled {
 		return r.userDone(a, "disabled")
@@ -115,26 +115,15 @@ type userListCmd struct {
 	JSON bool `name:"json" help:"Machine-readable output."`
 }
 
-type userView struct {
-	Username  string    `json:"username"`
-	Disabled  bool      `json:"disabled"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
 func (c *userListCmd) Run(r *run) error {
 	s, err := r.open()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	users, err := s.Store.ListUsers(r.ctx)
+	views, err := s.Admin.ListUsers(r.ctx)
 	if err != nil {
 		return err
-	}
-	views := make([]userView, 0, len(users))
-	for _, u := range users {
-		views = append(views, userView{Username: u.Username, Disabled: u.Disabled, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt})
 	}
 	if c.JSON {
 		return r.printJSON(views)
@@ -146,7 +135,7 @@ func (c *userListCmd) Run(r *run) error {
 		if v.Disabled {
 			state = "disabled"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\n", v.Username, state, v.CreatedAt.UTC().Format(time.RFC3339))
+		fmt.Fprintf(w, "%s\t%s\t%s\n", v.Username, state, v.CreatedAt.Format(time.RFC3339))
 	}
 	return w.Flush()
 }

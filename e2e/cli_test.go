@@ -13,7 +13,11 @@ func TestCLI(t *testing.T) {
 			{"client", "update"}, {"client", "disable"}, {"client", "enable"}, {"client", "delete"},
 			{"client", "rotate-secret"}, {"user", "create"}, {"user", "set-password"}, {"user", "disable"},
 			{"user", "list"}, {"key", "list"}, {"key", "rotate"}, {"token", "introspect"}, {"token", "revoke"},
-			{"migrate"}, {"gc"}, {"kek"}, {"kek", "generate"}, {"kek", "rotate"}, {"snap", "sign"}, {"snap", "sign-service"}} {
+			{"migrate"}, {"gc"}, {"kek"}, {"kek", "generate"}, {"kek", "rotate"}, {"snap", "sign"}, {"snap", "sign-service"},
+			{"client", "import"}, {"client", "export"}, {"client", "set-snap-key"}, {"user", "enable"}, {"backup"},
+			{"audit", "list"}, {"audit", "verify"}, {"account", "create"}, {"account", "list"}, {"account", "show"},
+			{"account", "update"}, {"account", "disable"}, {"account", "enable"}, {"account", "set-password"},
+			{"account", "reset-totp"}} {
 			out, _, code := e.run("", append(cmd, "--help")...)
 			if code != 0 || !strings.Contains(out, "Usage: tokengate") {
 				t.Errorf("%v --help: exit %d, %q", cmd, code, out)
@@ -27,6 +31,8 @@ func TestCLI(t *testing.T) {
 			{"client", "create", "--name", "x", "--grant", "client_credentials", "--scope", "a", "--default-scope", "b"},
 			{"client", "disable", "no-such-client"},
 			{"user", "disable", "nobody"},
+			{"account", "show", "nobody"},
+			{"audit", "list", "--since", "yesterday"},
 			{"no-such-command"},
 		} {
 			out, errOut, code := e.run("", args...)

@@ -218,7 +218,9 @@ func TestSNAPKeyRegistration(t *testing.T) {
 	e.mustRun("", "client", "set-snap-key", id, pub)
 	var shown map[string]any
 	json.Unmarshal([]byte(e.mustRun("", "client", "show", id, "--json")), &shown)
-	if shown["snap_public_key"] != true {
+	key, _ := shown["snap_public_key"].(string)
+	fp, _ := shown["snap_key_fingerprint"].(string)
+	if !strings.HasPrefix(key, "-----BEGIN PUBLIC KEY-----") || len(fp) != 64 {
 		t.Errorf("client show: %v", shown)
 	}
 }

@@ -170,16 +170,20 @@ func TestSNAPRecoverableSecrets(t *testing.T) {
 		}
 	}
 	var view struct {
-		Signature   string   `json:"snap_service_signature"`
-		PartnerID   string   `json:"partner_id"`
-		Recoverable []bool   `json:"secrets_recoverable"`
-		Notes       []string `json:"notes"`
+		Signature string `json:"snap_service_signature"`
+		PartnerID string `json:"partner_id"`
+		Secrets   []struct {
+			State       string `json:"state"`
+			Recoverable bool   `json:"recoverable"`
+		} `json:"secrets"`
+		Notes []string `json:"notes"`
 	}
 	out := e.mustRun("", "client", "show", "--json", id)
 	if err := json.Unmarshal([]byte(out), &view); err != nil {
 		t.Fatal(err)
 	}
-	if view.Signature != "symmetric" || view.PartnerID != "NICEPAY-01" || !slices.Equal(view.Recoverable, []bool{true}) || len(view.Notes) != 0 {
+	if view.Signature != "symmetric" || view.PartnerID != "NICEPAY-01" || len(view.Secrets) != 1 ||
+		view.Secrets[0].State != "current" || !view.Secrets[0].Recoverable || len(view.Notes) != 0 {
 		t.Errorf("client show --json: %s", out)
 	}
 	for _, o := range []string{show, out, e.mustRun("", "client", "list", "--json")} {
@@ -211,11 +215,11 @@ func TestSNAPRecoverableSecrets(t *testing.T) {
 		t.Errorf("asymmetric without a SNAP public key: exit %d, %q", code, errOut)
 	}
 	_, errOut, code = e.run("", "client", "update", other, "--partner-id", "NICEPAY-01")
-	if code == 0 || !strings.Contains(errOut, "partner_id NICEPAY-01 is already") {
+	if code == 0 || !strings.Contains(errOut, "--partner-id: NICEPAY-01 is already") {
 		t.Errorf("a taken partner ID: exit %d, %q", code, errOut)
 	}
 	_, errOut, code = e.run("", "client", "update", other, "--partner-id", strings.Repeat("P", 37))
-	if code == 0 || !strings.Contains(errOut, "partner_id must be") {
+	if code == 0 || !strings.Contains(errOut, "--partner-id: must be 1 to 36") {
 		t.Errorf("a partner ID too long: exit %d, %q", code, errOut)
 	}
 	e.mustRun("", "client", "update", other, "--snap-service-signature", "none")

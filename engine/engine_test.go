@@ -35,7 +35,7 @@ func (c *clock) Advance(d time.Duration) {
 type fixture struct {
 	eng   *Engine
 	store *countingStore
-	admin *admin.Admin
+	admin *admin.Service
 	clock *clock
 }
 
@@ -59,7 +59,7 @@ func newFixture(t testing.TB, configure ...func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{eng: eng, store: st, admin: admin.New(st, eng.Secrets(), eng.Passwords(), clk.Now), clock: clk}
+	return &fixture{eng: eng, store: st, admin: newAdmin(st, eng, clk.Now), clock: clk}
 }
 
 // countingStore counts the client reads the engine makes.
@@ -99,7 +99,11 @@ func (f *fixture) client(t testing.TB, spec admin.ClientSpec) (*oauth.Client, st
 	if spec.Name == "" {
 		spec.Name = "test"
 	}
-	c, sec, err := f.admin.CreateClient(context.Background(), spec)
+	v, sec, err := f.admin.CreateClient(opCtx(context.Background()), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.store.Store.GetClient(context.Background(), v.ClientID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +166,7 @@ func TestAccessTTLPrecedenceAndCap(t *testing.T) {
 func TestExpiryFollowsTheClock(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials}, AccessTTL: 10 * time.Minute})
+	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials}, AccessTTL: admin.Duration(10 * time.Minute)})
 	resp, e := f.eng.Token(ctx, &oauth.TokenRequest{GrantType: oauth.GrantClientCredentials, Credentials: basic(c.ID, sec)})
 	if e != nil {
 		t.Fatal(e)
@@ -324,10 +328,11 @@ func TestSecretRotatedElsewhereIsSeenAtOnce(t *testing.T) {
 	if _, e := f.eng.AuthenticateClient(ctx, basic(c.ID, sec), ""); e != nil {
 		t.Fatal(e)
 	}
-	next, err := f.admin.RotateSecret(ctx, c.ID, 0)
+	rot, err := f.admin.RotateSecret(opCtx(ctx), c.ID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	next := rot.ClientSecret
 	if _, e := f.eng.AuthenticateClient(ctx, basic(c.ID, next), ""); e != nil {
 		t.Errorf("new secret before a cache refresh: %v", e)
 	}
@@ -343,7 +348,7 @@ func TestClientCacheSeesChangesAfterRefresh(t *testing.T) {
 	if _, e := f.eng.AuthenticateClient(ctx, basic(c.ID, sec), ""); e != nil {
 		t.Fatal(e)
 	}
-	if err := f.admin.SetClientDisabled(ctx, c.ID, true); err != nil {
+	if _, err := f.admin.SetClientDisabled(opCtx(ctx), c.ID, true); err != nil {
 		t.Fatal(err)
 	}
 	// Cached until the next revision check.
@@ -460,7 +465,7 @@ func TestIntrospectionNeedsPermissionForForeignTokens(t *testing.T) {
 	b, _ := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials}})
 	rs, _ := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials}, CanIntrospect: true})
 	for _, format := range []oauth.TokenFormat{oauth.FormatOpaque, oauth.FormatJWT} {
-		if err := f.admin.UpdateClient(ctx, a.ID, func(c *oauth.Client) error { c.TokenFormat = format; return nil }); err != nil {
+		if _, err := f.admin.UpdateClient(opCtx(ctx), a.ID, admin.ClientPatch{TokenFormat: new(string(format))}); err != nil {
 			t.Fatal(err)
 		}
 		f.refreshCaches(t)
@@ -517,10 +522,10 @@ func TestRevokeAllOfAClient(t *testing.T) {
 	spec := admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials, oauth.GrantPassword, oauth.GrantRefreshToken},
 		RefreshWithClientCredentials: true}
 	opaque, secO := f.client(t, spec)
-	spec.TokenFormat = oauth.FormatJWT
+	spec.TokenFormat = string(oauth.FormatJWT)
 	jwt, secJ := f.client(t, spec)
 	other, secX := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials}})
-	if err := f.admin.CreateUser(ctx, "u", "password1"); err != nil {
+	if _, err := f.admin.CreateUser(opCtx(ctx), "u", "password1"); err != nil {
 		t.Fatal(err)
 	}
 	var before []*oauth.TokenResponse
@@ -533,7 +538,7 @@ func TestRevokeAllOfAClient(t *testing.T) {
 	bystander := f.issue(t, other, secX)
 	f.clock.Advance(time.Millisecond)
 	for _, c := range []*oauth.Client{opaque, jwt} {
-		if _, err := f.admin.RevokeClientTokens(ctx, c.ID); err != nil {
+		if _, err := f.admin.RevokeClientTokens(opCtx(ctx), c.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -572,13 +577,13 @@ func TestRevokeAllOfAUserAndUserDisable(t *testing.T) {
 	ctx := context.Background()
 	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantPassword, oauth.GrantRefreshToken}})
 	for _, u := range []string{"alice", "bob"} {
-		if err := f.admin.CreateUser(ctx, u, "password1"); err != nil {
+		if _, err := f.admin.CreateUser(opCtx(ctx), u, "password1"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	alice, bob := f.login(t, c, sec, "alice", "password1"), f.login(t, c, sec, "bob", "password1")
 	f.clock.Advance(time.Millisecond)
-	if _, err := f.admin.RevokeUserTokens(ctx, "alice"); err != nil {
+	if _, err := f.admin.RevokeUserTokens(opCtx(ctx), "alice"); err != nil {
 		t.Fatal(err)
 	}
 	f.refreshCaches(t)
@@ -599,14 +604,14 @@ func TestRevokeAllOfAUserAndUserDisable(t *testing.T) {
 
 	// Disabling bob makes his existing tokens inactive; enabling him again
 	// does not bring them back.
-	if err := f.admin.SetUserDisabled(ctx, "bob", true); err != nil {
+	if _, err := f.admin.SetUserDisabled(opCtx(ctx), "bob", true); err != nil {
 		t.Fatal(err)
 	}
 	f.refreshCaches(t)
 	if f.active(t, nil, bob.AccessToken) {
 		t.Error("a disabled user's token is active")
 	}
-	if err := f.admin.SetUserDisabled(ctx, "bob", false); err != nil {
+	if _, err := f.admin.SetUserDisabled(opCtx(ctx), "bob", false); err != nil {
 		t.Fatal(err)
 	}
 	f.refreshCaches(t)
@@ -618,7 +623,7 @@ func TestRevokeAllOfAUserAndUserDisable(t *testing.T) {
 	f.clock.Advance(time.Millisecond)
 	alice3 := f.login(t, c, sec, "alice", "password1")
 	f.clock.Advance(time.Millisecond)
-	if err := f.admin.SetPassword(ctx, "alice", "password2"); err != nil {
+	if _, err := f.admin.SetUserPassword(opCtx(ctx), "alice", "password2"); err != nil {
 		t.Fatal(err)
 	}
 	f.refreshCaches(t)
@@ -638,14 +643,15 @@ func TestDisableRotateEnableResurrectsNothing(t *testing.T) {
 	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials, oauth.GrantRefreshToken}, RefreshWithClientCredentials: true})
 	old := f.issue(t, c, sec)
 	f.clock.Advance(time.Millisecond)
-	if err := f.admin.SetClientDisabled(ctx, c.ID, true); err != nil {
+	if _, err := f.admin.SetClientDisabled(opCtx(ctx), c.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	next, err := f.admin.RotateSecret(ctx, c.ID, time.Hour)
+	rot, err := f.admin.RotateSecret(opCtx(ctx), c.ID, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.admin.SetClientDisabled(ctx, c.ID, false); err != nil {
+	next := rot.ClientSecret
+	if _, err := f.admin.SetClientDisabled(opCtx(ctx), c.ID, false); err != nil {
 		t.Fatal(err)
 	}
 	f.refreshCaches(t)
@@ -665,7 +671,7 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.RefreshReuseGrace = 0 })
 	ctx := context.Background()
 	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantPassword, oauth.GrantRefreshToken}})
-	if err := f.admin.CreateUser(ctx, "u", "password1"); err != nil {
+	if _, err := f.admin.CreateUser(opCtx(ctx), "u", "password1"); err != nil {
 		t.Fatal(err)
 	}
 	first := f.login(t, c, sec, "u", "password1")
@@ -707,7 +713,7 @@ func TestRefreshReuseGrace(t *testing.T) {
 	ctx := context.Background()
 	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantPassword, oauth.GrantRefreshToken}})
 	other, secO := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantPassword, oauth.GrantRefreshToken}})
-	if err := f.admin.CreateUser(ctx, "u", "password1"); err != nil {
+	if _, err := f.admin.CreateUser(opCtx(ctx), "u", "password1"); err != nil {
 		t.Fatal(err)
 	}
 	// 12 concurrent requests with one refresh token: all succeed, all the
@@ -764,8 +770,8 @@ func TestRefreshReuseGrace(t *testing.T) {
 func TestRefreshTokenLifetimes(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.RefreshTTL = 24 * time.Hour })
 	ctx := context.Background()
-	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantPassword, oauth.GrantRefreshToken}, AccessTTL: 10 * time.Minute})
-	if err := f.admin.CreateUser(ctx, "u", "password1"); err != nil {
+	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantPassword, oauth.GrantRefreshToken}, AccessTTL: admin.Duration(10 * time.Minute)})
+	if _, err := f.admin.CreateUser(opCtx(ctx), "u", "password1"); err != nil {
 		t.Fatal(err)
 	}
 	r := f.login(t, c, sec, "u", "password1")
@@ -787,7 +793,7 @@ func TestUnknownUserCostsAPasswordCheck(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantPassword}})
-	if err := f.admin.CreateUser(ctx, "known", "password1"); err != nil {
+	if _, err := f.admin.CreateUser(opCtx(ctx), "known", "password1"); err != nil {
 		t.Fatal(err)
 	}
 	timeIt := func(user string) time.Duration {
@@ -826,7 +832,7 @@ func TestPasswordLockout(t *testing.T) {
 	clk = f.clock
 	ctx := context.Background()
 	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantPassword}})
-	if err := f.admin.CreateUser(ctx, "u", "password1"); err != nil {
+	if _, err := f.admin.CreateUser(opCtx(ctx), "u", "password1"); err != nil {
 		t.Fatal(err)
 	}
 	try := func(user, pw string) *oauth.Error {
@@ -908,7 +914,7 @@ func TestNoRefreshTokenForDialectsWithout(t *testing.T) {
 func TestForgedJWTWithAStolenKey(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.MaxAccessTTL = time.Hour })
 	ctx := context.Background()
-	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials}, Scopes: []string{"pay"}, TokenFormat: oauth.FormatJWT})
+	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials}, Scopes: []string{"pay"}, TokenFormat: string(oauth.FormatJWT)})
 	legit := f.issue(t, c, sec)
 	if !f.active(t, nil, legit.AccessToken) {
 		t.Fatal("a legitimate JWT is inactive")
@@ -1011,7 +1017,7 @@ func TestRefreshScopeRules(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.RefreshReuseGrace = 0 })
 	ctx := context.Background()
 	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantPassword, oauth.GrantRefreshToken}, Scopes: []string{"pay", "refund", "report"}})
-	if err := f.admin.CreateUser(ctx, "u", "password1"); err != nil {
+	if _, err := f.admin.CreateUser(opCtx(ctx), "u", "password1"); err != nil {
 		t.Fatal(err)
 	}
 	// A refresh never widens the scope beyond the original grant, even to
@@ -1048,7 +1054,7 @@ func TestRefreshScopeRules(t *testing.T) {
 	// Scope the operator has since removed from the client is not granted
 	// again by a refresh.
 	r4 := f.login(t, c, sec, "u", "password1", "pay", "refund")
-	if err := f.admin.UpdateClient(ctx, c.ID, func(cl *oauth.Client) error { cl.Scopes = []string{"pay"}; return nil }); err != nil {
+	if _, err := f.admin.UpdateClient(opCtx(ctx), c.ID, admin.ClientPatch{Scopes: &[]string{"pay"}}); err != nil {
 		t.Fatal(err)
 	}
 	f.refreshCaches(t)
@@ -1064,7 +1070,7 @@ func TestRefreshScopeRules(t *testing.T) {
 func TestFirstKeyForAnAlgorithmIsMadeOnce(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials}, TokenFormat: oauth.FormatJWT, SigningAlg: oauth.AlgEdDSA})
+	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials}, TokenFormat: string(oauth.FormatJWT), SigningAlg: oauth.AlgEdDSA})
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() {
@@ -1097,13 +1103,13 @@ func TestTokensIssuedBeforeANodeSawTheDisableStayDead(t *testing.T) {
 	ctx := context.Background()
 	c, sec := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantClientCredentials}})
 	f.issue(t, c, sec) // cached
-	if err := f.admin.SetClientDisabled(ctx, c.ID, true); err != nil {
+	if _, err := f.admin.SetClientDisabled(opCtx(ctx), c.ID, true); err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Advance(time.Millisecond)
 	stale := f.issue(t, c, sec) // this engine has not seen the disable yet
 	f.clock.Advance(time.Millisecond)
-	if err := f.admin.SetClientDisabled(ctx, c.ID, false); err != nil {
+	if _, err := f.admin.SetClientDisabled(opCtx(ctx), c.ID, false); err != nil {
 		t.Fatal(err)
 	}
 	f.refreshCaches(t)
@@ -1126,7 +1132,7 @@ func TestPasswordSprayCannotStarveOtherClients(t *testing.T) {
 	ctx := context.Background()
 	sprayer, secS := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantPassword}})
 	app, secA := f.client(t, admin.ClientSpec{Grants: []string{oauth.GrantPassword}})
-	if err := f.admin.CreateUser(ctx, "bob", "bob's password"); err != nil {
+	if _, err := f.admin.CreateUser(opCtx(ctx), "bob", "bob's password"); err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})

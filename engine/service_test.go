@@ -2,6 +2,10 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -32,7 +36,7 @@ func (s *lookupCounter) GetClientByPartnerID(ctx context.Context, pid string) (*
 
 // newSealedFixture is an engine on a SQLite store behind kek.Store, as
 // every node runs, with the admin service on it.
-func newSealedFixture(t *testing.T) (*Engine, *admin.Admin, *lookupCounter) {
+func newSealedFixture(t *testing.T) (*Engine, *admin.Service, *lookupCounter) {
 	t.Helper()
 	ctx := t.Context()
 	raw, err := sqlite.Open(ctx, t.TempDir())
@@ -53,19 +57,19 @@ func newSealedFixture(t *testing.T) (*Engine, *admin.Admin, *lookupCounter) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return eng, admin.New(st, eng.Secrets(), eng.Passwords(), nil), st
+	return eng, newAdmin(st, eng, nil), st
 }
 
 func TestServiceClient(t *testing.T) {
 	eng, adm, st := newSealedFixture(t)
 	ctx := t.Context()
-	c, sec, err := adm.CreateClient(ctx, admin.ClientSpec{Name: "m", Grants: []string{oauth.GrantClientCredentials},
+	c, sec, err := adm.CreateClient(opCtx(ctx), admin.ClientSpec{Name: "m", Grants: []string{oauth.GrantClientCredentials},
 		SNAPServiceSignature: oauth.SNAPSignatureSymmetric})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
-		got, err := eng.ServiceClient(ctx, c.ID)
+		got, err := eng.ServiceClient(ctx, c.ClientID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,14 +82,15 @@ func TestServiceClient(t *testing.T) {
 	}
 
 	// A rotation is seen at the next refresh, with both secrets during the grace.
-	next, err := adm.RotateSecret(ctx, c.ID, time.Hour)
+	rot, err := adm.RotateSecret(opCtx(ctx), c.ClientID, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
+	next := rot.ClientSecret
 	if err := eng.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, err := eng.ServiceClient(ctx, c.ID)
+	got, err := eng.ServiceClient(ctx, c.ClientID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,11 +98,11 @@ func TestServiceClient(t *testing.T) {
 		t.Errorf("after rotate-secret with grace: %d secrets", len(s))
 	}
 	// Disabled clients are returned as they are: the verifier refuses them.
-	if err := adm.SetClientDisabled(ctx, c.ID, true); err != nil {
+	if _, err := adm.SetClientDisabled(opCtx(ctx), c.ClientID, true); err != nil {
 		t.Fatal(err)
 	}
 	eng.Refresh(ctx)
-	if got, err := eng.ServiceClient(ctx, c.ID); err != nil || !got.Disabled {
+	if got, err := eng.ServiceClient(ctx, c.ClientID); err != nil || !got.Disabled {
 		t.Errorf("disabled client: %+v, %v", got, err)
 	}
 
@@ -115,36 +120,36 @@ func TestServiceClient(t *testing.T) {
 func TestClientByPartnerID(t *testing.T) {
 	eng, adm, st := newSealedFixture(t)
 	ctx := t.Context()
-	plain, _, err := adm.CreateClient(ctx, admin.ClientSpec{Name: "a", Grants: []string{oauth.GrantClientCredentials}})
+	plain, _, err := adm.CreateClient(opCtx(ctx), admin.ClientSpec{Name: "a", Grants: []string{oauth.GrantClientCredentials}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	partner, sec, err := adm.CreateClient(ctx, admin.ClientSpec{Name: "b", Grants: []string{oauth.GrantClientCredentials},
-		SNAPServiceSignature: oauth.SNAPSignatureBoth, PublicKeyPEM: "PEM", PartnerID: "NICEPAY-01"})
+	partner, sec, err := adm.CreateClient(opCtx(ctx), admin.ClientSpec{Name: "b", Grants: []string{oauth.GrantClientCredentials},
+		SNAPServiceSignature: oauth.SNAPSignatureBoth, SNAPPublicKey: rsaPublicPEM(t), PartnerID: "NICEPAY-01"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
 		got, err := eng.ClientByPartnerID(ctx, "NICEPAY-01")
-		if err != nil || got.ID != partner.ID {
+		if err != nil || got.ID != partner.ClientID {
 			t.Fatalf("ClientByPartnerID(NICEPAY-01) = %v, %v", got, err)
 		}
 		if s := got.ServiceSecrets(time.Now()); len(s) != 1 || string(s[0]) != sec {
 			t.Fatal("the partner's recoverable secret is not the one created")
 		}
-		if got, err := eng.ClientByPartnerID(ctx, plain.ID); err != nil || got.ID != plain.ID {
+		if got, err := eng.ClientByPartnerID(ctx, plain.ClientID); err != nil || got.ID != plain.ClientID {
 			t.Fatalf("ClientByPartnerID(its client ID) = %v, %v", got, err)
 		}
 	}
 	if n := st.byPartner.Load(); n != 2 {
 		t.Errorf("4 lookups of 2 partners read the store %d times, want 2 (cached)", n)
 	}
-	if _, err := eng.ClientByPartnerID(ctx, partner.ID); !errors.Is(err, oauth.ErrNotFound) {
+	if _, err := eng.ClientByPartnerID(ctx, partner.ClientID); !errors.Is(err, oauth.ErrNotFound) {
 		t.Errorf("a client with a partner ID found by its client ID: %v", err)
 	}
 
 	// A changed partner ID is seen at the next refresh.
-	if err := adm.UpdateClient(ctx, partner.ID, func(c *oauth.Client) error { c.PartnerID = "NICEPAY-02"; return nil }); err != nil {
+	if _, err := adm.UpdateClient(opCtx(ctx), partner.ClientID, admin.ClientPatch{PartnerID: new("NICEPAY-02")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := eng.Refresh(ctx); err != nil {
@@ -153,7 +158,7 @@ func TestClientByPartnerID(t *testing.T) {
 	if _, err := eng.ClientByPartnerID(ctx, "NICEPAY-01"); !errors.Is(err, oauth.ErrNotFound) {
 		t.Errorf("the old partner ID after the change: %v", err)
 	}
-	if got, err := eng.ClientByPartnerID(ctx, "NICEPAY-02"); err != nil || got.ID != partner.ID {
+	if got, err := eng.ClientByPartnerID(ctx, "NICEPAY-02"); err != nil || got.ID != partner.ClientID {
 		t.Errorf("the new partner ID: %v, %v", got, err)
 	}
 	before := st.byPartner.Load()
@@ -163,4 +168,30 @@ func TestClientByPartnerID(t *testing.T) {
 	if st.byPartner.Load() != before {
 		t.Error("an impossible partner ID was looked up")
 	}
+}
+
+// newAdmin is the admin service on st and eng, on clock now (nil: the
+// real one).
+func newAdmin(st oauth.Store, eng *Engine, now func() time.Time) *admin.Service {
+	return admin.New(admin.Deps{Store: st, Secrets: eng.Secrets(), Passwords: eng.Passwords(), Engine: eng, Now: now})
+}
+
+// opCtx is ctx with an operator acting, as the admin service needs.
+func opCtx(ctx context.Context) context.Context {
+	return admin.WithActor(ctx, admin.Actor{Kind: admin.ActorCLI, ID: "test@host", Name: "test@host", Role: admin.RoleOperator})
+}
+
+// rsaPublicPEM is a new RSA-2048 public key in PEM, as a merchant
+// registers for SNAP.
+func rsaPublicPEM(t *testing.T) string {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }

@@ -14,9 +14,10 @@ import (
 
 // Store is an oauth.Store whose secret values are sealed under a keyring
 // on the way in and opened on the way out: settings (Setting), signing
-// keys' private keys (CreateSigningKey, ListSigningKeys) and clients'
-// recoverable secrets (CreateClient, GetClient, GetClientByPartnerID,
-// ListClients, UpdateClient; see clients.go). Every other method is the
+// keys' private keys (CreateSigningKey, ListSigningKeys), clients'
+// recoverable secrets (CreateClient, CreateClients, GetClient,
+// GetClientByPartnerID, ListClients, UpdateClient; see clients.go) and
+// accounts' TOTP secrets (see accounts.go). Every other method is the
 // wrapped store's own. A value that is stored in clear, or
 // does not open, is an error: it is never used as it is, since a clear
 // value may have been written straight into the database by someone who
@@ -145,9 +146,10 @@ func (s *Store) Rotate(ctx context.Context, sealClear bool) (RotateReport, error
 	seen := map[string]outcome{}
 	n, err := s.Store.RewriteSecrets(ctx, func(name string, v []byte) ([]byte, error) {
 		if !IsSealed(v) {
-			// A recoverable client secret never existed in clear: one that
-			// is was planted, and sealing it would make it trusted.
-			if !sealClear || strings.HasPrefix(name, clientSecretPrefix) {
+			// A recoverable client secret or a TOTP secret never existed
+			// in clear: one that is was planted, and sealing it would make
+			// it trusted.
+			if !sealClear || strings.HasPrefix(name, clientSecretPrefix) || strings.HasPrefix(name, accountSecretPrefix) {
 				seen[name] = leftClear
 				return v, nil
 			}

@@ -17,6 +17,10 @@ import (
 type Limits struct {
 	Rate    RateLimiter
 	Lockout Lockout
+	// Accounts throttles failed portal sign-ins, per account, with the
+	// same policy as Lockout but counters of its own (a password grant's
+	// username can never lock a portal account).
+	Accounts Lockout
 	// Fallback is the shared store's health; nil when the limits are per node.
 	Fallback *Fallback
 
@@ -53,8 +57,9 @@ func Open(ctx context.Context, cfg config.RateLimit, logger *slog.Logger, now fu
 		return nil, err
 	}
 	local := &Limits{
-		Rate:    NewMemoryRateLimiter(cfg.PerClient, cfg.Burst, now),
-		Lockout: NewMemoryLockout(p, now),
+		Rate:     NewMemoryRateLimiter(cfg.PerClient, cfg.Burst, now),
+		Lockout:  NewMemoryLockout(p, now),
+		Accounts: NewMemoryLockout(p, now),
 	}
 	if cfg.Redis == "" {
 		return local, nil
@@ -69,6 +74,7 @@ func Open(ctx context.Context, cfg config.RateLimit, logger *slog.Logger, now fu
 	l := &Limits{
 		Rate:     f.RateLimiter(NewRedisRateLimiter(client, RatePrefix, cfg.PerClient, cfg.Burst, now), local.Rate),
 		Lockout:  f.Lockout(NewRedisLockout(client, LockoutPrefix, p, now), local.Lockout),
+		Accounts: f.Lockout(NewRedisLockout(client, AccountLockoutPrefix, p, now), local.Accounts),
 		Fallback: f,
 		client:   client,
 	}

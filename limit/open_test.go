@@ -38,6 +38,10 @@ func TestOpenWithoutRedisIsPerNode(t *testing.T) {
 	if d := fail(t, l.Lockout, "alice"); d.Allowed || !within(d.RetryAfter, time.Second) {
 		t.Errorf("the 5th failure under the default policy: %+v, want locked for 1s", d)
 	}
+	// Portal accounts count apart: a locked username locks no account.
+	if d := check(t, l.Accounts, "alice"); !d.Allowed {
+		t.Error("the password grant's lockout locked the accounts' too")
+	}
 }
 
 func TestOpenZeroRateIsUnlimitedEvenWithRedis(t *testing.T) {
@@ -116,10 +120,21 @@ func TestOpenSharesLimitsThroughRedis(t *testing.T) {
 	if d := check(t, nodes[1].Lockout, user); d.Allowed {
 		t.Fatal("five failures over two nodes did not lock")
 	}
+	if d := check(t, nodes[1].Accounts, user); !d.Allowed {
+		t.Fatal("the password grant's lockout locked the accounts' too")
+	}
 	succeed(t, nodes[0].Lockout, user)
 	if d := check(t, nodes[1].Lockout, user); !d.Allowed {
 		t.Fatal("Succeed on one node did not clear the other")
 	}
+	// Accounts are shared across nodes too.
+	for i := range 5 {
+		fail(t, nodes[i%2].Accounts, user)
+	}
+	if d := check(t, nodes[1].Accounts, user); d.Allowed {
+		t.Fatal("five account failures over two nodes did not lock")
+	}
+	succeed(t, nodes[0].Accounts, user)
 }
 
 func TestOpenErrorsDoNotQuoteTheURL(t *testing.T) {

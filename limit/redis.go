@@ -15,6 +15,8 @@ import (
 const (
 	RatePrefix    = "tokengate:rl:"
 	LockoutPrefix = "tokengate:lock:"
+	// AccountLockoutPrefix keys the portal accounts' lockout.
+	AccountLockoutPrefix = "tokengate:acctlock:"
 )
 
 // redisKey is prefix + "k:" + key, or prefix + "h:" + the hex SHA-256 of a

@@ -60,6 +60,11 @@ type Store interface {
 	// Errors: ErrNotFound.
 	DeleteClient(ctx context.Context, id string) error
 
+	// CreateClients stores new clients all or none, in one transaction
+	// (an import). Errors: ErrAlreadyExists (an ID or an effective partner
+	// ID is taken, or given twice; nothing is stored).
+	CreateClients(ctx context.Context, cs ...*Client) error
+
 	// CreateUser stores a new user. Errors: ErrAlreadyExists.
 	CreateUser(ctx context.Context, u *User) error
 	// GetUser returns a user by username. Errors: ErrNotFound.
@@ -68,6 +73,37 @@ type Store interface {
 	ListUsers(ctx context.Context) ([]*User, error)
 	// UpdateUser is UpdateClient for users. Errors: ErrNotFound.
 	UpdateUser(ctx context.Context, username string, update func(*User) error) error
+
+	// CreateAccount stores a new portal account. Its TOTPSecret is stored
+	// as opaque bytes. Errors: ErrAlreadyExists (the ID is taken, or
+	// another account has the same EmailKey).
+	CreateAccount(ctx context.Context, a *Account) error
+	// GetAccount returns an account by ID. Errors: ErrNotFound.
+	GetAccount(ctx context.Context, id string) (*Account, error)
+	// GetAccountByEmail returns the account whose EmailKey is
+	// EmailKey(email). Errors: ErrNotFound.
+	GetAccountByEmail(ctx context.Context, email string) (*Account, error)
+	// ListAccounts returns all accounts ordered by ID.
+	ListAccounts(ctx context.Context) ([]*Account, error)
+	// UpdateAccount is UpdateClient for accounts; update must not change
+	// the ID. Errors: ErrNotFound; ErrAlreadyExists (the updated email's
+	// EmailKey is another account's; nothing is written).
+	UpdateAccount(ctx context.Context, id string, update func(*Account) error) error
+
+	// AppendAudit appends events to the audit trail, in order, in one
+	// transaction, setting each one's Seq, PrevHash and Hash (see
+	// AuditEvent.Link); Time must be set. Appends are serialized across
+	// every process sharing the store, so the chain never forks. See
+	// WithAudit for appending in the transaction of a change.
+	AppendAudit(ctx context.Context, events ...*AuditEvent) error
+	// AuditEvents returns the events q selects, by Seq, oldest first
+	// unless q.Desc, at most q.EffectiveLimit() of them.
+	AuditEvents(ctx context.Context, q AuditQuery) ([]*AuditEvent, error)
+	// AuditHead returns the Seq and Hash of the last event appended (0
+	// and nil when there is none), as the store recorded them apart from
+	// the events: a verifier compares it with the last event it read, so
+	// events removed from the end are noticed too.
+	AuditHead(ctx context.Context) (seq int64, hash []byte, err error)
 
 	// CreateTokens durably stores newly issued tokens, all or none.
 	// Errors: ErrAlreadyExists if an ID is taken.
@@ -121,9 +157,10 @@ type Store interface {
 
 	// RewriteSecrets passes every stored secret value — each setting, the
 	// private key of each signing key, current, retired or no longer
-	// published, and the Sealed value of each client secret that has one —
-	// to rewrite with the value's name (SettingSecret, SigningKeySecret,
-	// ClientSecretSecret), and stores what rewrite returns in its place. It
+	// published, the Sealed value of each client secret that has one, and
+	// the TOTP secret of each account that has one — to rewrite with the
+	// value's name (SettingSecret, SigningKeySecret, ClientSecretSecret,
+	// AccountTOTPSecret), and stores what rewrite returns in its place. It
 	// runs in one write transaction that also bumps the revision; if
 	// rewrite fails, nothing is written and its error is returned. rewrite
 	// may be called more than once for a value (a store may run the
@@ -169,11 +206,20 @@ type Store interface {
 	// store was opened with another), returning how many it deleted. A key
 	// no longer published can verify no token still valid, so it is
 	// erased. A cursor of a deleted event, or before one, is expired.
+	// Audit events are never deleted.
 	DeleteExpired(ctx context.Context, before time.Time, limit int) (int, error)
 
 	// Counts returns how many token records and nonces are stored, expired
 	// or not. It scans: for operations and tests, not the request path.
 	Counts(ctx context.Context) (StoreCounts, error)
+
+	// Backup writes a consistent copy of the whole store to a new file at
+	// path (mode 0600) while the store is in use: a snapshot, not a copy
+	// of files being written. Secret values stay sealed in the copy (it
+	// needs the same key-encryption key to be used). Errors: an error
+	// wrapping errors.ErrUnsupported when the backend has its own tools
+	// for this (PostgreSQL: pg_dump); the file exists already; the store's.
+	Backup(ctx context.Context, path string) error
 
 	// Ping reports whether the backend is reachable. Errors: ErrUnavailable.
 	Ping(ctx context.Context) error
@@ -209,4 +255,24 @@ type StoreCounts struct {
 type Nonce struct {
 	Key       string
 	ExpiresAt time.Time
+}
+
+// DeleteAllExpired calls st.DeleteExpired until nothing expired before
+// now() is left, batch rows at a time, pausing between batches so token
+// issuance is never starved of the store's writer; it returns how many
+// rows it deleted. Errors: the store's, or ctx's.
+func DeleteAllExpired(ctx context.Context, st Store, batch int, now func() time.Time) (int, error) {
+	total := 0
+	for {
+		n, err := st.DeleteExpired(ctx, now(), batch)
+		total += n
+		if err != nil || n < batch {
+			return total, err
+		}
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }

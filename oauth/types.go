@@ -180,9 +180,12 @@ type Client struct {
 	// TokensNotBefore: every token of this client issued before it is
 	// revoked (an incident's "revoke everything", and a disable). Zero: none.
 	TokensNotBefore time.Time
-	Disabled        bool
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// OwnerAccount is the ID of the merchant account that owns the client
+	// (see Account); "" for none (an operator's client).
+	OwnerAccount string
+	Disabled     bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
 
 // AllowsGrant reports whether the client is registered for grant type g.

@@ -349,22 +349,9 @@ func (s *Server) collectGarbage(ctx context.Context) {
 
 // CollectGarbage deletes expired tokens and nonces, signing keys no
 // longer published, and revocation events older than the feed retention,
-// in batches of batch rows, pausing between batches so issuance is never
-// starved of the writer.
+// in batches of batch rows (see oauth.DeleteAllExpired).
 func CollectGarbage(ctx context.Context, st oauth.Store, batch int, now func() time.Time) (int, error) {
-	total := 0
-	for {
-		n, err := st.DeleteExpired(ctx, now(), batch)
-		total += n
-		if err != nil || n < batch {
-			return total, err
-		}
-		select {
-		case <-ctx.Done():
-			return total, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	return oauth.DeleteAllExpired(ctx, st, batch, now)
 }
 
 func (s *Server) routes() (*http.ServeMux, error) {

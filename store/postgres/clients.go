@@ -19,8 +19,16 @@ import (
 // change. It first bumps the revision: the change and the bump commit
 // together, and the revision row's lock serializes such changes across
 // nodes (so two nodes rotating signing keys at once cannot both find the
-// same current key).
+// same current key). After fn it appends ctx's audit events
+// (oauth.WithAudit) in the same transaction.
 func (s *Store) adminTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return s.auditedTx(ctx, true, fn)
+}
+
+// auditedTx runs fn in its own transaction, bumping the revision first
+// if bump is set, and appends ctx's audit events after fn.
+func (s *Store) auditedTx(ctx context.Context, bump bool, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	evs := oauth.AuditFrom(ctx)
 	pool, err := s.reader()
 	if err != nil {
 		return err
@@ -28,10 +36,15 @@ func (s *Store) adminTx(ctx context.Context, fn func(ctx context.Context, tx pgx
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE revision SET n = n + 1 WHERE id = 1`); err != nil {
+		if bump {
+			if _, err := tx.Exec(ctx, `UPDATE revision SET n = n + 1 WHERE id = 1`); err != nil {
+				return err
+			}
+		}
+		if err := fn(ctx, tx); err != nil {
 			return err
 		}
-		return fn(ctx, tx)
+		return appendAudit(ctx, tx, evs)
 	})
 	return mapErr(err)
 }

@@ -67,14 +67,15 @@ func goBytes(b []byte) []byte {
 
 const clientColumns = `id, name, secrets, grants, scopes, default_scopes, access_ttl, token_format,
 	signing_alg, refresh_with_client_credentials, public_key_pem, disabled, created_at, updated_at,
-	auth_methods, endpoints, can_introspect, tokens_not_before, snap_service_signature, partner_id`
+	auth_methods, endpoints, can_introspect, tokens_not_before, snap_service_signature, partner_id,
+	owner_account`
 
 // clientSet assigns every column but id ($1) from clientArgs' arguments.
 const clientSet = `name = $2, secrets = $3, grants = $4, scopes = $5, default_scopes = $6,
 	access_ttl = $7, token_format = $8, signing_alg = $9, refresh_with_client_credentials = $10,
 	public_key_pem = $11, disabled = $12, created_at = $13, updated_at = $14, auth_methods = $15,
 	endpoints = $16, can_introspect = $17, tokens_not_before = $18, snap_service_signature = $19,
-	partner_id = $20`
+	partner_id = $20, owner_account = $21`
 
 // partnerIDExpr is a client's effective partner ID, the expression of the
 // unique index clients_partner_id (migration 00003): a WHERE clause must
@@ -88,7 +89,7 @@ func clientArgs(c *oauth.Client) []any {
 		c.RefreshWithClientCredentials, c.PublicKeyPEM, c.Disabled,
 		dbTime(c.CreatedAt), dbTime(c.UpdatedAt),
 		dbList(c.AuthMethods), dbList(c.Endpoints), c.CanIntrospect, dbTime(c.TokensNotBefore),
-		c.SNAPServiceSignature, c.PartnerID,
+		c.SNAPServiceSignature, c.PartnerID, c.OwnerAccount,
 	}
 }
 
@@ -114,7 +115,8 @@ func scanClient(row pgx.Row) (*oauth.Client, error) {
 	)
 	err := row.Scan(&c.ID, &c.Name, &secrets, &c.Grants, &c.Scopes, &c.DefaultScopes, &ttl, &format,
 		&c.SigningAlg, &c.RefreshWithClientCredentials, &c.PublicKeyPEM, &c.Disabled, &created, &updated,
-		&c.AuthMethods, &c.Endpoints, &c.CanIntrospect, &notBefore, &c.SNAPServiceSignature, &c.PartnerID)
+		&c.AuthMethods, &c.Endpoints, &c.CanIntrospect, &notBefore, &c.SNAPServiceSignature, &c.PartnerID,
+		&c.OwnerAccount)
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +153,71 @@ func scanUser(row pgx.Row) (*oauth.User, error) {
 	}
 	u.CreatedAt, u.UpdatedAt, u.TokensNotBefore = goTime(created), goTime(updated), goTime(notBefore)
 	return &u, nil
+}
+
+// Accounts.
+
+const accountColumns = `id, email, email_key, password_hash, totp_secret, totp_enabled, totp_required,
+	totp_last_step, role, disabled, limits, sessions_not_before, created_at, updated_at`
+
+// accountSet assigns every column but id ($1) from accountArgs' arguments.
+const accountSet = `email = $2, email_key = $3, password_hash = $4, totp_secret = $5, totp_enabled = $6,
+	totp_required = $7, totp_last_step = $8, role = $9, disabled = $10, limits = $11,
+	sessions_not_before = $12, created_at = $13, updated_at = $14`
+
+func accountArgs(a *oauth.Account) []any {
+	return []any{
+		a.ID, a.Email, oauth.EmailKey(a.Email), a.PasswordHash, dbBytes(a.TOTPSecret), a.TOTPEnabled,
+		a.TOTPRequired, a.TOTPLastStep, a.Role, a.Disabled, codec.EncodeLimits(a.Limits),
+		dbTime(a.SessionsNotBefore), dbTime(a.CreatedAt), dbTime(a.UpdatedAt),
+	}
+}
+
+func scanAccount(row pgx.Row) (*oauth.Account, error) {
+	var (
+		a                          oauth.Account
+		emailKey                   string
+		limits                     []byte
+		sessions, created, updated pgtype.Timestamptz
+	)
+	err := row.Scan(&a.ID, &a.Email, &emailKey, &a.PasswordHash, &a.TOTPSecret, &a.TOTPEnabled, &a.TOTPRequired,
+		&a.TOTPLastStep, &a.Role, &a.Disabled, &limits, &sessions, &created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	a.TOTPSecret = goBytes(a.TOTPSecret)
+	a.SessionsNotBefore, a.CreatedAt, a.UpdatedAt = goTime(sessions), goTime(created), goTime(updated)
+	if a.Limits, err = codec.DecodeLimits(limits); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// Audit events.
+
+const auditColumns = `seq, time, actor_kind, actor_id, actor_name, remote, action, object_type, object_id,
+	account, before, after, prev_hash, hash`
+
+func auditArgs(e *oauth.AuditEvent) []any {
+	return []any{
+		e.Seq, dbTime(e.Time), e.ActorKind, e.ActorID, e.ActorName, e.Remote, e.Action, e.ObjectType,
+		e.ObjectID, e.Account, dbBytes(e.Before), dbBytes(e.After), dbBytes(e.PrevHash), dbBytes(e.Hash),
+	}
+}
+
+func scanAudit(row pgx.Row) (*oauth.AuditEvent, error) {
+	var (
+		e  oauth.AuditEvent
+		at pgtype.Timestamptz
+	)
+	err := row.Scan(&e.Seq, &at, &e.ActorKind, &e.ActorID, &e.ActorName, &e.Remote, &e.Action, &e.ObjectType,
+		&e.ObjectID, &e.Account, &e.Before, &e.After, &e.PrevHash, &e.Hash)
+	if err != nil {
+		return nil, err
+	}
+	e.Time = goTime(at)
+	e.Before, e.After, e.PrevHash, e.Hash = goBytes(e.Before), goBytes(e.After), goBytes(e.PrevHash), goBytes(e.Hash)
+	return &e, nil
 }
 
 // Tokens.

@@ -133,6 +133,8 @@ func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, va
 				`UPDATE settings SET value = $1 WHERE name = $2`, oauth.SettingSecret},
 			{`SELECT id, private_key FROM signing_keys ORDER BY id FOR UPDATE`,
 				`UPDATE signing_keys SET private_key = $1 WHERE id = $2`, oauth.SigningKeySecret},
+			{`SELECT id, totp_secret FROM accounts WHERE length(totp_secret) > 0 ORDER BY id FOR UPDATE`,
+				`UPDATE accounts SET totp_secret = $1 WHERE id = $2`, oauth.AccountTOTPSecret},
 		} {
 			rows, err := tx.Query(ctx, q.query)
 			if err != nil {

@@ -14,6 +14,7 @@ var errNil = errors.New("sqlite: nil argument")
 // CreateClient stores a new client. Errors: oauth.ErrAlreadyExists (the
 // ID, or the effective partner ID, is taken).
 func (s *Store) CreateClient(ctx context.Context, c *oauth.Client) error {
+	evs := oauth.AuditFrom(ctx)
 	if c == nil {
 		return errNil
 	}
@@ -23,7 +24,7 @@ func (s *Store) CreateClient(ctx context.Context, c *oauth.Client) error {
 			VALUES (`+placeholders(len(args))+`)`, args...); err != nil {
 			return mapErr(err)
 		}
-		return w.bumpRevision(ctx)
+		return w.adminDone(ctx, evs)
 	})
 }
 
@@ -79,6 +80,7 @@ func (s *Store) ListClients(ctx context.Context) ([]*oauth.Client, error) {
 // partner ID is another client's), or update's error (nothing is written
 // then).
 func (s *Store) UpdateClient(ctx context.Context, id string, update func(*oauth.Client) error) error {
+	evs := oauth.AuditFrom(ctx)
 	return s.do(ctx, func(ctx context.Context, w *writer) error {
 		c, err := getClient(ctx, w.conn, id)
 		if err != nil {
@@ -100,7 +102,7 @@ func (s *Store) UpdateClient(ctx context.Context, id string, update func(*oauth.
 				return err
 			}
 		}
-		return w.bumpRevision(ctx)
+		return w.adminDone(ctx, evs)
 	})
 }
 
@@ -108,6 +110,7 @@ func (s *Store) UpdateClient(ctx context.Context, id string, update func(*oauth.
 // revocation event whose Before is the deletion time (by the store's
 // clock). Errors: oauth.ErrNotFound.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	evs := oauth.AuditFrom(ctx)
 	return s.do(ctx, func(ctx context.Context, w *writer) error {
 		res, err := w.conn.ExecContext(ctx, `DELETE FROM clients WHERE id = ?`, id)
 		if err != nil {
@@ -123,12 +126,13 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 		if err := w.insertEvent(ctx, oauth.RevokedClient, id, now, now.UnixMicro()); err != nil {
 			return err
 		}
-		return w.bumpRevision(ctx)
+		return w.adminDone(ctx, evs)
 	})
 }
 
 // CreateUser stores a new user. Errors: oauth.ErrAlreadyExists.
 func (s *Store) CreateUser(ctx context.Context, u *oauth.User) error {
+	evs := oauth.AuditFrom(ctx)
 	if u == nil {
 		return errNil
 	}
@@ -137,7 +141,7 @@ func (s *Store) CreateUser(ctx context.Context, u *oauth.User) error {
 		if _, err := w.conn.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (`+placeholders(len(args))+`)`, args...); err != nil {
 			return mapErr(err)
 		}
-		return w.bumpRevision(ctx)
+		return w.adminDone(ctx, evs)
 	})
 }
 
@@ -175,6 +179,7 @@ func (s *Store) ListUsers(ctx context.Context) ([]*oauth.User, error) {
 // UpdateUser is UpdateClient for users, with the same caveats about
 // update. Errors: oauth.ErrNotFound, or update's error.
 func (s *Store) UpdateUser(ctx context.Context, username string, update func(*oauth.User) error) error {
+	evs := oauth.AuditFrom(ctx)
 	return s.do(ctx, func(ctx context.Context, w *writer) error {
 		u, err := getUser(ctx, w.conn, username)
 		if err != nil {
@@ -196,6 +201,6 @@ func (s *Store) UpdateUser(ctx context.Context, username string, update func(*oa
 				return err
 			}
 		}
-		return w.bumpRevision(ctx)
+		return w.adminDone(ctx, evs)
 	})
 }

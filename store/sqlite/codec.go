@@ -93,14 +93,15 @@ func notFound(err error, what string) error {
 
 const clientColumns = `id, name, secrets, grants, scopes, default_scopes, access_ttl, token_format,
 	signing_alg, refresh_with_client_credentials, public_key_pem, disabled, created_at, updated_at,
-	auth_methods, endpoints, can_introspect, tokens_not_before, snap_service_signature, partner_id`
+	auth_methods, endpoints, can_introspect, tokens_not_before, snap_service_signature, partner_id,
+	owner_account`
 
 // clientSet is the UPDATE assignment of every column but id, in
 // clientColumns order: clientArgs(c)[1:] are its arguments.
 const clientSet = `name = ?, secrets = ?, grants = ?, scopes = ?, default_scopes = ?, access_ttl = ?,
 	token_format = ?, signing_alg = ?, refresh_with_client_credentials = ?, public_key_pem = ?,
 	disabled = ?, created_at = ?, updated_at = ?, auth_methods = ?, endpoints = ?, can_introspect = ?,
-	tokens_not_before = ?, snap_service_signature = ?, partner_id = ?`
+	tokens_not_before = ?, snap_service_signature = ?, partner_id = ?, owner_account = ?`
 
 func clientArgs(c *oauth.Client) []any {
 	return []any{
@@ -109,7 +110,7 @@ func clientArgs(c *oauth.Client) []any {
 		dbBool(c.RefreshWithClientCredentials), c.PublicKeyPEM, dbBool(c.Disabled),
 		dbTime(c.CreatedAt), dbTime(c.UpdatedAt),
 		encodeList(c.AuthMethods), encodeList(c.Endpoints), dbBool(c.CanIntrospect), dbTime(c.TokensNotBefore),
-		c.SNAPServiceSignature, c.PartnerID,
+		c.SNAPServiceSignature, c.PartnerID, c.OwnerAccount,
 	}
 }
 
@@ -129,7 +130,7 @@ func scanClient(sc scanner) (*oauth.Client, error) {
 	)
 	err := sc.Scan(&c.ID, &c.Name, &secrets, &grants, &scopes, &defaultScopes, &ttl, &format,
 		&c.SigningAlg, &refreshCC, &c.PublicKeyPEM, &disabled, &created, &updated,
-		&authMethods, &endpoints, &introspect, &notBefore, &c.SNAPServiceSignature, &c.PartnerID)
+		&authMethods, &endpoints, &introspect, &notBefore, &c.SNAPServiceSignature, &c.PartnerID, &c.OwnerAccount)
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +244,74 @@ func getUser(ctx context.Context, q queryer, username string) (*oauth.User, erro
 		return nil, notFound(err, "user "+username)
 	}
 	return u, nil
+}
+
+// Accounts.
+
+const accountColumns = `id, email, email_key, password_hash, totp_secret, totp_enabled, totp_required,
+	totp_last_step, role, disabled, limits, sessions_not_before, created_at, updated_at`
+
+// accountSet is the UPDATE assignment of every column but id, in
+// accountColumns order: accountArgs(a)[1:] are its arguments.
+const accountSet = `email = ?, email_key = ?, password_hash = ?, totp_secret = ?, totp_enabled = ?,
+	totp_required = ?, totp_last_step = ?, role = ?, disabled = ?, limits = ?, sessions_not_before = ?,
+	created_at = ?, updated_at = ?`
+
+func accountArgs(a *oauth.Account) []any {
+	return []any{
+		a.ID, a.Email, oauth.EmailKey(a.Email), a.PasswordHash, dbBytes(a.TOTPSecret), dbBool(a.TOTPEnabled),
+		dbBool(a.TOTPRequired), a.TOTPLastStep, a.Role, dbBool(a.Disabled), string(codec.EncodeLimits(a.Limits)),
+		dbTime(a.SessionsNotBefore), dbTime(a.CreatedAt), dbTime(a.UpdatedAt),
+	}
+}
+
+func scanAccount(sc scanner) (*oauth.Account, error) {
+	var (
+		a                           oauth.Account
+		emailKey, limits            string
+		totp                        []byte
+		enabled, required, disabled int64
+		sessions, created, updated  sql.NullInt64
+	)
+	err := sc.Scan(&a.ID, &a.Email, &emailKey, &a.PasswordHash, &totp, &enabled, &required, &a.TOTPLastStep,
+		&a.Role, &disabled, &limits, &sessions, &created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	a.TOTPSecret = goBytes(totp)
+	a.TOTPEnabled, a.TOTPRequired, a.Disabled = enabled != 0, required != 0, disabled != 0
+	a.SessionsNotBefore, a.CreatedAt, a.UpdatedAt = goTime(sessions), goTime(created), goTime(updated)
+	if a.Limits, err = codec.DecodeLimits([]byte(limits)); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// Audit events.
+
+const auditColumns = `seq, time, actor_kind, actor_id, actor_name, remote, action, object_type, object_id,
+	account, before, after, prev_hash, hash`
+
+func auditArgs(e *oauth.AuditEvent) []any {
+	return []any{
+		e.Seq, e.Time.UnixMicro(), e.ActorKind, e.ActorID, e.ActorName, e.Remote, e.Action, e.ObjectType,
+		e.ObjectID, e.Account, dbBytes(e.Before), dbBytes(e.After), dbBytes(e.PrevHash), dbBytes(e.Hash),
+	}
+}
+
+func scanAudit(sc scanner) (*oauth.AuditEvent, error) {
+	var (
+		e  oauth.AuditEvent
+		at int64
+	)
+	err := sc.Scan(&e.Seq, &at, &e.ActorKind, &e.ActorID, &e.ActorName, &e.Remote, &e.Action, &e.ObjectType,
+		&e.ObjectID, &e.Account, &e.Before, &e.After, &e.PrevHash, &e.Hash)
+	if err != nil {
+		return nil, err
+	}
+	e.Time = time.UnixMicro(at).UTC()
+	e.Before, e.After, e.PrevHash, e.Hash = goBytes(e.Before), goBytes(e.After), goBytes(e.PrevHash), goBytes(e.Hash)
+	return &e, nil
 }
 
 // Tokens.

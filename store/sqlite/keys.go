@@ -16,6 +16,7 @@ import (
 // k.CreatedAt + publishFor). k.CreatedAt must be set.
 // Errors: oauth.ErrAlreadyExists if k.ID is taken (nothing is retired then).
 func (s *Store) CreateSigningKey(ctx context.Context, k *oauth.SigningKey, publishFor time.Duration) error {
+	evs := oauth.AuditFrom(ctx)
 	if k == nil {
 		return errNil
 	}
@@ -33,7 +34,7 @@ func (s *Store) CreateSigningKey(ctx context.Context, k *oauth.SigningKey, publi
 			VALUES (?, ?, ?, ?, ?, ?)`, args...); err != nil {
 			return mapErr(err)
 		}
-		return w.bumpRevision(ctx)
+		return w.adminDone(ctx, evs)
 	})
 }
 
@@ -112,10 +113,11 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// RewriteSecrets rewrites every setting, every signing key's private key
-// and every client's sealed secrets (see oauth.Store) in one transaction
+// RewriteSecrets rewrites every setting, every signing key's private key,
+// every account's TOTP secret and every client's sealed secrets (see oauth.Store) in one transaction
 // of the writer, bumping the revision. rewrite runs on the writer goroutine, so it must be quick.
 func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, value []byte) ([]byte, error)) (int, error) {
+	evs := oauth.AuditFrom(ctx)
 	var n int
 	err := s.do(ctx, func(ctx context.Context, w *writer) error {
 		n = 0
@@ -132,6 +134,8 @@ func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, va
 				`UPDATE settings SET value = ? WHERE name = ?`, oauth.SettingSecret},
 			{`SELECT id, private_key FROM signing_keys ORDER BY id`,
 				`UPDATE signing_keys SET private_key = ? WHERE id = ?`, oauth.SigningKeySecret},
+			{`SELECT id, totp_secret FROM accounts WHERE length(totp_secret) > 0 ORDER BY id`,
+				`UPDATE accounts SET totp_secret = ? WHERE id = ?`, oauth.AccountTOTPSecret},
 		} {
 			rows, err := w.conn.QueryContext(ctx, q.query)
 			if err != nil {
@@ -186,7 +190,7 @@ func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, va
 				return mapErr(err)
 			}
 		}
-		return w.bumpRevision(ctx)
+		return w.adminDone(ctx, evs)
 	})
 	if err != nil {
 		return 0, err

@@ -77,6 +77,7 @@ type Store struct {
 	getTok                           *sql.Stmt // on rdb
 	now                              func() time.Time
 	retention                        time.Duration // of revocation events
+	busyTimeout                      time.Duration
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -140,7 +141,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, lk: lk, now: o.now, retention: o.retention}
+	s := &Store{path: path, lk: lk, now: o.now, retention: o.retention, busyTimeout: o.busyTimeout}
 	if err := s.open(ctx, o); err != nil {
 		s.closeDBs()
 		lk.close()

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/tokengate/tokengate/oauth"
 )
 
 // writer owns the store's single write connection and its prepared
@@ -156,5 +158,43 @@ func (w *writer) RollbackToSavepoint(ctx context.Context, _ *writer) error {
 // bumpRevision marks a change of clients, users or signing keys.
 func (w *writer) bumpRevision(ctx context.Context) error {
 	_, err := w.bumpRev.ExecContext(ctx)
+	return mapErr(err)
+}
+
+// adminDone ends the write of an admin object: it appends the audit
+// events of the write (oauth.WithAudit) and bumps the revision.
+func (w *writer) adminDone(ctx context.Context, evs []*oauth.AuditEvent) error {
+	if err := w.appendAudit(ctx, evs); err != nil {
+		return err
+	}
+	return w.bumpRevision(ctx)
+}
+
+// appendAudit links evs to the chain's head and inserts them, moving the
+// head. The caller holds the write transaction, which serializes appends
+// (one writer connection; BEGIN IMMEDIATE across processes).
+func (w *writer) appendAudit(ctx context.Context, evs []*oauth.AuditEvent) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	var (
+		seq  int64
+		hash []byte
+	)
+	if err := w.conn.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&seq, &hash); err != nil {
+		return mapErr(err)
+	}
+	for _, e := range evs {
+		if e == nil {
+			return errNil
+		}
+		e.Link(seq, hash)
+		args := auditArgs(e)
+		if _, err := w.conn.ExecContext(ctx, insertAuditSQL, args...); err != nil {
+			return mapErr(err)
+		}
+		seq, hash = e.Seq, e.Hash
+	}
+	_, err := w.conn.ExecContext(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, seq, hash)
 	return mapErr(err)
 }

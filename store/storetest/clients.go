@@ -37,6 +37,7 @@ func fullClient(id string, now time.Time) *oauth.Client {
 		SNAPServiceSignature:         oauth.SNAPSignatureBoth,
 		PartnerID:                    "partner-" + id,
 		TokensNotBefore:              now.Add(-time.Minute + 123*time.Microsecond),
+		OwnerAccount:                 "account-" + id,
 		Disabled:                     true,
 		CreatedAt:                    now.Add(-time.Hour),
 		UpdatedAt:                    now,

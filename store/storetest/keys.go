@@ -209,15 +209,20 @@ func testRewriteSecrets(t *testing.T, s oauth.Store, _ *clock) {
 	noErr(t, s.CreateSigningKey(ctx, signingKey("es-1", oauth.AlgES256, t0), time.Minute), "CreateSigningKey(es-1)")
 	noErr(t, s.CreateSigningKey(ctx, signingKey("es-2", oauth.AlgES256, t0.Add(time.Second)), time.Minute), "CreateSigningKey(es-2)")
 	noErr(t, s.CreateSigningKey(ctx, signingKey("rs:1", oauth.AlgRS256, t0), time.Minute), "CreateSigningKey(rs:1)")
+	// An account's TOTP secret is a secret value; an account without one
+	// has none to rewrite.
+	noErr(t, s.CreateAccount(ctx, fullAccount("acc-totp", t0)), "CreateAccount(acc-totp)")
+	noErr(t, s.CreateAccount(ctx, &oauth.Account{ID: "acc-none", Email: "none@example.com"}), "CreateAccount(acc-none)")
 	rev, err := s.Revision(ctx)
 	noErr(t, err, "Revision")
 
 	want := map[string][]byte{
-		oauth.SettingSecret("pepper"):  []byte("p\x00\xff"),
-		oauth.SettingSecret("opaque"):  []byte("o"),
-		oauth.SigningKeySecret("es-1"): signingKey("es-1", "", t0).PrivateKeyPEM,
-		oauth.SigningKeySecret("es-2"): signingKey("es-2", "", t0).PrivateKeyPEM,
-		oauth.SigningKeySecret("rs:1"): signingKey("rs:1", "", t0).PrivateKeyPEM,
+		oauth.SettingSecret("pepper"):       []byte("p\x00\xff"),
+		oauth.SettingSecret("opaque"):       []byte("o"),
+		oauth.SigningKeySecret("es-1"):      signingKey("es-1", "", t0).PrivateKeyPEM,
+		oauth.SigningKeySecret("es-2"):      signingKey("es-2", "", t0).PrivateKeyPEM,
+		oauth.SigningKeySecret("rs:1"):      signingKey("rs:1", "", t0).PrivateKeyPEM,
+		oauth.AccountTOTPSecret("acc-totp"): fullAccount("acc-totp", t0).TOTPSecret,
 	}
 	seen := map[string][]byte{}
 	n, err := s.RewriteSecrets(ctx, func(name string, v []byte) ([]byte, error) {
@@ -254,6 +259,11 @@ func testRewriteSecrets(t *testing.T, s oauth.Store, _ *clock) {
 	}
 	if len(keys) != 3 {
 		t.Errorf("ListSigningKeys = %v: RewriteSecrets must change the values only", keyIDs(keys))
+	}
+	a, err := s.GetAccount(ctx, "acc-totp")
+	noErr(t, err, "GetAccount(acc-totp)")
+	if w := want[oauth.AccountTOTPSecret("acc-totp")]; !bytes.Equal(a.TOTPSecret, w) {
+		t.Errorf("account TOTP secret after RewriteSecrets = %q, want %q", a.TOTPSecret, w)
 	}
 }
 

@@ -92,6 +92,15 @@ func RunTests(t *testing.T, newStore func(t *testing.T, now func() time.Time) oa
 		{"FeedRetention", testFeedRetention},
 		{"FeedRollback", testFeedRollback},
 		{"FeedConcurrent", testFeedConcurrent},
+		{"Accounts", testAccounts},
+		{"UpdateAccount", testUpdateAccount},
+		{"UpdateAccountConcurrent", testUpdateAccountConcurrent},
+		{"CreateClients", testCreateClients},
+		{"Audit", testAudit},
+		{"AuditQueries", testAuditQueries},
+		{"AuditWithWrites", testAuditWithWrites},
+		{"AuditConcurrent", testAuditConcurrent},
+		{"Backup", testBackup},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

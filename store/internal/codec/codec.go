@@ -63,6 +63,35 @@ func DecodeSecrets(b []byte) ([]oauth.SecretHash, error) {
 	return out, nil
 }
 
+// limitsJSON is AccountLimits as stored.
+type limitsJSON struct {
+	Grants     []string `json:"grants,omitempty"`
+	Scopes     []string `json:"scopes,omitempty"`
+	MaxClients int      `json:"max_clients,omitempty"`
+	SNAPKeys   bool     `json:"snap_keys,omitempty"`
+}
+
+// EncodeLimits encodes an account's limits as JSON.
+func EncodeLimits(l oauth.AccountLimits) []byte {
+	b, _ := json.Marshal(limitsJSON(l)) // cannot fail
+	return b
+}
+
+// DecodeLimits is EncodeLimits' inverse; empty lists decode as nil.
+func DecodeLimits(b []byte) (oauth.AccountLimits, error) {
+	var l limitsJSON
+	if err := json.Unmarshal(b, &l); err != nil {
+		return oauth.AccountLimits{}, fmt.Errorf("corrupt stored account limits: %w", err)
+	}
+	if len(l.Grants) == 0 {
+		l.Grants = nil
+	}
+	if len(l.Scopes) == 0 {
+		l.Scopes = nil
+	}
+	return oauth.AccountLimits(l), nil
+}
+
 // SplitScopes decodes a stored space-joined scope list.
 func SplitScopes(s string) []string {
 	if s == "" {
