@@ -520,12 +520,13 @@ func (h *harness) runGuard(ctx context.Context, tg *tokengate, p *proc, fx *guar
 	}
 	// First sight of every token (an introspection each: the opaque ones
 	// always, the JWTs because they predate the guard's subscription), so
-	// the runs measure the steady state.
+	// the runs measure the steady state; on as many connections as the
+	// closed loops, as a restart under traffic would see it.
 	h.logf("%s: presenting each token once (first sight: verification and introspection)", name)
 	sum := &guardSummary{tokens: total, jwts: total / 2, victims: guardVictimTokens(total)}
 	h.guard = sum
 	start := time.Now()
-	if err := presentAll(ctx, rs.addr, prot); err != nil {
+	if err := presentAll(ctx, rs.addr, prot, h.connsFor(name)); err != nil {
 		return fmt.Errorf("first sight: %w", err)
 	}
 	sum.warm = time.Since(start)
@@ -769,10 +770,9 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	}
 }
 
-// presentAll sends every token of s once, on 8 connections, and checks
-// each is accepted.
-func presentAll(ctx context.Context, addr string, s *guardSource) error {
-	const workers = 8
+// presentAll sends every token of s once, on workers connections, and
+// checks each is accepted.
+func presentAll(ctx context.Context, addr string, s *guardSource, workers int) error {
 	errs := make([]error, workers)
 	var next atomic.Int64
 	var wg sync.WaitGroup

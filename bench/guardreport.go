@@ -154,9 +154,9 @@ func (h *harness) reportGuard() {
 		g.jwts, g.tokens-g.jwts)
 	fmt.Fprintln(h.out, "introspected once, both cached and checked against the revocation feed); the same handler unprotected; the same handler")
 	fmt.Fprintln(h.out, "calling POST /oauth/introspect on every request (net/http keep-alive client, the resource server's Basic credentials).")
-	fmt.Fprintf(h.out, "Before the runs each token was presented once (first sight): %s, %.0f tokens/s, %d introspections (the JWTs predate the\n",
-		fmtDur(g.warm), float64(g.tokens)/max(g.warm.Seconds(), 1e-9), g.warmStats.Introspections)
-	fmt.Fprintln(h.out, "guard's subscription to the feed, so each is introspected once too).")
+	fmt.Fprintf(h.out, "Before the runs each token was presented once on %d connections (first sight): %s, %.0f tokens/s, %d introspections\n",
+		h.connsFor("guard"), fmtDur(g.warm), float64(g.tokens)/max(g.warm.Seconds(), 1e-9), g.warmStats.Introspections)
+	fmt.Fprintln(h.out, "(the JWTs predate the guard's subscription to the feed, so each is introspected once too).")
 	fmt.Fprintln(h.out)
 	w := tabwriter.NewWriter(h.out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "\treq/s (closed)\thalf-rate p50\thalf-rate p99\thandler µs/req\ttokengate µs/req\tgen µs/req\thandler peak RSS\terrors\t")
