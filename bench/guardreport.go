@@ -206,7 +206,8 @@ func (h *harness) reportGuard() {
 				sep = ", "
 			}
 		}
-		fmt.Fprintln(h.out, " of it)")
+		fmt.Fprintln(h.out, " of it; it answers a POST")
+		fmt.Fprintln(h.out, "  with a form body, a little more work than these GETs: the unprotected handler is the GET hello world)")
 	}
 	es := g.endStats
 	var evs []string
