@@ -447,6 +447,7 @@ type revocation struct {
 	tok  int    // in the pool
 	kind string // revocationKinds
 	t0   int64  // UnixNano: the revocation (see runRevocations)
+	ack  int64  // UnixNano: its acknowledgement (the 200 received, the CLI exited)
 	err  string // the revocation itself failed
 }
 
@@ -649,7 +650,9 @@ func (h *harness) revocationPlan(pool *guardPool) (singles []int) {
 //
 // The revocation's time t0 is conservative (early): for /oauth/revoke, when
 // the request was sent; for the CLI, the cutoff it reports (not_before),
-// taken before its transaction commits.
+// taken before its transaction commits. Its acknowledgement (the answer
+// received, the CLI exited) is recorded too: the time in between is the
+// revocation's own (tokengate's, the store's), not the feed's or the guard's.
 func (h *harness) runRevocations(ctx context.Context, tg *tokengate, tgAddr, rsAddr string, pool *guardPool, prot *guardSource,
 	fx *guardFixture, singles []int, start time.Time) []revocation {
 	span := time.Duration(float64(h.opts.dur) * 0.8)
@@ -682,6 +685,7 @@ func (h *harness) runRevocations(ctx context.Context, tg *tokengate, tgAddr, rsA
 				}
 			}
 			out, err := tg.cli(ctx, "", "token", "revoke", "--client", fx.clients[c.owner].ID, "--json")
+			ack := time.Now().UnixNano()
 			var res struct {
 				NotBefore string `json:"not_before"`
 			}
@@ -692,7 +696,7 @@ func (h *harness) runRevocations(ctx context.Context, tg *tokengate, tgAddr, rsA
 				}
 			}
 			for _, k := range toks {
-				r := revocation{tok: k, kind: c.kind, t0: t0.UnixNano()}
+				r := revocation{tok: k, kind: c.kind, t0: t0.UnixNano(), ack: ack}
 				if err != nil {
 					r.err = err.Error()
 				} else {
@@ -718,6 +722,7 @@ func (h *harness) runRevocations(ctx context.Context, tg *tokengate, tgAddr, rsA
 		pool.pending[tok].Store(true)
 		r := revocation{tok: tok, kind: kind, t0: time.Now().UnixNano()}
 		status, body, err := cn.do(req)
+		r.ack = time.Now().UnixNano()
 		switch {
 		case err != nil:
 			r.err = err.Error()

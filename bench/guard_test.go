@@ -51,7 +51,7 @@ func TestGuardTargets(t *testing.T) {
 	sum := &guardSummary{gobench: []gobenchLine{{name: "opaque", nsOp: 200}, {name: "mixed-10k", nsOp: 2100, allocsOp: 0},
 		{name: "jwt-parallel", nsOp: 3000, allocsOp: 1}}}
 	for i := range 100 {
-		sum.revs = append(sum.revs, revocation{tok: i, kind: revocationKinds[i%4], t0: ms(1000)})
+		sum.revs = append(sum.revs, revocation{tok: i, kind: revocationKinds[i%4], t0: ms(1000), ack: ms(1050)})
 		sum.refused = append(sum.refused, ms(1000+100+i))
 	}
 	h.guard = sum
@@ -81,6 +81,12 @@ func TestGuardTargets(t *testing.T) {
 		}
 	}
 	check()
+	if st := sum.revokeStats(""); st.ackP99 != 148*time.Millisecond {
+		t.Errorf("p99 from the acknowledgement: %s, want 148ms", st.ackP99)
+	}
+	if st := sum.revokeStats(revocationKinds[1]); st.n != 25 || st.p50 != 149*time.Millisecond || st.maxD != 197*time.Millisecond {
+		t.Errorf("one kind: %+v", st)
+	}
 
 	// One token never refused: the p99 of 100 is the second slowest, but
 	// the target needs every one refused.
