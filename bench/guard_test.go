@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -87,6 +88,19 @@ func TestGuardTargets(t *testing.T) {
 	if st := sum.revokeStats(revocationKinds[1]); st.n != 25 || st.p50 != 149*time.Millisecond || st.maxD != 197*time.Millisecond {
 		t.Errorf("one kind: %+v", st)
 	}
+
+	// A neighbour's load during one of the two runs is said, with the
+	// ratio CPU per request implies.
+	h.rows[0].otherCPU, h.rows[0].serverCPU, h.rows[0].genCPU = 30, 18, 8
+	h.rows[1].serverCPU, h.rows[1].genCPU = 17, 7.4
+	h.rows[2].serverCPU, h.rows[2].upCPU, h.rows[2].genCPU = 80, 120, 12
+	saved := slices.Clone(want)
+	want[0] += "; DISTURBED: other processes used 30% and 0% of the machine during the two runs, CPU per request implies 0.94"
+	want[1] += "; DISTURBED: other processes used 30% and 0% of the machine during the two runs, CPU per request implies 8.2×"
+	check()
+	h.rows[0].otherCPU = 0
+	want = saved
+	check()
 
 	// One token never refused: the p99 of 100 is the second slowest, but
 	// the target needs every one refused.

@@ -281,15 +281,28 @@ func (h *harness) guardTargets(verdict func(bool) string) []string {
 		return nil
 	}
 	var out []string
+	// A ratio of two runs is only as good as the quieter of them: say when
+	// a neighbour's load disturbed one, and what CPU per request implies.
+	disturbed := func(other result, format string) string {
+		if pc.otherCPU < noisy && other.otherCPU < noisy {
+			return ""
+		}
+		cpu := func(r result) float64 { return r.serverCPU + r.upCPU + r.genCPU }
+		s := fmt.Sprintf("; DISTURBED: other processes used %.0f%% and %.0f%% of the machine during the two runs", pc.otherCPU, other.otherCPU)
+		if cpu(pc) > 0 {
+			s += fmt.Sprintf(", CPU per request implies "+format, cpu(other)/cpu(pc))
+		}
+		return s
+	}
 	if uc, ok := h.row(guardRowUnprotected, "closed"); ok && uc.rate > 0 {
 		r := pc.rate / uc.rate
-		out = append(out, fmt.Sprintf("%s guard protected ≥ %.1f of the unprotected handler's rate: %.2f (%.0f/s against %.0f/s)",
-			verdict(r >= guardTargetRatio && pc.errs == 0), guardTargetRatio, r, pc.rate, uc.rate))
+		out = append(out, fmt.Sprintf("%s guard protected ≥ %.1f of the unprotected handler's rate: %.2f (%.0f/s against %.0f/s)%s",
+			verdict(r >= guardTargetRatio && pc.errs == 0), guardTargetRatio, r, pc.rate, uc.rate, disturbed(uc, "%.2f")))
 	}
 	if ic, ok := h.row(guardRowIntrospect, "closed"); ok && ic.rate > 0 {
 		r := pc.rate / ic.rate
-		out = append(out, fmt.Sprintf("%s guard protected ≥ %.0f× the per-request introspection's rate: %.1f× (%.0f/s against %.0f/s)",
-			verdict(r >= guardTargetOverIntro && pc.errs == 0), guardTargetOverIntro, r, pc.rate, ic.rate))
+		out = append(out, fmt.Sprintf("%s guard protected ≥ %.0f× the per-request introspection's rate: %.1f× (%.0f/s against %.0f/s)%s",
+			verdict(r >= guardTargetOverIntro && pc.errs == 0), guardTargetOverIntro, r, pc.rate, ic.rate, disturbed(ic, "%.1f×")))
 	}
 	if len(g.revs) > 0 {
 		st := g.revokeStats("")
