@@ -24,9 +24,10 @@ func TestMain(m *testing.M) {
 }
 
 // TestSmoke runs the whole harness briefly on one load scenario, the SNAP
-// gateway against the bare proxy, and the client_id flood: it builds the
-// server, registers clients with the CLI, starts the upstream and the
-// proxy, runs both loops, sends a few hundred flood requests and prints the
+// gateway against the bare proxy, the guard scenario and the client_id
+// flood: it builds the server, registers clients with the CLI, starts the
+// upstream, the proxy and the resource server, runs the loops, revokes
+// tokens under load, sends a few hundred flood requests and prints the
 // report, so CI proves the benchmark still works.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
@@ -35,14 +36,15 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out, errs bytes.Buffer
-	code := Main(ctx, []string{"-d", "300ms", "-warmup", "200ms", "-only", "cc-opaque,snap-gateway,flood-client-id", "-skip-ceiling", "-pg", "off",
-		"-c", "16", "-gw-clients", "2", "-flood-requests", fmt.Sprint(4 * len(floodKinds)), "-flood-d", "500ms"}, &out, &errs)
+	code := Main(ctx, []string{"-d", "300ms", "-warmup", "200ms", "-only", "cc-opaque,snap-gateway,guard,flood-client-id", "-skip-ceiling", "-pg", "off",
+		"-c", "16", "-gw-clients", "2", "-flood-requests", fmt.Sprint(4 * len(floodKinds)), "-flood-d", "500ms",
+		"-guard-tokens", "400", "-guard-revocations", "10", "-guard-benchtime", "off"}, &out, &errs)
 	t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errs.String())
 	if code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
 	// Each load scenario has its closed and open rows, without errors.
-	for _, name := range []string{"cc-opaque", "snap-gateway", bareName} {
+	for _, name := range []string{"cc-opaque", "snap-gateway", bareName, guardRowProtected, guardRowUnprotected, guardRowIntrospect} {
 		var closed, open bool
 		for _, line := range strings.Split(out.String(), "\n") {
 			rest, ok := strings.CutPrefix(strings.TrimSpace(line), name+" ")
@@ -65,6 +67,20 @@ func TestSmoke(t *testing.T) {
 	for _, want := range []string{"gateway (verified)", "gateway/bare: rate", "upstream µs/call", "building and signing a call costs",
 		"snap-gateway ≥ 12000/s", "snap-gateway ≥ 0.6 of the bare proxy's rate", "snap-gateway p99 ≤ 10.00ms at half rate",
 		"snap-gateway server peak RSS ≤ 150 MB"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	// The guard's section compares the protected handler with the two
+	// others, and every revoked token (10 one by one, 2 clients of 10
+	// tokens each with the CLI) was refused while the load ran.
+	if !strings.Contains(out.String(), "guard protected+revoke  closed") {
+		t.Errorf("the table lacks the guard's revocation run")
+	}
+	for _, want := range []string{"protected (guard)", "introspect per request", "protected/unprotected: rate", "first sight",
+		"client (CLI), opaque", "client (CLI), JWT", "guard protected ≥ 0.8 of the unprotected handler's rate",
+		"guard protected ≥ 5× the per-request introspection's rate", "guard revocation-to-refusal p99 ≤ 1s under load",
+		"; 30 of 30 refused)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the report lacks %q", want)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -29,6 +30,7 @@ var scenarioList = []scenarioInfo{
 	{"snap-b2b", "SNAP BI B2B, RSA-2048 signature, fresh timestamp"},
 	{"pg-cc-opaque", "client_credentials, opaque, PostgreSQL store"},
 	{"snap-gateway", "SNAP service calls (HMAC-SHA512, fresh X-EXTERNAL-ID) through the gateway, and a bare reverse proxy"},
+	{"guard", "resource server: a handler behind guard.Middleware (10,000 tokens round-robin), unprotected, and introspecting per request; revocation to refusal"},
 	{"flood-client-id", "unauthenticated flood of random ~64 KiB client_ids on every path: memory and answers"},
 }
 
@@ -64,7 +66,8 @@ type harness struct {
 	snapNote string
 	flood    *floodResult // flood-client-id, when it ran
 	gw       *gwSummary   // snap-gateway, when it ran
-	partial  bool         // interrupted or failed: the report is incomplete
+	guard    *guardSummary
+	partial  bool // interrupted or failed: the report is incomplete
 }
 
 func (h *harness) logf(format string, a ...any) {
@@ -184,6 +187,7 @@ type fixture struct {
 	username, pass  string
 	snap            []snapClient
 	gw              []gwClient
+	guard           *guardFixture
 }
 
 func (h *harness) runEmbedded(ctx context.Context, names []string) error {
@@ -258,6 +262,11 @@ func (h *harness) register(ctx context.Context, tg *tokengate, names []string) (
 			fx.snap = append(fx.snap, snapClient{id: c.ID, key: k})
 		}
 	}
+	if need("guard") {
+		if fx.guard, err = h.registerGuard(ctx, tg); err != nil {
+			return nil, err
+		}
+	}
 	if need("snap-gateway") {
 		if fx.gw, err = h.registerGateway(ctx, tg, h.opts.gwClients); err != nil {
 			return nil, err
@@ -319,6 +328,8 @@ func (h *harness) runScenario(ctx context.Context, tg *tokengate, name string, f
 		return h.runSnap(ctx, p, fx)
 	case "flood-client-id":
 		return h.runFlood(ctx, p)
+	case "guard":
+		return h.runGuard(ctx, tg, p, fx.guard)
 	default:
 		return fmt.Errorf("unknown scenario %q", name)
 	}
@@ -379,7 +390,8 @@ func (h *harness) measure(ctx context.Context, name string, p *proc, src source,
 		res.notes = append(res.notes, fmt.Sprintf("%s processes (the database) used %.0f µs CPU/request (not in other CPU)", spec.db, res.dbCPU))
 	}
 	if spec.up > 0 {
-		res.notes = append(res.notes, fmt.Sprintf("the upstream process used %.0f µs CPU/request (not in other CPU)", res.upCPU))
+		upName := cmp.Or(spec.upName, "the upstream process")
+		res.notes = append(res.notes, fmt.Sprintf("%s used %.1f µs CPU/request (not in other CPU)", upName, res.upCPU))
 	}
 	if n := p.logLines() - logBefore; n > 0 {
 		res.notes = append(res.notes, fmt.Sprintf("server logged %d warning/error lines, e.g.:\n%s", n, p.logTail(3)))

@@ -13,8 +13,9 @@ import (
 
 // The bench binary re-executes itself as the helper servers it measures
 // against, each a process of its own so its CPU time and memory are
-// accounted apart: the hello-world ceiling, and for snap-gateway the
-// trivial upstream and the bare reverse proxy (gateway.go).
+// accounted apart: the hello-world ceiling, for snap-gateway the trivial
+// upstream and the bare reverse proxy (gateway.go), and for guard the
+// resource server (guard.go).
 const (
 	// helloEnv, when set to HOST:PORT, makes the binary the ceiling server.
 	helloEnv = "BENCH_HELLO_ADDR"
@@ -28,7 +29,7 @@ const (
 
 // childEnvs are the variables that select a helper mode; they are never
 // passed on to another subprocess.
-var childEnvs = []string{helloEnv, upstreamEnv, proxyEnv, proxyTargetEnv}
+var childEnvs = []string{helloEnv, upstreamEnv, proxyEnv, proxyTargetEnv, guardEnv, guardIssuerEnv, guardIDEnv, guardSecretEnv}
 
 // runChild runs the helper server the environment asks for; ok is false
 // when none is asked for (the binary is the bench itself).
@@ -40,6 +41,8 @@ func runChild(ctx context.Context) (code int, ok bool) {
 		return serveUpstream(ctx, os.Getenv(upstreamEnv)), true
 	case os.Getenv(proxyEnv) != "":
 		return serveProxy(ctx, os.Getenv(proxyEnv), os.Getenv(proxyTargetEnv)), true
+	case os.Getenv(guardEnv) != "":
+		return serveGuard(ctx, os.Getenv(guardEnv)), true
 	}
 	return 0, false
 }

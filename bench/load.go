@@ -58,17 +58,18 @@ func (m mode) String() string {
 
 // runSpec is one measured run.
 type runSpec struct {
-	mode  mode
-	conns int
-	rate  float64 // open loop: requests per second over all connections
-	warm  time.Duration
-	dur   time.Duration
-	loops int    // event loops (OS threads) of the generator
-	pid   int    // server process measured (CPU, RSS); 0: none
-	up    int    // upstream process whose CPU is measured apart; 0: none
-	db    string // command name of database processes whose CPU is measured too, or ""
-	perf  string // perf.data path, or ""
-	dump  string // CSV path for every request, or ""
+	mode   mode
+	conns  int
+	rate   float64 // open loop: requests per second over all connections
+	warm   time.Duration
+	dur    time.Duration
+	loops  int    // event loops (OS threads) of the generator
+	pid    int    // server process measured (CPU, RSS); 0: none
+	up     int    // upstream process whose CPU is measured apart; 0: none
+	upName string // what the report calls it ("" : the upstream)
+	db     string // command name of database processes whose CPU is measured too, or ""
+	perf   string // perf.data path, or ""
+	dump   string // CSV path for every request, or ""
 }
 
 // record is one request: at is its start (closed loop) or intended send

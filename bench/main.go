@@ -59,6 +59,9 @@ type options struct {
 	introTokens   int
 	floodRequests int
 	floodDur      time.Duration
+	guardTokens   int
+	guardRevokes  int
+	guardBench    string
 	perfDir       string
 	dumpDir       string
 	verbose       bool
@@ -110,6 +113,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.introTokens, "introspect-tokens", 4096, "opaque tokens pre-issued for the introspection scenario")
 	fs.IntVar(&o.floodRequests, "flood-requests", 30000, "requests of the flood-client-id scenario")
 	fs.DurationVar(&o.floodDur, "flood-d", 10*time.Second, "the time the flood-client-id requests are spread over")
+	fs.IntVar(&o.guardTokens, "guard-tokens", 10000, "distinct tokens of the guard scenario (half JWT, half opaque)")
+	fs.IntVar(&o.guardRevokes, "guard-revocations", 200, "tokens the guard scenario revokes one by one during its revocation run (two clients are also revoked whole)")
+	fs.StringVar(&o.guardBench, "guard-benchtime", "1s", "-benchtime of the guard scenario's `go test ./guard -bench ValidateCached`; \"off\" skips it")
 	fs.StringVar(&o.perfDir, "perf", "", "record `perf record -g` of the server during each closed-loop run into this directory (slows the server)")
 	fs.StringVar(&o.dumpDir, "dump", "", "write every request of every run (start or intended time, latency, ok) as CSV into this directory")
 	fs.BoolVar(&o.verbose, "v", false, "print progress details")
@@ -137,8 +143,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		o.pg = ""
 	}
 	if o.dur <= 0 || o.warm < 0 || o.conns < 1 || o.openConns < 0 || o.procs < 0 || o.loops < 1 || o.snapClients < 1 || o.gwClients < 1 || o.introTokens < 1 ||
-		o.floodRequests < 1 || o.floodDur <= 0 {
-		fmt.Fprintln(stderr, "bench: -d, -c, -procs, -snap-clients, -gw-clients, -introspect-tokens, -flood-requests and -flood-d must be positive")
+		o.floodRequests < 1 || o.floodDur <= 0 || o.guardTokens < 40 || o.guardRevokes < 0 {
+		fmt.Fprintln(stderr, "bench: -d, -c, -procs, -snap-clients, -gw-clients, -introspect-tokens, -flood-requests and -flood-d must be positive, -guard-tokens at least 40")
 		return o, errors.New("usage")
 	}
 	if o.procs == 0 {

@@ -21,6 +21,7 @@ func (h *harness) report() {
 		h.reportRows()
 	}
 	h.reportGateway()
+	h.reportGuard()
 	h.reportFlood()
 	if t := h.targets(); len(t) > 0 {
 		fmt.Fprintln(h.out, "\ntargets:")
@@ -161,6 +162,7 @@ func (h *harness) targets() []string {
 		}
 		rss("snap-gateway", 150, false)
 	}
+	out = append(out, h.guardTargets(verdict)...)
 	if f := h.flood; f != nil {
 		out = append(out, fmt.Sprintf("%s flood-client-id server peak RSS < %d MB: %.0f MB", verdict(f.peakRSS > 0 && f.peakRSS < floodRSSLimit),
 			floodRSSLimit>>20, float64(f.peakRSS)/(1<<20)))

@@ -267,3 +267,58 @@ func TestConcurrentValidation(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestIntrospectionsReuseConnections: with the default HTTP client, bursts
+// of concurrent introspections (every request of a busy server misses the
+// cache after a resynchronisation, at start, or while the feed is down
+// past its limit) reuse their connections to the authorization server
+// instead of dialling most of them again for every burst.
+func TestIntrospectionsReuseConnections(t *testing.T) {
+	f := newFakeAS(t)
+	clk := newClock()
+	g, err := New(context.Background(), Config{Issuer: f.srv.URL, ClientID: testClient, ClientSecret: testSecret, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	clk.Advance(time.Minute)
+	now := clk.Now()
+	const burst, rounds = 64, 3
+	for round := range rounds {
+		gate := make(chan struct{})
+		f.mu.Lock()
+		f.introGate = gate
+		f.mu.Unlock()
+		var wg sync.WaitGroup
+		var failed atomic.Int32
+		for range burst {
+			tok, _ := f.opaque("m", "", "payments", now, now.Add(time.Hour))
+			wg.Go(func() {
+				if _, err := g.Validate(context.Background(), tok); err != nil {
+					failed.Add(1)
+				}
+			})
+		}
+		// Every introspection of the burst in flight at once: each needs
+		// a connection of its own.
+		eventually(t, 10*time.Second, "the burst's introspections started", func() bool {
+			return f.introspections.Load() == int32(burst*(round+1))
+		})
+		f.mu.Lock()
+		f.introGate = nil
+		f.mu.Unlock()
+		close(gate)
+		wg.Wait()
+		if failed.Load() != 0 {
+			t.Fatalf("round %d: %d validations failed", round, failed.Load())
+		}
+	}
+	conns := 0
+	f.introConns.Range(func(any, any) bool { conns++; return true })
+	// The first burst opens its connections; the later ones find them idle
+	// (a few more may be dialled while one is being put back).
+	if conns > burst+burst/4 {
+		t.Errorf("%d bursts of %d concurrent introspections used %d connections, want about %d", rounds, burst, conns, burst)
+	}
+	t.Logf("%d bursts of %d concurrent introspections: %d connections", rounds, burst, conns)
+}

@@ -82,6 +82,7 @@ type fakeAS struct {
 
 	jwksFetches    atomic.Int32
 	introspections atomic.Int32
+	introConns     sync.Map // the client addresses introspections came from: one per TCP connection
 
 	feedMu       sync.Mutex
 	events       []sseRecord
@@ -151,6 +152,7 @@ func (f *fakeAS) setKeys(keys ...*testKey) {
 
 func (f *fakeAS) introspect(w http.ResponseWriter, r *http.Request) {
 	f.introspections.Add(1)
+	f.introConns.Store(r.RemoteAddr, true)
 	f.mu.Lock()
 	down, gate := f.introDown, f.introGate
 	f.mu.Unlock()

@@ -67,6 +67,10 @@ const (
 	DefaultRealm            = "tokengate"
 )
 
+// defaultIdleConns is how many idle connections to the authorization server
+// the default HTTP client keeps.
+const defaultIdleConns = 256
+
 // maxTokenLen bounds a token Validate looks at (as package bearer does).
 const maxTokenLen = 16 << 10
 
@@ -373,7 +377,11 @@ func (c *Config) setDefaults() error {
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			TLSHandshakeTimeout: 5 * time.Second,
-			MaxIdleConnsPerHost: 16,
+			// Every request that misses the cache introspects, all at once
+			// after a resynchronisation or while the feed is down past its
+			// limit. Over HTTP/1.1 each needs a connection; with few kept
+			// idle, every burst would dial most of them again.
+			MaxIdleConnsPerHost: defaultIdleConns,
 			IdleConnTimeout:     90 * time.Second,
 			ForceAttemptHTTP2:   true,
 		}}

@@ -1,0 +1,92 @@
+package bearer
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// rfcB64Char is RFC 6750 §2.1's b64token character set, spelled as the
+// grammar does: ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/".
+func rfcB64Char(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~+/", c) >= 0
+}
+
+// TestB64Token checks b64token against the grammar for every byte, alone,
+// inside a token, before the padding and in it.
+func TestB64Token(t *testing.T) {
+	if b64token("") {
+		t.Error(`"" accepted`)
+	}
+	for c := range 256 {
+		b := byte(c)
+		for _, tc := range []struct {
+			s    string
+			want bool
+		}{
+			{string([]byte{b}), rfcB64Char(b)},                           // alone
+			{"ab" + string([]byte{b}) + "cd", rfcB64Char(b)},             // inside
+			{"ab" + string([]byte{b}) + "==", rfcB64Char(b) || b == '='}, // before the padding, or more of it
+			{"ab=" + string([]byte{b}), b == '='},                        // after "=": only more "="
+			{"ab" + string([]byte{b}), rfcB64Char(b) || b == '='},        // last
+			{string([]byte{b}) + "=", rfcB64Char(b)},                     // "=" alone is not a token
+		} {
+			if got := b64token(tc.s); got != tc.want {
+				t.Errorf("b64token(%q) = %v, want %v", tc.s, got, tc.want)
+			}
+		}
+	}
+	if b64token("==") || !b64token("a==") {
+		t.Error(`padding: "==" must be refused, "a==" accepted`)
+	}
+}
+
+func TestToken(t *testing.T) {
+	jwt := strings.Repeat("eyJhbGciOiJFUzI1NiJ9", 20) + ".abc_-." + strings.Repeat("x", 86)
+	for _, tc := range []struct {
+		header []string
+		tok    string
+		status int // 0: no error
+	}{
+		{[]string{"Bearer " + jwt}, jwt, 0},
+		{[]string{"bearer   tga_abc/+=="}, "tga_abc/+==", 0},
+		{nil, "", http.StatusUnauthorized},
+		{[]string{"Basic abc"}, "", http.StatusUnauthorized},
+		{[]string{"Bearer a", "Bearer b"}, "", http.StatusBadRequest},
+		{[]string{"Bearer a b"}, "", http.StatusBadRequest},
+		{[]string{"Bearer a=b"}, "", http.StatusBadRequest},
+		{[]string{"Bearer " + strings.Repeat("a", maxTokenLen+1)}, "", http.StatusBadRequest},
+	} {
+		h := http.Header{}
+		for _, v := range tc.header {
+			h.Add("Authorization", v)
+		}
+		tok, e := Token(h)
+		status := 0
+		if e != nil {
+			status = e.Status
+		}
+		if tok != tc.tok || status != tc.status {
+			t.Errorf("%q: got %q, %d; want %q, %d", tc.header, tok, status, tc.tok, tc.status)
+		}
+	}
+}
+
+// BenchmarkToken reads the token of an Authorization header: an ES256
+// JWT as tokengate issues them (~500 bytes), and an opaque token.
+func BenchmarkToken(b *testing.B) {
+	for _, bc := range []struct{ name, tok string }{
+		{"jwt", strings.Repeat("eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJFUzI1NiIsImtpZCI6IjAxIn0", 8) + "." + strings.Repeat("a-_B", 16) + "." + strings.Repeat("Zz9", 28)},
+		{"opaque", "tga_" + strings.Repeat("Ab3_", 18)},
+	} {
+		h := http.Header{"Authorization": {"Bearer " + bc.tok}}
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, e := Token(h); e != nil {
+					b.Fatal(e)
+				}
+			}
+		})
+	}
+}
