@@ -63,6 +63,8 @@ func (v *BearerVerifier) Failure(_ *Route, _ string, f Failure) Refusal {
 		return plainRefusal{http.StatusRequestEntityTooLarge, "request_too_large", "the request body is too large"}
 	case BodyUnreadable:
 		return plainRefusal{http.StatusBadRequest, "invalid_request", "the request body could not be read"}
+	case BadRequest:
+		return plainRefusal{http.StatusBadRequest, "invalid_request", "the request path, protocol upgrade or trailers are not accepted"}
 	case UpstreamTimeout:
 		return plainRefusal{http.StatusGatewayTimeout, "upstream_timeout", "the service did not answer in time"}
 	case ReadersBusy:

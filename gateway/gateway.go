@@ -78,6 +78,7 @@ const (
 	UpstreamTimeout                    // the upstream did not answer in time
 	UpstreamUnreachable                // the upstream refused or failed the connection
 	ReadersBusy                        // every body reader is busy: retry shortly
+	BadRequest                         // a path that is not canonical, a protocol upgrade, trailers
 )
 
 // Verifier verifies the calls of one kind of route ("snap", "bearer").
@@ -202,14 +203,85 @@ func (g *Gateway) Prefixes() []string {
 // unread). It implements server.BodyReader.
 func (g *Gateway) ReadsBody(r *http.Request) bool { return g.route(r.URL.EscapedPath()) != nil }
 
-// route finds the route of path: the longest prefix that matches.
+// route finds the route of path: the longest prefix that matches, ending
+// at a segment boundary ("/api" covers "/api" and "/api/x", not "/apix").
 func (g *Gateway) route(path string) *Route {
 	for _, r := range g.routes {
-		if strings.HasPrefix(path, r.Prefix) {
+		if strings.HasPrefix(path, r.Prefix) &&
+			(strings.HasSuffix(r.Prefix, "/") || len(path) == len(r.Prefix) || path[len(r.Prefix)] == '/') {
 			return r
 		}
 	}
 	return nil
+}
+
+// canonicalPath reports whether an escaped path means the same to every
+// upstream as it does to the gateway's prefix match: no dot-segments, no
+// percent-encoded unreserved character or separator (%2F, %5C, %2E, %70...),
+// no backslash. An upstream that decodes and normalises paths would
+// otherwise route "/api/%70ayouts/run" or "/api/x/%2e%2e/payouts/run" to a
+// handler another route (with other scopes) protects, or that no route
+// covers.
+func canonicalPath(p string) bool {
+	if !strings.HasPrefix(p, "/") || strings.ContainsRune(p, '\\') {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] != '%' {
+			continue
+		}
+		if i+2 >= len(p) {
+			return false
+		}
+		c, ok := unhex(p[i+1], p[i+2])
+		if !ok || unreserved(c) || c == '/' || c == '\\' {
+			return false
+		}
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+func unreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+func unhex(a, b byte) (byte, bool) {
+	h := func(c byte) (byte, bool) {
+		switch {
+		case '0' <= c && c <= '9':
+			return c - '0', true
+		case 'a' <= c && c <= 'f':
+			return c - 'a' + 10, true
+		case 'A' <= c && c <= 'F':
+			return c - 'A' + 10, true
+		}
+		return 0, false
+	}
+	x, ok1 := h(a)
+	y, ok2 := h(b)
+	return x<<4 | y, ok1 && ok2
+}
+
+// upgrades reports whether a request asks to switch protocols (WebSocket,
+// h2c...): after a 101 the proxy would splice the connections, and every
+// byte sent afterwards would reach the upstream unverified.
+func upgrades(h http.Header) bool {
+	if len(h["Upgrade"]) > 0 {
+		return true
+	}
+	for _, v := range h["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ServeHTTP verifies a call and forwards it, or answers the refusal.
@@ -231,6 +303,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		r.seconds.Observe(time.Since(start).Seconds())
 	}()
+	if !canonicalPath(path) || upgrades(req.Header) || len(req.Trailer) > 0 {
+		bodygate.Unread(w, req)
+		g.refuse(w, r, r.verifier.Failure(r, path, BadRequest))
+		return
+	}
 	pass, ok := g.bodies.Enter(w, req)
 	if !ok {
 		g.refuse(w, r, r.verifier.Failure(r, path, ReadersBusy))
@@ -307,9 +384,12 @@ func (g *Gateway) newProxy(r *Route, transport http.RoundTripper) *httputil.Reve
 		BufferPool: copyBuffers,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			fw := pr.In.Context().Value(forwardKey{}).(*forward)
+			// The upstream's own host, not the caller's: a caller-chosen Host
+			// would pick another virtual host behind an ingress. The
+			// caller's is in X-Forwarded-Host.
 			pr.SetURL(r.upstream)
-			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
+			pr.Out.Trailer = nil // the body is whole; trailers could carry forged identity headers
 			for k := range pr.Out.Header {
 				if isIdentityHeader(k) {
 					delete(pr.Out.Header, k)
@@ -333,6 +413,9 @@ func (g *Gateway) newProxy(r *Route, transport http.RoundTripper) *httputil.Reve
 			}
 		},
 		ModifyResponse: func(res *http.Response) error {
+			if res.StatusCode == http.StatusSwitchingProtocols {
+				return errUpgrade // never splice connections (see upgrades)
+			}
 			r.requests.WithLabelValues(r.Prefix, "ok").Inc()
 			return nil
 		},
@@ -403,6 +486,8 @@ func isIdentityHeader(name string) bool {
 	}
 	return true
 }
+
+var errUpgrade = errors.New("gateway: the upstream switched protocols")
 
 func isTimeout(err error) bool {
 	var ne net.Error

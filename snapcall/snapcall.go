@@ -237,7 +237,7 @@ func (v *Verifier) event(ctx context.Context, t secevent.Type, clientID, reason 
 func (v *Verifier) Failure(r *gateway.Route, path string, f gateway.Failure) gateway.Refusal {
 	svc := r.CodeFor(path)
 	switch f {
-	case gateway.BodyTooLarge, gateway.BodyUnreadable:
+	case gateway.BodyTooLarge, gateway.BodyUnreadable, gateway.BadRequest:
 		return answer(svc, caseBadRequest, "")
 	case gateway.UpstreamTimeout, gateway.ReadersBusy:
 		return answer(svc, caseTimeout, "")
