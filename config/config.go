@@ -228,6 +228,11 @@ type GatewayRoute struct {
 	// prefix such as /nicepay); IncludeQuery signs the query string too.
 	StripPrefix  string `yaml:"strip_prefix"`
 	IncludeQuery bool   `yaml:"include_query"`
+	// SignatureOnce also spends each X-SIGNATURE once within the timestamp
+	// window, so a captured call cannot be sent again under a fresh
+	// X-EXTERNAL-ID (which the signature does not cover). One more durable
+	// write per call.
+	SignatureOnce bool `yaml:"signature_once"`
 }
 
 // Default returns the configuration used when nothing is configured.
@@ -645,7 +650,7 @@ func (c *Config) validateGateway(bad func(string, ...any), endpoints map[string]
 				bad("%s.strip_prefix: %q must be a leading part of the prefix", at, r.StripPrefix)
 			}
 		case "bearer":
-			if r.Signature != "" || r.Token != "" || r.ServiceCode != 0 || len(r.ServiceCodes) > 0 || r.StripPrefix != "" || r.IncludeQuery {
+			if r.Signature != "" || r.Token != "" || r.ServiceCode != 0 || len(r.ServiceCodes) > 0 || r.StripPrefix != "" || r.IncludeQuery || r.SignatureOnce {
 				bad("%s: signature, token, service codes, strip_prefix and include_query are for SNAP routes", at)
 			}
 		default:

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -96,7 +97,7 @@ func TestSNAPVerifyEndpoint(t *testing.T) {
 	e.remember(tok)
 	route := map[string]any{"service_code": 27, "scopes": []string{"va"}}
 	call := func(mod func(*svcCall)) map[string]any {
-		c := svcCall{target: "/v1.0/transfer-va/create-va?x=1", body: "{ \"trxId\" : \"INV-1\" }", token: tok, secret: secret,
+		c := svcCall{target: "/v1.0/transfer-va/create-va", body: "{ \"trxId\" : \"INV-1\" }", token: tok, secret: secret,
 			partner: id, externalID: extID()}
 		if mod != nil {
 			mod(&c)
@@ -341,5 +342,50 @@ func TestSNAPGuardWithTokengate(t *testing.T) {
 	ext = "INV-0003"
 	if status, answer := send(merchant(secret), api); status != 504 || answer != `{"responseCode":"5042700","responseMessage":"Timeout"}` {
 		t.Errorf("tokengate down: %d %s", status, answer)
+	}
+}
+
+// TestSnapguardCallerMistakes: what a merchant sends that the verify
+// endpoint cannot take (too many header values, an 9 KiB path, a 40-byte
+// method) is the merchant's mistake: snapguard answers it the route's SNAP
+// Bad Request, not a 500 that blames the service's own setup.
+func TestSnapguardCallerMistakes(t *testing.T) {
+	clk := newClock()
+	e := startClock(t, clk, snapEndpoints)
+	rsID, rsSecret := e.createClient("--name", "payment service", "--grant", "client_credentials", "--can-introspect")
+	g, err := snapguard.New(snapguard.Config{URL: e.base, ClientID: rsID, ClientSecret: rsSecret,
+		Route: snapguard.Route{ServiceCode: 27}, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { t.Error("an unusable call reached the service") })))
+	defer srv.Close()
+	many := make([]string, 101)
+	for i := range many {
+		many[i] = strconv.Itoa(i)
+	}
+	for _, c := range []struct {
+		name, method, path string
+		hdr                map[string][]string
+	}{
+		{"101 Origin header values", "POST", "/v1.0/x", map[string][]string{"Origin": many}},
+		{"a 9 KiB path", "POST", "/v1.0/" + strings.Repeat("a", 9<<10), nil},
+		{"a 40-byte method", strings.Repeat("P", 40), "/v1.0/x", nil},
+	} {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader("{}"))
+		for k, vs := range c.hdr {
+			for _, v := range vs {
+				req.Header.Add(k, v)
+			}
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 400 || !strings.Contains(string(b), `"4002700"`) {
+			t.Errorf("%s: %d %s, want 400 with 4002700", c.name, res.StatusCode, b)
+		}
 	}
 }

@@ -137,7 +137,13 @@ func (s *Server) snapVerify(w http.ResponseWriter, r *http.Request) {
 			Description: "the client may not verify SNAP calls: it needs the resource-server permission (can_introspect)"})
 		return
 	}
-	call, route, e := req.decode()
+	call, route, e, callerFault := req.decode()
+	if callerFault {
+		// What the service's caller sent is unusable: the caller gets the
+		// route's Bad Request, and the service did nothing wrong.
+		s.writeVerdict(w, nil, s.snapCalls.Failure(route, "", gateway.BadRequest))
+		return
+	}
 	if e != nil {
 		fail(e)
 		return
@@ -239,71 +245,13 @@ func parseVerifyRequest(raw string) (*verifyRequest, *oauth.Error) {
 	return req, nil
 }
 
-// decode checks the call and the route parameters. Errors: invalid_request
-// naming the member (call.path, route.signature...).
-func (req *verifyRequest) decode() (*gateway.Call, *gateway.Route, *oauth.Error) {
-	call := &gateway.Call{Header: http.Header{}}
-	var hasMethod, hasPath bool
-	for name, v := range req.call.All() {
-		field := "call." + name
-		switch name {
-		case "method":
-			m, ok := v.Str()
-			if !ok || m == "" || len(m) > 32 || !isToken(m) {
-				return nil, nil, badField(field, "an HTTP method")
-			}
-			call.Method, hasMethod = m, true
-		case "path":
-			p, ok := v.Str()
-			if !ok || !strings.HasPrefix(p, "/") || len(p) > 8<<10 || !visibleASCII(p) || strings.ContainsAny(p, "?#") {
-				return nil, nil, badField(field, "the request path as received, starting with / (without the query)")
-			}
-			call.Path, hasPath = p, true
-		case "query":
-			q, ok := v.Str()
-			if !ok || len(q) > 8<<10 || (q != "" && !visibleASCII(q)) || strings.Contains(q, "#") {
-				return nil, nil, badField(field, "the raw query string as received, without '?'")
-			}
-			call.RawQuery = q
-		case "headers":
-			h, ok := v.Object()
-			if !ok {
-				return nil, nil, badField(field, `an object {"Name": ["value", ...]}`)
-			}
-			n := 0
-			for hn, hv := range h.All() {
-				vals, ok := hv.StringArray()
-				if !ok || !isToken(hn) {
-					return nil, nil, badField(field, `an object {"Name": ["value", ...]}`)
-				}
-				for _, s := range vals {
-					if n++; n > maxVerifyHeaders || !validHeaderValue(s) {
-						return nil, nil, badField(field, "at most 100 header values, without control characters")
-					}
-					call.Header.Add(hn, s)
-				}
-			}
-		case "body":
-			b64, ok := v.Str()
-			if !ok {
-				return nil, nil, badField(field, "standard base64")
-			}
-			b, err := base64.StdEncoding.Strict().DecodeString(b64)
-			if err != nil {
-				return nil, nil, badField(field, "standard base64")
-			}
-			call.Body = b
-		default:
-			return nil, nil, badField(field, "unknown member (method, path, query, headers, body)")
-		}
-	}
-	switch {
-	case !hasMethod:
-		return nil, nil, oauth.Missing("call.method")
-	case !hasPath:
-		return nil, nil, oauth.Missing("call.path")
-	}
-
+// decode checks the route parameters, then the call. Errors: invalid_request
+// naming the member (call.path, route.signature...). callerFault reports
+// that the error is in what the original caller sent (an overlong path, too
+// many headers, a method that is no token) rather than in how the service
+// built the request: the service should then answer its caller the SNAP
+// Bad Request of the route, which the handler gives as a verdict.
+func (req *verifyRequest) decode() (call *gateway.Call, route *gateway.Route, e *oauth.Error, callerFault bool) {
 	rc := config.GatewayRoute{}
 	hasCode := false
 	for name, v := range req.route.All() {
@@ -331,29 +279,102 @@ func (req *verifyRequest) decode() (*gateway.Call, *gateway.Route, *oauth.Error)
 		case "include_query":
 			ok = v.Kind() == jsonx.KindBool
 			rc.IncludeQuery = v.Raw() == "true"
+		case "signature_once":
+			ok = v.Kind() == jsonx.KindBool
+			rc.SignatureOnce = v.Raw() == "true"
 		default:
-			return nil, nil, badField(field, "unknown member (service_code, scopes, signature, token, strip_prefix, include_query)")
+			return nil, nil, badField(field, "unknown member (service_code, scopes, signature, token, strip_prefix, include_query, signature_once)"), false
 		}
 		if !ok {
-			return nil, nil, badField(field, routeParamHelp[name])
+			return nil, nil, badField(field, routeParamHelp[name]), false
 		}
 	}
 	if !hasCode {
-		return nil, nil, oauth.Missing("route.service_code")
+		return nil, nil, oauth.Missing("route.service_code"), false
 	}
 	if rc.Token == "none" && rc.Signature != "asymmetric" {
-		return nil, nil, badField("route.token", "none (no access token) needs signature asymmetric")
+		return nil, nil, badField("route.token", "none (no access token) needs signature asymmetric"), false
 	}
-	return call, &gateway.Route{GatewayRoute: rc}, nil
+	route = &gateway.Route{GatewayRoute: rc}
+	call = &gateway.Call{Header: http.Header{}}
+	var hasMethod, hasPath bool
+	for name, v := range req.call.All() {
+		field := "call." + name
+		switch name {
+		case "method":
+			m, ok := v.Str()
+			if !ok || m == "" || len(m) > 32 || !isToken(m) {
+				return nil, route, badField(field, "an HTTP method"), true
+			}
+			call.Method, hasMethod = m, true
+		case "path":
+			p, ok := v.Str()
+			if ok && len(p) > 8<<10 {
+				return nil, route, badField(field, "at most 8 KiB"), true
+			}
+			if !ok || !strings.HasPrefix(p, "/") || !visibleASCII(p) || strings.ContainsAny(p, "?#") {
+				return nil, nil, badField(field, "the request path as received, starting with / (without the query)"), false
+			}
+			call.Path, hasPath = p, true
+		case "query":
+			q, ok := v.Str()
+			if !ok || len(q) > 8<<10 || (q != "" && !visibleASCII(q)) || strings.Contains(q, "#") {
+				return nil, route, badField(field, "the raw query string as received, without '?'"), true
+			}
+			call.RawQuery = q
+		case "headers":
+			h, ok := v.Object()
+			if !ok {
+				return nil, nil, badField(field, `an object {"Name": ["value", ...]}`), false
+			}
+			n := 0
+			for hn, hv := range h.All() {
+				vals, ok := hv.StringArray()
+				if !ok || !isToken(hn) {
+					return nil, nil, badField(field, `an object {"Name": ["value", ...]}`), false
+				}
+				for _, s := range vals {
+					if n++; n > maxVerifyHeaders {
+						return nil, route, badField(field, "at most 100 header values"), true
+					}
+					if !validHeaderValue(s) {
+						return nil, nil, badField(field, "header values without control characters"), false
+					}
+					call.Header.Add(hn, s)
+				}
+			}
+		case "body":
+			b64, ok := v.Str()
+			if !ok {
+				return nil, nil, badField(field, "standard base64"), false
+			}
+			b, err := base64.StdEncoding.Strict().DecodeString(b64)
+			if err != nil {
+				return nil, nil, badField(field, "standard base64"), false
+			}
+			call.Body = b
+		default:
+			return nil, nil, badField(field, "unknown member (method, path, query, headers, body)"), false
+		}
+	}
+	switch {
+	case !hasMethod:
+		return nil, nil, oauth.Missing("call.method"), false
+	case !hasPath:
+		return nil, nil, oauth.Missing("call.path"), false
+	}
+
+	return call, route, nil, false
 }
 
 var routeParamHelp = map[string]string{
-	"service_code":  "a number from 1 to 99",
-	"scopes":        "an array of scope tokens",
-	"signature":     "symmetric, asymmetric or either",
-	"token":         "required or none",
-	"strip_prefix":  "a path prefix starting with /",
-	"include_query": "true or false",
+	"service_code":   "a number from 1 to 99",
+	"scopes":         "an array of scope tokens",
+	"signature":      "symmetric, asymmetric or either",
+	"token":          "required or none",
+	"strip_prefix":   "a path prefix starting with /",
+	"include_query":  "true or false",
+	"signature_once": "true or false",
 }
 
 // isToken reports whether s is an RFC 9110 token (a method or header name).

@@ -19,7 +19,7 @@ func TestParseVerifyRequest(t *testing.T) {
 	if req.clientID != "rs" || req.clientSecret != "s" || !req.hasSecret {
 		t.Errorf("credentials %q %q", req.clientID, req.clientSecret)
 	}
-	call, route, e := req.decode()
+	call, route, e, _ := req.decode()
 	if e != nil {
 		t.Fatal(e)
 	}
@@ -64,7 +64,10 @@ func FuzzVerifyRequest(f *testing.F) {
 		if e != nil {
 			return
 		}
-		call, route, e := req.decode()
+		call, route, e, callerFault := req.decode()
+		if callerFault && (e == nil || route == nil) {
+			t.Fatalf("a caller's fault without the error and the route: %v %v", e, route)
+		}
 		if e != nil {
 			return
 		}

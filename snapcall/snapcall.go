@@ -11,6 +11,8 @@ package snapcall
 import (
 	"context"
 	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -113,6 +115,11 @@ func (v *Verifier) Verify(ctx context.Context, c *gateway.Call, r *gateway.Route
 		return nil, answer(svc, caseFormat, "{body}")
 	}
 	bodyHash := snapsig.BodyHash(minified)
+	if c.RawQuery != "" && !r.IncludeQuery {
+		// The signature would not cover it, and the upstream would act on
+		// it: a query nobody signed could be changed on the way.
+		return nil, answer(svc, caseFormat, "{query}")
+	}
 	endpoint := snapsig.EndpointURL(c.Path, c.RawQuery, r.StripPrefix, r.IncludeQuery)
 
 	var (
@@ -166,6 +173,19 @@ func (v *Verifier) Verify(ctx context.Context, c *gateway.Call, r *gateway.Route
 		}
 		id.Scopes = r.Scopes
 	}
+	// A signature_once route spends the signature first: a call refused
+	// for reusing its X-EXTERNAL-ID then leaves a signature spent that only
+	// this very call (refused the same way again) could use.
+	if r.SignatureOnce {
+		key, expires := signatureKey(h.Signature, h.Time, v.cfg.Window)
+		if err := v.nonces.UseNonce(ctx, key, expires); err != nil {
+			if errors.Is(err, oauth.ErrAlreadyExists) {
+				v.event(ctx, secevent.SnapReplay, cl.ID, "X-SIGNATURE used before")
+				return nil, answer(svc, caseConflict, "")
+			}
+			return nil, v.storeFailed(svc, err)
+		}
+	}
 	// Spent last, in the store's group-commit path: one write per call,
 	// refused on every node the same day. The day is the one of the
 	// signed X-TIMESTAMP, not of the clock: a call signed at 23:58 and
@@ -180,6 +200,14 @@ func (v *Verifier) Verify(ctx context.Context, c *gateway.Call, r *gateway.Route
 		return nil, v.storeFailed(svc, err)
 	}
 	return id, nil
+}
+
+// signatureKey is the nonce of a signature (signature_once routes): kept
+// for twice the window after its timestamp, past any moment it could be
+// accepted again; it starts with the time so the store appends it.
+func signatureKey(signature string, ts time.Time, window time.Duration) (string, time.Time) {
+	sum := sha256.Sum256([]byte(signature))
+	return fmt.Sprintf("snaps:%013x:%s", ts.UnixMilli(), base64.RawURLEncoding.EncodeToString(sum[:])), ts.Add(2 * window)
 }
 
 // externalIDKey is the nonce that makes an X-EXTERNAL-ID unique per

@@ -288,3 +288,54 @@ func TestExternalIDKeyKeepsToTheEndOfTheDay(t *testing.T) {
 		t.Error("two different (partner, id) pairs share a key")
 	}
 }
+
+// TestQueryMustBeSigned: on a route that does not sign the query, a call
+// with one is refused (an unsigned query could be changed on the way and
+// the upstream would act on it); on a route that signs it, it passes.
+func TestQueryMustBeSigned(t *testing.T) {
+	f := newFixture(t)
+	c := f.defaults()
+	g := f.request(t, c)
+	g.RawQuery = "amount=99999"
+	if _, a := f.verify(t, f.route, g); a == nil || a.ResponseCode != "4002701" || a.ResponseMessage != "Invalid Field Format {query}" {
+		t.Errorf("an unsigned query: %+v", a)
+	}
+	if len(f.nonces.keys) != 0 {
+		t.Error("the refused call spent its X-EXTERNAL-ID")
+	}
+}
+
+// TestSignatureOnce: a captured call sent again with a fresh X-EXTERNAL-ID
+// (which the signature does not cover) passes on an ordinary route and is
+// refused on a signature_once route.
+func TestSignatureOnce(t *testing.T) {
+	f := newFixture(t)
+	c := f.defaults()
+	first := f.request(t, c)
+	if _, a := f.verify(t, f.route, first); a != nil {
+		t.Fatal(a)
+	}
+	again := f.request(t, c)
+	again.Header = first.Header.Clone()
+	again.Header.Set("X-EXTERNAL-ID", "ext-fresh")
+	if _, a := f.verify(t, f.route, again); a != nil {
+		t.Fatalf("an ordinary route refused a fresh X-EXTERNAL-ID: %+v (the option would be pointless)", a)
+	}
+	once := *f.route
+	once.SignatureOnce = true
+	c.extID, c.ts = "ext-3", f.now.Add(time.Second)
+	g := f.request(t, c)
+	if _, a := f.verify(t, &once, g); a != nil {
+		t.Fatal(a)
+	}
+	g.Header.Set("X-EXTERNAL-ID", "ext-4")
+	if _, a := f.verify(t, &once, g); a == nil || a.ResponseCode != "4092700" {
+		t.Errorf("signature_once: the same signature under a fresh X-EXTERNAL-ID: %+v", a)
+	}
+	if _, ok := f.nonces.keys["snapx:20261129:8:PARTNER1:ext-3"]; !ok {
+		t.Fatalf("the X-EXTERNAL-ID keys are not spelled as this test expects: %v", f.nonces.keys)
+	}
+	if _, ok := f.nonces.keys["snapx:20261129:8:PARTNER1:ext-4"]; ok {
+		t.Error("the refused call spent its X-EXTERNAL-ID")
+	}
+}
