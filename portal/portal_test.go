@@ -582,7 +582,7 @@ func TestSecretShownOnceWithDownloads(t *testing.T) {
 	// Bad input is shown on the form, nothing is created.
 	b.get("/clients/new")
 	for form, want := range map[string]url.Values{
-		"your account may not use the scope": {"name": {"x"}, "grant": {"client_credentials"}, "scope": {"admin"}},
+		"your account may not use the scope":          {"name": {"x"}, "grant": {"client_credentials"}, "scope": {"admin"}},
 		"your account may not use the password grant": {"name": {"x"}, "grant": {"password"}},
 		"access_ttl": {"name": {"x"}, "grant": {"client_credentials"}, "access_ttl": {"soon"}},
 	} {

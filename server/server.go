@@ -59,8 +59,8 @@ type Server struct {
 	certs    *certreload.Reloader // nil without TLS
 	ops      *http.Server         // nil without ops_listen
 	opsLn    net.Listener
-	portal   http.Handler         // nil: no portal
-	portalS  *http.Server         // the portal's server once started
+	portal   http.Handler // nil: no portal
+	portalS  *http.Server // the portal's server once started
 	portalLn net.Listener
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
