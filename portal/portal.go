@@ -24,7 +24,9 @@
 //     says it came from another site is refused before that.
 //   - Every response has a strict Content-Security-Policy (no script at
 //     all, styles from the portal only, forms post only to it, no
-//     framing), X-Content-Type-Options, Referrer-Policy no-referrer and
+//     framing), X-Content-Type-Options, Referrer-Policy same-origin (no
+//     client ID in a URL leaves for another site; the portal's own form
+//     posts keep their Origin, which no-referrer would make "null") and
 //     Cache-Control no-store (pages show secrets once, and configuration
 //     the whole time).
 //   - Sign-in failures are throttled per account by the service's
@@ -136,7 +138,7 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", contentSecurityPolicy)
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")

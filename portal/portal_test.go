@@ -30,7 +30,7 @@ func checkSecurityHeaders(t *testing.T, what string, p *page) {
 	for h, want := range map[string]string{
 		"Content-Security-Policy": wantCSP,
 		"X-Content-Type-Options":  "nosniff",
-		"Referrer-Policy":         "no-referrer",
+		"Referrer-Policy":         "same-origin",
 		"Cache-Control":           "no-store",
 		"X-Frame-Options":         "DENY",
 	} {
