@@ -32,7 +32,7 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.
 // fixture is a portal over real HTTP on the admin service and store a
 // node builds (app.OpenAdmin), everything on one fake clock.
 type fixture struct {
-	t   *testing.T
+	t   testing.TB
 	a   *app.Admin
 	svc *admin.Service
 	clk *clock
@@ -43,7 +43,7 @@ type fixture struct {
 
 const password = "a long enough password"
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	clk := &clock{now: time.Now().Truncate(time.Second)}
 	cfg, err := config.Load("", nil, config.Overrides{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
@@ -196,7 +196,7 @@ func (b *browser) createClient(name string, form url.Values) (id, secret string)
 }
 
 // text returns the text of the element with id in body.
-func text(t *testing.T, body, id string) string {
+func text(t testing.TB, body, id string) string {
 	t.Helper()
 	m := regexp.MustCompile(`id="` + regexp.QuoteMeta(id) + `"[^>]*>([^<]*)<`).FindStringSubmatch(body)
 	if m == nil {

@@ -45,6 +45,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -168,6 +169,9 @@ const contentSecurityPolicy = "default-src 'none'; style-src 'self'; img-src 'se
 // pages: browsers send Sec-Fetch-Site and Origin with form posts, and a
 // cross-site one is refused whatever its CSRF token (defence in depth:
 // the token is the check that counts, for clients that send neither).
+// Origin's host must be the request's Host; its scheme is not compared,
+// so that a portal behind a load balancer that ends TLS (the portal sees
+// plain HTTP, the browser's Origin says https) works.
 func sameOrigin(r *http.Request) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "", "same-origin", "none":
@@ -178,11 +182,8 @@ func sameOrigin(r *http.Request) bool {
 	if origin == "" {
 		return true
 	}
-	scheme := "http://"
-	if r.TLS != nil {
-		scheme = "https://"
-	}
-	return origin == scheme+r.Host
+	u, err := url.Parse(origin)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && strings.EqualFold(u.Host, r.Host)
 }
 
 func (p *Portal) routes() {

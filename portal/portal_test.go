@@ -146,6 +146,24 @@ func TestSignInCSRFAndOrigin(t *testing.T) {
 	if p := b.do(req); p.status != http.StatusForbidden {
 		t.Errorf("sign-in with Sec-Fetch-Site cross-site: %d", p.status)
 	}
+	for _, origin := range []string{"null", "https://evil.example:" + strings.Split(f.srv.URL, ":")[2], "ftp://" + strings.TrimPrefix(f.srv.URL, "http://")} {
+		req, _ = http.NewRequest(http.MethodPost, f.srv.URL+"/login", strings.NewReader(func() string { v := form(); v.Set("csrf", b.csrf); return v.Encode() }()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", origin)
+		if p := b.do(req); p.status != http.StatusForbidden {
+			t.Errorf("sign-in with Origin %s: %d", origin, p.status)
+		}
+	}
+	// Behind a load balancer that ends TLS, the browser's Origin says
+	// https while the portal sees plain HTTP: the host is what counts.
+	b2 := f.browser()
+	b2.get("/login")
+	req, _ = http.NewRequest(http.MethodPost, f.srv.URL+"/login", strings.NewReader(func() string { v := form(); v.Set("csrf", b2.csrf); return v.Encode() }()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://"+strings.TrimPrefix(f.srv.URL, "http://"))
+	if p := b2.do(req); p.status != http.StatusSeeOther {
+		t.Errorf("sign-in through a TLS-ending load balancer: %d", p.status)
+	}
 	// The same origin, as a browser sends it, is fine.
 	req, _ = http.NewRequest(http.MethodPost, f.srv.URL+"/login", strings.NewReader(func() string { v := form(); v.Set("csrf", b.csrf); return v.Encode() }()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
