@@ -25,6 +25,7 @@ import (
 	"github.com/tokengate/tokengate/kek"
 	"github.com/tokengate/tokengate/limit"
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/portal"
 	"github.com/tokengate/tokengate/secevent"
 	"github.com/tokengate/tokengate/secret"
 	"github.com/tokengate/tokengate/server"
@@ -159,7 +160,8 @@ type Node struct {
 // events go to d.Logger unthrottled by that, sampled per event type instead.
 // The gateway's routes, if any are configured, are served beside the token
 // endpoints, and so is the SNAP verify endpoint (POST /snap/v1/verify),
-// with the verifier of the gateway's SNAP routes.
+// with the verifier of the gateway's SNAP routes. With portal.listen set,
+// the merchant portal is served there.
 func Open(ctx context.Context, cfg config.Config, d Deps) (*Node, error) {
 	return open(ctx, cfg, d, false)
 }
@@ -210,6 +212,16 @@ func open(ctx context.Context, cfg config.Config, d Deps, gatewayOnly bool) (*No
 		// The verify endpoint, for services that verify their calls
 		// themselves, with the verifier of the gateway's SNAP routes.
 		sd.SNAPVerifier = snapCalls
+	}
+	if !gatewayOnly && cfg.Portal.Listen != "" {
+		// The portal, on its own listener, goes through the node's admin
+		// service (sign-ins throttled by the node's shared lockout) and
+		// keeps its sessions in the store.
+		p, err := portal.New(cfg, portal.Deps{Admin: n.Admin.Admin, Sessions: st, Logger: log, Now: d.Now})
+		if err != nil {
+			return fail(err)
+		}
+		sd.Portal = p
 	}
 	if len(cfg.Gateway.Routes) > 0 {
 		vs := map[string]gateway.Verifier{"bearer": &gateway.BearerVerifier{Tokens: eng}, "snap": snapCalls}

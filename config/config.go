@@ -66,6 +66,20 @@ type Config struct {
 	Log                   Log           `yaml:"log"`
 	Endpoints             []Endpoint    `yaml:"endpoints"`
 	Gateway               Gateway       `yaml:"gateway"`
+	Portal                Portal        `yaml:"portal"`
+}
+
+// Portal is the merchant portal: server-rendered pages where merchants
+// and operators sign in to manage accounts and clients, on a listener of
+// its own (HTTPS when tls is set, with the same certificate).
+type Portal struct {
+	// Listen is the portal's address; "" (the default): no portal.
+	Listen string `yaml:"listen"`
+	// SessionIdle ends a session unused for this long.
+	SessionIdle time.Duration `yaml:"session_idle"`
+	// SessionMax ends a session this long after its sign-in, however
+	// much it is used.
+	SessionMax time.Duration `yaml:"session_max"`
 }
 
 // TLS names the PEM files of the server's certificate (with any
@@ -262,6 +276,7 @@ func Default() Config {
 		Endpoints:               []Endpoint{{Path: "/oauth/token", Dialect: "oauth2"}},
 		Gateway: Gateway{MaxBody: 1 << 20, MaxReaders: 64, UpstreamTimeout: 30 * time.Second, TimestampWindow: 5 * time.Minute,
 			TimeZone: "Asia/Jakarta"},
+		Portal: Portal{SessionIdle: 30 * time.Minute, SessionMax: 12 * time.Hour},
 	}
 }
 
@@ -574,7 +589,25 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateGateway(bad, seen)
+	c.validatePortal(bad)
 	return errors.Join(errs...)
+}
+
+func (c *Config) validatePortal(bad func(string, ...any)) {
+	p := c.Portal
+	if p.Listen != "" {
+		if _, port, err := net.SplitHostPort(p.Listen); err != nil {
+			bad("portal.listen: %q is not HOST:PORT", p.Listen)
+		} else if port != "0" && (p.Listen == c.Listen || p.Listen == c.OpsListen || p.Listen == c.Gateway.Listen) {
+			bad("portal.listen: must differ from listen, ops_listen and gateway.listen")
+		}
+	}
+	if p.SessionIdle < time.Minute || p.SessionIdle > 24*time.Hour {
+		bad("portal.session_idle: must be between 1m and 24h")
+	}
+	if p.SessionMax < p.SessionIdle || p.SessionMax > 7*24*time.Hour {
+		bad("portal.session_max: must be at least portal.session_idle and at most 168h")
+	}
 }
 
 func (c *Config) validateGateway(bad func(string, ...any), endpoints map[string]bool) {

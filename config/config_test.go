@@ -82,7 +82,7 @@ func TestEveryFieldHasAnEnvName(t *testing.T) {
 		"TOKENGATE_SECRETS_KEK", "TOKENGATE_SECRETS_KEK_FILE", "TOKENGATE_SECRETS_OLD_KEK_FILES",
 		"TOKENGATE_RATE_LIMIT_REDIS", "TOKENGATE_RATE_LIMIT_LOCKOUT_THRESHOLD", "TOKENGATE_RATE_LIMIT_LOCKOUT_WINDOW",
 		"TOKENGATE_TLS_CERT_FILE", "TOKENGATE_TLS_KEY_FILE", "TOKENGATE_OPS_LISTEN", "TOKENGATE_MAX_CONNECTIONS",
-		"TOKENGATE_IDLE_TIMEOUT"} {
+		"TOKENGATE_IDLE_TIMEOUT", "TOKENGATE_PORTAL_LISTEN", "TOKENGATE_PORTAL_SESSION_IDLE", "TOKENGATE_PORTAL_SESSION_MAX"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("%s missing from %v", want, names)
 		}
@@ -98,6 +98,11 @@ func TestValidation(t *testing.T) {
 		"tokens:\n  access_ttl: 0s\n":                                     "tokens.access_ttl",
 		"store:\n  dsn: mysql://x\n":                                      "store.dsn",
 		"endpoints: []\n":                                                 "endpoints",
+		"portal:\n  listen: nope\n":                                       "portal.listen",
+		"portal:\n  listen: 127.0.0.1:8080\n":                             "portal.listen",
+		"portal:\n  session_idle: 10s\n":                                  "portal.session_idle",
+		"portal:\n  session_max: 200h\n":                                  "portal.session_max",
+		"portal:\n  session_idle: 2h\n  session_max: 1h\n":                "portal.session_max",
 		"endpoints:\n  - path: token\n    dialect: oauth2\n":              "must start with /",
 		"endpoints:\n  - path: /oauth/revoke\n    dialect: oauth2\n":      "reserved",
 		"endpoints:\n  - path: /oauth/revocations\n    dialect: oauth2\n": "reserved",

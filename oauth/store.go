@@ -90,6 +90,19 @@ type Store interface {
 	// EmailKey is another account's; nothing is written).
 	UpdateAccount(ctx context.Context, id string, update func(*Account) error) error
 
+	// CreateSession stores a new portal session. Errors: ErrAlreadyExists
+	// (the ID is taken).
+	CreateSession(ctx context.Context, s *Session) error
+	// GetSession returns a session by ID, expired or not (the caller
+	// judges expiry by its own clock and timeouts). Errors: ErrNotFound.
+	GetSession(ctx context.Context, id string) (*Session, error)
+	// TouchSession records that session id was used at lastSeen and now
+	// ends at expiresAt. Errors: ErrNotFound.
+	TouchSession(ctx context.Context, id string, lastSeen, expiresAt time.Time) error
+	// DeleteSession removes a session (a sign-out); removing one that does
+	// not exist is not an error.
+	DeleteSession(ctx context.Context, id string) error
+
 	// AppendAudit appends events to the audit trail, in order, in one
 	// transaction, setting each one's Seq, PrevHash and Hash (see
 	// AuditEvent.Link); Time must be set. Appends are serialized across
@@ -199,11 +212,12 @@ type Store interface {
 	// revocations.
 	RevocationCursor(ctx context.Context) (string, error)
 
-	// DeleteExpired deletes at most limit token records, nonces and retired
-	// signing keys that expired (for keys: stopped being published) before
-	// the given time, and revocation events recorded before that time
-	// minus the store's feed retention (DefaultFeedRetention unless the
-	// store was opened with another), returning how many it deleted. A key
+	// DeleteExpired deletes at most limit token records, nonces, portal
+	// sessions and retired signing keys that expired (for keys: stopped
+	// being published) before the given time, and revocation events
+	// recorded before that time minus the store's feed retention
+	// (DefaultFeedRetention unless the store was opened with another),
+	// returning how many it deleted. A key
 	// no longer published can verify no token still valid, so it is
 	// erased. A cursor of a deleted event, or before one, is expired.
 	// Audit events are never deleted.

@@ -59,6 +59,9 @@ type Server struct {
 	certs    *certreload.Reloader // nil without TLS
 	ops      *http.Server         // nil without ops_listen
 	opsLn    net.Listener
+	portal   http.Handler // nil: no portal
+	portalS  *http.Server // the portal's server once started
+	portalLn net.Listener
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	// gateway serves the gateway routes; gatewayOnly: nothing else.
@@ -92,6 +95,9 @@ type Deps struct {
 	// SNAPVerifier, when set, serves POST /snap/v1/verify (VerifyPath)
 	// with it: the verifier of the gateway's SNAP routes.
 	SNAPVerifier SNAPVerifier
+	// Portal, when set, is served on portal.listen (HTTPS when tls is
+	// configured, with the public listener's certificate and policy).
+	Portal http.Handler
 }
 
 // New builds a node's HTTP side on an open store and engine: the token
@@ -111,7 +117,7 @@ func New(cfg config.Config, st oauth.Store, eng *engine.Engine, d Deps) (*Server
 		d.Events = secevent.Discard
 	}
 	s := &Server{cfg: cfg, log: d.Logger, now: d.Now, store: st, engine: eng, metrics: newMetrics(d.Registry), events: d.Events,
-		gateway: d.Gateway, gatewayOnly: d.GatewayOnly, snapCalls: d.SNAPVerifier, listen: net.Listen,
+		gateway: d.Gateway, gatewayOnly: d.GatewayOnly, snapCalls: d.SNAPVerifier, portal: d.Portal, listen: net.Listen,
 		readTimeout: 15 * time.Second, writeTimeout: 15 * time.Second}
 	if d.GatewayOnly && cfg.Gateway.Listen != "" {
 		s.cfg.Listen = cfg.Gateway.Listen
@@ -170,6 +176,25 @@ func (s *Server) Start() error {
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
 	}
+	if s.portal != nil && s.cfg.Portal.Listen != "" {
+		if s.portalLn, err = s.listen("tcp", s.cfg.Portal.Listen); err != nil {
+			ln.Close()
+			if s.opsLn != nil {
+				s.opsLn.Close()
+			}
+			return fmt.Errorf("portal.listen: %w", err)
+		}
+		s.portalS = &http.Server{
+			Handler:           s.portal,
+			TLSConfig:         tlsCfg,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       s.readTimeout,
+			WriteTimeout:      s.writeTimeout,
+			IdleTimeout:       s.cfg.IdleTimeout,
+			MaxHeaderBytes:    32 << 10,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		}
+	}
 	s.listener = ln
 	s.conns = connlimit.New(public, s.maxConns, connlimit.Options{})
 	s.metrics.watchConnections(s.conns)
@@ -214,6 +239,24 @@ func (s *Server) Start() error {
 			}
 		}()
 		s.log.Info("operations listener (metrics, pprof, health)", "addr", s.opsLn.Addr().String())
+	}
+	if s.portalS != nil {
+		portalLn := s.portalLn
+		if tlsCfg != nil {
+			portalLn = tls.NewListener(portalLn, tlsCfg)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.portalS.Serve(portalLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("serve portal", "err", err)
+			}
+		}()
+		s.log.Info("merchant portal listening", "addr", s.portalLn.Addr().String(), "tls", tlsCfg != nil)
+		if host, _, _ := net.SplitHostPort(s.cfg.Portal.Listen); tlsCfg == nil && !isLoopback(host) {
+			s.log.Warn("the portal serves plain HTTP: its cookies are Secure, so browsers sign in only over HTTPS (set tls, or end TLS in front of it) or on localhost",
+				"addr", s.portalLn.Addr().String())
+		}
 	}
 	s.log.Info("tokengate listening", "addr", ln.Addr().String(), "issuer", s.cfg.Issuer,
 		"tls", s.certs != nil, "max_connections", s.conns.Max(), "idle_timeout", s.cfg.IdleTimeout,
@@ -296,6 +339,23 @@ func (s *Server) OpsAddr() string {
 	return s.opsLn.Addr().String()
 }
 
+// isLoopback reports whether host names this machine only.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// PortalAddr is the portal listener's address, "" without a portal.
+func (s *Server) PortalAddr() string {
+	if s.portalLn == nil {
+		return ""
+	}
+	return s.portalLn.Addr().String()
+}
+
 // ReloadTLS re-reads the certificate and key files now, as the server
 // also does every few seconds by itself. It returns an error if TLS is not
 // configured or the files on disk are refused (the previous certificate
@@ -322,6 +382,11 @@ func (s *Server) Close() error {
 	}
 	if s.ops != nil {
 		s.ops.Close()
+	}
+	if s.portalS != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, s.portalS.Shutdown(ctx))
+		cancel()
 	}
 	if s.cancel != nil {
 		s.cancel()

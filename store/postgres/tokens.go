@@ -240,8 +240,8 @@ func (t *wtx) consumeNonce(ctx context.Context, key string, expiresAt time.Time,
 	return nil
 }
 
-// DeleteExpired deletes at most limit tokens, nonces and retired signing
-// keys (in that order) whose expiry — for a key, its PublishUntil — is
+// DeleteExpired deletes at most limit tokens, nonces, portal sessions
+// and retired signing keys (in that order) whose expiry — for a key, its PublishUntil — is
 // before the given time, then revocation events recorded before it minus
 // Options.FeedRetention, oldest first, and returns how many it deleted. A current key
 // is never deleted; deleting keys bumps the revision in the same
@@ -265,6 +265,9 @@ func (s *Store) DeleteExpired(ctx context.Context, before time.Time, limit int) 
 		SELECT count(*) FROM d`,
 		`WITH d AS (DELETE FROM nonces WHERE key IN
 			(SELECT key FROM nonces WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1)
+		SELECT count(*) FROM d`,
+		`WITH d AS (DELETE FROM portal_sessions WHERE id IN
+			(SELECT id FROM portal_sessions WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1)
 		SELECT count(*) FROM d`,
 		`WITH d AS (DELETE FROM signing_keys WHERE id IN
 			(SELECT id FROM signing_keys WHERE retired_at IS NOT NULL AND publish_until < $1

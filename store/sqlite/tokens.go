@@ -263,9 +263,9 @@ func (w *writer) consumeNonce(ctx context.Context, key string, exp, now int64) e
 	return nil
 }
 
-// DeleteExpired deletes at most limit tokens, nonces and retired signing
-// keys (in that order) whose expiry — for a key, its PublishUntil — is
-// before the given time, then revocation events recorded before it minus
+// DeleteExpired deletes at most limit tokens, nonces, portal sessions
+// and retired signing keys (in that order) whose expiry — for a key, its
+// PublishUntil — is before the given time, then revocation events recorded before it minus
 // the feed retention (WithFeedRetention), oldest first, and returns how
 // many it deleted. A current key is never deleted. Deleting a key bumps
 // the revision. Call it repeatedly to purge a backlog in short
@@ -284,6 +284,7 @@ func (s *Store) DeleteExpired(ctx context.Context, before time.Time, limit int) 
 		}{
 			{sql: `DELETE FROM tokens WHERE id IN (SELECT id FROM tokens WHERE expires_at < ? LIMIT ?)`},
 			{sql: `DELETE FROM nonces WHERE key IN (SELECT key FROM nonces WHERE expires_at < ? LIMIT ?)`},
+			{sql: `DELETE FROM portal_sessions WHERE id IN (SELECT id FROM portal_sessions WHERE expires_at < ? LIMIT ?)`},
 			{sql: `DELETE FROM signing_keys WHERE id IN (SELECT id FROM signing_keys
 				WHERE retired_at IS NOT NULL AND publish_until < ? LIMIT ?)`, keys: true},
 		} {

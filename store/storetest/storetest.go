@@ -101,6 +101,9 @@ func RunTests(t *testing.T, newStore func(t *testing.T, now func() time.Time) oa
 		{"AuditWithWrites", testAuditWithWrites},
 		{"AuditConcurrent", testAuditConcurrent},
 		{"Backup", testBackup},
+		{"Sessions", testSessions},
+		{"SessionsExpire", testSessionsExpire},
+		{"SessionsConcurrent", testSessionsConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

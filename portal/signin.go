@@ -1,0 +1,199 @@
+package portal
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/tokengate/tokengate/admin"
+)
+
+// loginData is the sign-in form.
+type loginData struct {
+	Email    string
+	NeedCode bool // the password was right; the account needs its code
+}
+
+// signinToken returns the sign-in form's CSRF token, setting its cookie
+// when the request has none (double submit: the form carries an HMAC of
+// the cookie's value, which another site can neither read nor set).
+func signinToken(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(signinCookie); err == nil && wellFormed(c.Value) {
+		return csrfToken(c.Value)
+	}
+	v := newSecretValue()
+	http.SetCookie(w, secureCookie(signinCookie, v, 3600))
+	return csrfToken(v)
+}
+
+func (p *Portal) loginForm(w http.ResponseWriter, r *http.Request) {
+	s, err := p.load(w, r)
+	if err != nil {
+		p.fail(w, r, nil, err)
+		return
+	}
+	if s != nil {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	p.renderLogin(w, r, http.StatusOK, loginData{}, message(r))
+}
+
+func (p *Portal) renderLogin(w http.ResponseWriter, r *http.Request, status int, d loginData, msg string) {
+	v := p.view(nil, "Sign in", d)
+	v.CSRF = signinToken(w, r)
+	if status == http.StatusOK {
+		v.Notice = msg
+	} else {
+		v.Error = msg
+	}
+	p.render(w, r, status, "login", v)
+}
+
+// login checks email, password and TOTP code with the service (which
+// throttles failures per account) and starts a session.
+func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		p.errorPage(w, r, nil, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	c, err := r.Cookie(signinCookie)
+	if err != nil || !wellFormed(c.Value) || !validToken(r.PostFormValue("csrf"), csrfToken(c.Value)) {
+		p.renderLogin(w, r, http.StatusForbidden, loginData{}, "The sign-in form had expired. Please try again.")
+		return
+	}
+	email := strings.TrimSpace(r.PostFormValue("email"))
+	password, code := r.PostFormValue("password"), strings.TrimSpace(r.PostFormValue("code"))
+	d := loginData{Email: email}
+	ctx := admin.WithActor(r.Context(), admin.Actor{Kind: admin.ActorPortal, ID: "anonymous", Name: "anonymous", Remote: remote(r)})
+	res, err := p.svc.VerifyLogin(ctx, email, password, code)
+	switch admin.ErrorCode(err) {
+	case "":
+	case admin.CodeTOTPRequired:
+		d.NeedCode = true
+		p.renderLogin(w, r, http.StatusUnauthorized, d, "Enter the code from your authenticator app, with your password again.")
+		return
+	case admin.CodeBadCredentials:
+		d.NeedCode = code != ""
+		p.renderLogin(w, r, http.StatusUnauthorized, d, "Wrong email, password or code.")
+		return
+	case admin.CodeLocked:
+		p.fail(w, r, nil, err)
+		return
+	default:
+		p.fail(w, r, nil, err)
+		return
+	}
+	if err := p.start(w, r, res.Account); err != nil {
+		p.fail(w, r, nil, err)
+		return
+	}
+	clearCookie(w, signinCookie)
+	to := "/clients"
+	if res.TOTPEnrollmentRequired {
+		to = "/totp"
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+func (p *Portal) logout(w http.ResponseWriter, r *http.Request, s *session) {
+	p.endSession(w, r, s)
+	http.Redirect(w, r, "/login?m=signed_out", http.StatusSeeOther)
+}
+
+func (p *Portal) home(w http.ResponseWriter, r *http.Request, _ *session) {
+	http.Redirect(w, r, "/clients", http.StatusSeeOther)
+}
+
+// totpData is the second-factor page.
+type totpData struct {
+	Enabled, Required bool
+	// Secret and URI are set only in the response that enrolled them.
+	Secret, URI string
+	Confirm     bool // show the confirmation form
+}
+
+func (p *Portal) totpPage(w http.ResponseWriter, r *http.Request, s *session) {
+	v := p.view(s, "Two-factor authentication", totpData{Enabled: s.account.TOTPEnabled, Required: s.account.TOTPRequired})
+	v.Notice = message(r)
+	p.render(w, r, http.StatusOK, "totp", v)
+}
+
+// totpEnroll makes a new TOTP secret and shows it this once (the secret
+// for typing in, and the otpauth URI), with the form that confirms it.
+func (p *Portal) totpEnroll(w http.ResponseWriter, r *http.Request, s *session) {
+	e, err := p.svc.EnrollTOTP(r.Context(), s.account.ID)
+	if err != nil {
+		if msg := formError(err); msg != "" {
+			v := p.view(s, "Two-factor authentication", totpData{Enabled: s.account.TOTPEnabled, Required: s.account.TOTPRequired})
+			v.Error = msg
+			p.render(w, r, http.StatusConflict, "totp", v)
+			return
+		}
+		p.fail(w, r, s, err)
+		return
+	}
+	p.render(w, r, http.StatusOK, "totp", p.view(s, "Two-factor authentication",
+		totpData{Required: s.account.TOTPRequired, Secret: e.Secret, URI: e.URI, Confirm: true}))
+}
+
+func (p *Portal) totpConfirm(w http.ResponseWriter, r *http.Request, s *session) {
+	_, err := p.svc.ConfirmTOTP(r.Context(), s.account.ID, strings.TrimSpace(r.PostFormValue("code")))
+	if err != nil {
+		if msg := formError(err); msg != "" {
+			v := p.view(s, "Two-factor authentication", totpData{Required: s.account.TOTPRequired, Confirm: true})
+			v.Error = msg
+			p.render(w, r, http.StatusBadRequest, "totp", v)
+			return
+		}
+		p.fail(w, r, s, err)
+		return
+	}
+	http.Redirect(w, r, "/clients?m=totp_enabled", http.StatusSeeOther)
+}
+
+func (p *Portal) accountSelf(w http.ResponseWriter, r *http.Request, s *session) {
+	v := p.view(s, "Your account", s.account)
+	v.Notice = message(r)
+	p.render(w, r, http.StatusOK, "account", v)
+}
+
+// accountPassword changes the signed-in account's password, after
+// checking the current one (through VerifyLogin, so guesses here are
+// throttled like sign-ins). The service ends every session of the
+// account; this browser gets a new one.
+func (p *Portal) accountPassword(w http.ResponseWriter, r *http.Request, s *session) {
+	fail := func(status int, msg string) {
+		v := p.view(s, "Your account", s.account)
+		v.Error = msg
+		p.render(w, r, status, "account", v)
+	}
+	current, next := r.PostFormValue("current_password"), r.PostFormValue("new_password")
+	if next != r.PostFormValue("repeat_password") {
+		fail(http.StatusBadRequest, "The new password and its repetition differ.")
+		return
+	}
+	_, err := p.svc.VerifyLogin(r.Context(), s.account.Email, current, "")
+	switch admin.ErrorCode(err) {
+	case "", admin.CodeTOTPRequired: // the password is right
+	case admin.CodeBadCredentials:
+		fail(http.StatusUnauthorized, "The current password is wrong.")
+		return
+	default:
+		p.fail(w, r, s, err)
+		return
+	}
+	acc, err := p.svc.SetAccountPassword(r.Context(), s.account.ID, next)
+	if err != nil {
+		if msg := formError(err); msg != "" {
+			fail(http.StatusBadRequest, msg)
+			return
+		}
+		p.fail(w, r, s, err)
+		return
+	}
+	if err := p.start(w, r, acc); err != nil {
+		p.fail(w, r, s, err)
+		return
+	}
+	http.Redirect(w, r, "/account?m=password", http.StatusSeeOther)
+}
