@@ -101,6 +101,10 @@ func RunTests(t *testing.T, newStore func(t *testing.T, now func() time.Time) oa
 		{"AuditWithWrites", testAuditWithWrites},
 		{"AuditConcurrent", testAuditConcurrent},
 		{"Backup", testBackup},
+		{"Idempotency", testIdempotency},
+		{"IdempotencyConcurrent", testIdempotencyConcurrent},
+		{"IdempotencyExpired", testIdempotencyExpired},
+		{"IdempotencyRewrite", testIdempotencyRewrite},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
