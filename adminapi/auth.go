@@ -35,7 +35,7 @@ type Tokens interface {
 // authenticate returns the actor r's credentials stand for. An
 // Authorization header, if present, decides: a bearer access token of
 // this server, honoured now, holding Scope, whose client still holds
-// Scope. Without one, a client certificate verified against the admin
+// Scope and is owned by no merchant account. Without one, a client certificate verified against the admin
 // listener's client CA (the TLS handshake verified it) authenticates an
 // operator named by its subject common name. Errors: *apiError (401 with
 // an RFC 6750 challenge, 403 insufficient_scope, 503 when the token could
@@ -72,6 +72,12 @@ func (a *API) bearerActor(ctx context.Context, r *http.Request) (admin.Actor, er
 		// from a client ends its admin access at once, even with opaque
 		// tokens issued before.
 		return admin.Actor{}, challenge(bearer.InsufficientScope(Scope))
+	case cl.OwnerAccount != "":
+		// A merchant's client acts for the merchant, never as an
+		// operator, even if its scopes (within limits an operator set)
+		// include this one: the API acts as operator only.
+		return admin.Actor{}, &apiError{code: admin.CodeForbidden,
+			detail: "a client owned by a merchant account cannot call the admin API"}
 	}
 	return admin.Actor{Kind: admin.ActorAPI, ID: cl.ID, Name: cl.Name, Remote: r.RemoteAddr, Role: admin.RoleOperator}, nil
 }
