@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokengate/tokengate/admin"
+	"github.com/tokengate/tokengate/adminapi"
 	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/dialect/snap"
 	"github.com/tokengate/tokengate/engine"
@@ -147,8 +148,11 @@ func (a *Admin) Close() error { return a.Store.Close() }
 type Node struct {
 	*Admin
 	Server *server.Server
-	Limits *limit.Limits
-	Events *secevent.Log
+	// AdminAPI is the admin HTTP API's listener; nil unless admin.listen
+	// is set (never on a gateway-only node).
+	AdminAPI *adminapi.Server
+	Limits   *limit.Limits
+	Events   *secevent.Log
 
 	logs   *logthrottle.Handler
 	cancel context.CancelFunc
@@ -234,14 +238,27 @@ func open(ctx context.Context, cfg config.Config, d Deps, gatewayOnly bool) (*No
 	if n.Server, err = server.New(cfg, st, eng, sd); err != nil {
 		return fail(err)
 	}
+	if cfg.Admin.Listen != "" && !gatewayOnly {
+		// Bearer tokens are checked by the engine; idempotent responses
+		// are kept in the KEK-sealed store (they may hold new secrets).
+		api := adminapi.New(adminapi.Deps{Service: n.Admin.Admin, Tokens: eng, Idempotency: st, Now: d.Now, Logger: log})
+		n.AdminAPI = adminapi.NewServer(cfg.Admin, api, log)
+	}
 	return n, nil
 }
 
-// Start listens and serves in the background (see server.Start), with
-// the log throttle's and the event log's periodic summaries.
+// Start listens and serves in the background (see server.Start; and the
+// admin API's listener, if configured), with the log throttle's and the
+// event log's periodic summaries.
 func (n *Node) Start() error {
 	if err := n.Server.Start(); err != nil {
 		return err
+	}
+	if n.AdminAPI != nil {
+		if err := n.AdminAPI.Start(); err != nil {
+			n.Server.Close()
+			return err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel, n.done = cancel, make(chan struct{})
@@ -256,7 +273,11 @@ func (n *Node) Start() error {
 // Close stops the server, flushes the log summaries and closes the limits
 // and the store.
 func (n *Node) Close() error {
-	errs := []error{n.Server.Close()}
+	var errs []error
+	if n.AdminAPI != nil {
+		errs = append(errs, n.AdminAPI.Close())
+	}
+	errs = append(errs, n.Server.Close())
 	if n.cancel != nil {
 		n.cancel()
 		<-n.done

@@ -113,15 +113,40 @@ var b64char = func() (t [256]bool) {
 }()
 
 // Write answers e: the status, WWW-Authenticate: Bearer realm="..." with
-// error, error_description and scope as RFC 6750 §3 shows them, and a
-// small JSON body with the same error (for clients that read bodies).
+// error, error_description and scope as RFC 6750 §3 shows them (see
+// Challenge), and a small JSON body with the same error (for clients that
+// read bodies).
 func (e *Error) Write(w http.ResponseWriter, realm string) {
 	h := w.Header()
+	if c := e.Challenge(realm); c != "" {
+		h.Set("WWW-Authenticate", c)
+	}
+	if e.Status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "1")
+	}
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(e.Status)
+	if e.Code == "" {
+		w.Write([]byte(`{"error":"unauthorized","error_description":"an access token is required"}`))
+		return
+	}
+	w.Write([]byte(`{"error":"` + e.Code + `","error_description":"` + quoted(e.Description) + `"}`))
+}
+
+// Challenge is the WWW-Authenticate value RFC 6750 §3 gives e: Bearer
+// realm="..." with error, error_description and scope; "" for a status
+// that carries no challenge (503). For a resource that writes its own
+// error bodies (the admin API's problem details).
+func (e *Error) Challenge(realm string) string {
+	if e.Status != http.StatusUnauthorized && e.Status != http.StatusForbidden && e.Status != http.StatusBadRequest {
+		return ""
+	}
 	var b strings.Builder
 	b.WriteString(`Bearer realm="`)
 	b.WriteString(quoted(realm))
 	b.WriteByte('"')
-	if e.Code != "" && e.Status != http.StatusServiceUnavailable {
+	if e.Code != "" {
 		b.WriteString(`, error="`)
 		b.WriteString(e.Code)
 		b.WriteByte('"')
@@ -136,20 +161,7 @@ func (e *Error) Write(w http.ResponseWriter, realm string) {
 			b.WriteByte('"')
 		}
 	}
-	if e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden || e.Status == http.StatusBadRequest {
-		h.Set("WWW-Authenticate", b.String())
-	}
-	if e.Status == http.StatusServiceUnavailable {
-		h.Set("Retry-After", "1")
-	}
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Type", "application/json")
-	w.WriteHeader(e.Status)
-	if e.Code == "" {
-		w.Write([]byte(`{"error":"unauthorized","error_description":"an access token is required"}`))
-		return
-	}
-	w.Write([]byte(`{"error":"` + e.Code + `","error_description":"` + quoted(e.Description) + `"}`))
+	return b.String()
 }
 
 // quoted makes s safe inside a quoted-string and a JSON string: the

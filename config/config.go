@@ -67,6 +67,9 @@ type Config struct {
 	Endpoints             []Endpoint    `yaml:"endpoints"`
 	Gateway               Gateway       `yaml:"gateway"`
 	Portal                Portal        `yaml:"portal"`
+	// Admin is the admin HTTP API (/admin/v1/), on a listener of its own;
+	// off unless admin.listen is set.
+	Admin Admin `yaml:"admin"`
 }
 
 // Portal is the merchant portal: server-rendered pages where merchants
@@ -81,6 +84,32 @@ type Portal struct {
 	// much it is used.
 	SessionMax time.Duration `yaml:"session_max"`
 }
+
+// Admin configures the admin HTTP API's listener. Callers authenticate
+// with an access token of a client holding the tokengate:admin scope, or,
+// when TLS.ClientCAFile is set, with a client certificate that CA issued.
+type Admin struct {
+	// Listen is the address (HOST:PORT) of the admin API; "" (the
+	// default) serves no admin API. Keep it on localhost or a private
+	// network.
+	Listen string   `yaml:"listen"`
+	TLS    AdminTLS `yaml:"tls"`
+}
+
+// AdminTLS is the admin listener's TLS: with CertFile and KeyFile it
+// serves HTTPS only (replaced files are picked up without a restart); with
+// ClientCAFile too, a client certificate that CA issued (chain verified,
+// for client authentication) authenticates its caller as an operator
+// named by the certificate's subject common name. A certificate that does
+// not verify fails the handshake.
+type AdminTLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Enabled reports whether the admin listener serves HTTPS.
+func (t AdminTLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
 // TLS names the PEM files of the server's certificate (with any
 // intermediates after it) and private key. Both or neither: set, the
@@ -590,6 +619,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateGateway(bad, seen)
 	c.validatePortal(bad)
+	c.validateAdmin(bad)
 	return errors.Join(errs...)
 }
 
@@ -607,6 +637,31 @@ func (c *Config) validatePortal(bad func(string, ...any)) {
 	}
 	if p.SessionMax < p.SessionIdle || p.SessionMax > 7*24*time.Hour {
 		bad("portal.session_max: must be at least portal.session_idle and at most 168h")
+	}
+}
+
+func (c *Config) validateAdmin(bad func(string, ...any)) {
+	a := c.Admin
+	if a.Listen == "" {
+		if a.TLS != (AdminTLS{}) {
+			bad("admin.tls: set admin.listen too (the admin API is off without it)")
+		}
+		return
+	}
+	if _, port, err := net.SplitHostPort(a.Listen); err != nil {
+		bad("admin.listen: %q is not HOST:PORT", a.Listen)
+	} else if port != "0" {
+		for name, other := range map[string]string{"listen": c.Listen, "ops_listen": c.OpsListen, "gateway.listen": c.Gateway.Listen, "portal.listen": c.Portal.Listen} {
+			if a.Listen == other {
+				bad("admin.listen: must differ from %s (%s)", name, other)
+			}
+		}
+	}
+	if (a.TLS.CertFile == "") != (a.TLS.KeyFile == "") {
+		bad("admin.tls: set both cert_file and key_file, or neither")
+	}
+	if a.TLS.ClientCAFile != "" && !a.TLS.Enabled() {
+		bad("admin.tls.client_ca_file: client certificates need TLS: set admin.tls.cert_file and key_file too")
 	}
 }
 

@@ -55,6 +55,7 @@ type env struct {
 	now     func() time.Time // the server's clock (nil: the real one)
 	base    string
 	ops     string // the operations listener: /metrics, /debug/pprof/
+	admin   string // the admin API's base URL; "" without admin.listen
 	logs    *syncBuffer
 	mu      sync.Mutex
 	secrets map[string]struct{} // every secret value the test saw or sent: none may be logged
@@ -161,6 +162,12 @@ func startNode(t *testing.T, dir string, now func() time.Time, open func(context
 	}
 	if a := srv.OpsAddr(); a != "" {
 		e.ops = "http://" + a
+	}
+	if api := node.AdminAPI; api != nil {
+		e.admin = "http://" + api.Addr()
+		if cfg.Admin.TLS.Enabled() {
+			e.admin = "https://" + api.Addr()
+		}
 	}
 	t.Cleanup(func() {
 		e.stop()

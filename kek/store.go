@@ -16,8 +16,9 @@ import (
 // on the way in and opened on the way out: settings (Setting), signing
 // keys' private keys (CreateSigningKey, ListSigningKeys), clients'
 // recoverable secrets (CreateClient, CreateClients, GetClient,
-// GetClientByPartnerID, ListClients, UpdateClient; see clients.go) and
-// accounts' TOTP secrets (see accounts.go). Every other method is the
+// GetClientByPartnerID, ListClients, UpdateClient; see clients.go),
+// accounts' TOTP secrets (see accounts.go) and idempotency records'
+// responses (see idempotency.go). Every other method is the
 // wrapped store's own. A value that is stored in clear, or
 // does not open, is an error: it is never used as it is, since a clear
 // value may have been written straight into the database by someone who
@@ -146,10 +147,11 @@ func (s *Store) Rotate(ctx context.Context, sealClear bool) (RotateReport, error
 	seen := map[string]outcome{}
 	n, err := s.Store.RewriteSecrets(ctx, func(name string, v []byte) ([]byte, error) {
 		if !IsSealed(v) {
-			// A recoverable client secret or a TOTP secret never existed
-			// in clear: one that is was planted, and sealing it would make
-			// it trusted.
-			if !sealClear || strings.HasPrefix(name, clientSecretPrefix) || strings.HasPrefix(name, accountSecretPrefix) {
+			// A recoverable client secret, a TOTP secret or a recorded
+			// response never existed in clear: one that is was planted,
+			// and sealing it would make it trusted.
+			if !sealClear || strings.HasPrefix(name, clientSecretPrefix) || strings.HasPrefix(name, accountSecretPrefix) ||
+				strings.HasPrefix(name, idempotencySecretPrefix) {
 				seen[name] = leftClear
 				return v, nil
 			}

@@ -118,6 +118,25 @@ type Store interface {
 	// events removed from the end are noticed too.
 	AuditHead(ctx context.Context) (seq int64, hash []byte, err error)
 
+	// ClaimIdempotency stores r as a pending record (its Status 0 and its
+	// Response nil are stored as such) unless a record with r.Key exists
+	// whose ExpiresAt is after r.CreatedAt: then it stores nothing and
+	// returns that record (with its Fingerprint, Status and Response, for
+	// the caller to answer a retry with). An expired record is replaced.
+	// Of concurrent claims of one key, on any node, exactly one stores
+	// its record. It returns nil when r was stored. Errors: none besides
+	// the store's failing.
+	ClaimIdempotency(ctx context.Context, r *IdempotencyRecord) (*IdempotencyRecord, error)
+	// CompleteIdempotency records the response of the pending record key
+	// held by claim: its status (not 0), its response and its new expiry.
+	// Errors: ErrNotFound (no pending record of key held by claim: it
+	// expired and was claimed again, or released).
+	CompleteIdempotency(ctx context.Context, key, claim string, status int, response []byte, expiresAt time.Time) error
+	// ReleaseIdempotency deletes the pending record key held by claim (its
+	// request failed in a way a retry may do again); when there is none,
+	// it does nothing.
+	ReleaseIdempotency(ctx context.Context, key, claim string) error
+
 	// CreateTokens durably stores newly issued tokens, all or none.
 	// Errors: ErrAlreadyExists if an ID is taken.
 	CreateTokens(ctx context.Context, tokens ...*Token) error
@@ -170,10 +189,12 @@ type Store interface {
 
 	// RewriteSecrets passes every stored secret value — each setting, the
 	// private key of each signing key, current, retired or no longer
-	// published, the Sealed value of each client secret that has one, and
-	// the TOTP secret of each account that has one — to rewrite with the
-	// value's name (SettingSecret, SigningKeySecret, ClientSecretSecret,
-	// AccountTOTPSecret), and stores what rewrite returns in its place. It
+	// published, the Sealed value of each client secret that has one, the
+	// TOTP secret of each account that has one, and the response of each
+	// idempotency record that has one — to rewrite with the value's name
+	// (SettingSecret, SigningKeySecret, ClientSecretSecret,
+	// AccountTOTPSecret, IdempotencySecret), and stores what rewrite
+	// returns in its place. It
 	// runs in one write transaction that also bumps the revision; if
 	// rewrite fails, nothing is written and its error is returned. rewrite
 	// may be called more than once for a value (a store may run the
@@ -213,11 +234,11 @@ type Store interface {
 	RevocationCursor(ctx context.Context) (string, error)
 
 	// DeleteExpired deletes at most limit token records, nonces, portal
-	// sessions and retired signing keys that expired (for keys: stopped
-	// being published) before the given time, and revocation events
-	// recorded before that time minus the store's feed retention
-	// (DefaultFeedRetention unless the store was opened with another),
-	// returning how many it deleted. A key
+	// sessions, idempotency records and retired signing keys that expired
+	// (for keys: stopped being published) before the given time, and
+	// revocation events recorded before that time minus the store's feed
+	// retention (DefaultFeedRetention unless the store was opened with
+	// another), returning how many it deleted. A key
 	// no longer published can verify no token still valid, so it is
 	// erased. A cursor of a deleted event, or before one, is expired.
 	// Audit events are never deleted.

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/tls"
 	"net/http"
 	"net/http/pprof"
 	"time"
@@ -12,29 +11,6 @@ import (
 // certPoll is how often the certificate files are checked even when no
 // handshake asks (handshakes check at most every 5 seconds).
 const certPoll = 30 * time.Second
-
-// tlsConfig is the public listener's TLS policy: TLS 1.2 or later; for 1.2
-// only ECDHE key exchange (forward secrecy) with AEAD ciphers, AES-GCM or
-// ChaCha20-Poly1305, so no CBC, RC4, 3DES or static RSA key exchange.
-// TLS 1.3's suites are all AEAD and not configurable in Go. HTTP/2 and
-// HTTP/1.1 are offered by ALPN. Only GetCertificate is set: with
-// Certificates set, crypto/tls would skip it for clients that send no
-// server name.
-func tlsConfig(getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		CipherSuites: []uint16{
-			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, // required by HTTP/2 (RFC 9113 §9.2.2)
-			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-		},
-		GetCertificate: getCertificate,
-		NextProtos:     []string{"h2", "http/1.1"},
-	}
-}
 
 // opsRoutes are the operations listener's: metrics, the Go profiler and
 // the health checks. None of them is on the public listener except the

@@ -28,6 +28,7 @@ import (
 	"github.com/tokengate/tokengate/internal/bodygate"
 	"github.com/tokengate/tokengate/internal/certreload"
 	"github.com/tokengate/tokengate/internal/connlimit"
+	"github.com/tokengate/tokengate/internal/tlspolicy"
 	"github.com/tokengate/tokengate/oauth"
 	"github.com/tokengate/tokengate/secevent"
 )
@@ -161,7 +162,7 @@ func (s *Server) Start() error {
 			ln.Close()
 			return err
 		}
-		tlsCfg = tlsConfig(s.certs.GetCertificate)
+		tlsCfg = tlspolicy.Server(s.certs.GetCertificate)
 		public = tls.NewListener(ln, tlsCfg)
 	}
 	if s.cfg.OpsListen != "" {

@@ -23,6 +23,11 @@ type CA struct {
 	Pool *x509.CertPool // trusts this CA
 }
 
+// CertPEM is the CA's certificate in PEM, for a file of trusted CAs.
+func (ca *CA) CertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
+}
+
 // Pair is a certificate and its private key.
 type Pair struct {
 	Cert    *x509.Certificate
@@ -65,20 +70,37 @@ func NewCA(t testing.TB) *CA {
 // serial number unique in the process, expiring at notAfter.
 func (ca *CA) Issue(t testing.TB, notAfter time.Time) Pair {
 	t.Helper()
+	return ca.issue(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "tokengate test server"},
+		NotBefore:   time.Now().Add(-time.Hour),
+		NotAfter:    notAfter,
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:    []string{"localhost"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+}
+
+// IssueClient makes a client certificate (for TLS client authentication)
+// whose subject common name is cn ("" for none), valid from notBefore to
+// notAfter.
+func (ca *CA) IssueClient(t testing.TB, cn string, notBefore, notAfter time.Time) Pair {
+	t.Helper()
+	return ca.issue(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn, Organization: []string{"tokengate tests"}},
+		NotBefore:   notBefore,
+		NotAfter:    notAfter,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+}
+
+func (ca *CA) issue(t testing.TB, tmpl *x509.Certificate) Pair {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serials.Add(1)),
-		Subject:      pkix.Name{CommonName: "tokengate test server"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     notAfter,
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
+	tmpl.SerialNumber = big.NewInt(serials.Add(1))
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatal(err)

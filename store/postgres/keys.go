@@ -111,8 +111,9 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// RewriteSecrets rewrites every setting, every signing key's private key
-// and every client's sealed secrets (see oauth.Store) in one transaction,
+// RewriteSecrets rewrites every setting, every signing key's private key,
+// every account's TOTP secret, every recorded idempotent response and
+// every client's sealed secrets (see oauth.Store) in one transaction,
 // bumping the revision. The rows
 // are locked while rewrite runs, and the revision row's lock (see adminTx)
 // keeps signing keys from being created meanwhile.
@@ -135,6 +136,8 @@ func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, va
 				`UPDATE signing_keys SET private_key = $1 WHERE id = $2`, oauth.SigningKeySecret},
 			{`SELECT id, totp_secret FROM accounts WHERE length(totp_secret) > 0 ORDER BY id FOR UPDATE`,
 				`UPDATE accounts SET totp_secret = $1 WHERE id = $2`, oauth.AccountTOTPSecret},
+			{`SELECT key, response FROM idempotency WHERE length(response) > 0 ORDER BY key FOR UPDATE`,
+				`UPDATE idempotency SET response = $1 WHERE key = $2`, oauth.IdempotencySecret},
 		} {
 			rows, err := tx.Query(ctx, q.query)
 			if err != nil {

@@ -269,6 +269,9 @@ func (s *Store) DeleteExpired(ctx context.Context, before time.Time, limit int) 
 		`WITH d AS (DELETE FROM portal_sessions WHERE id IN
 			(SELECT id FROM portal_sessions WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1)
 		SELECT count(*) FROM d`,
+		`WITH d AS (DELETE FROM idempotency WHERE key IN
+			(SELECT key FROM idempotency WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1)
+		SELECT count(*) FROM d`,
 		`WITH d AS (DELETE FROM signing_keys WHERE id IN
 			(SELECT id FROM signing_keys WHERE retired_at IS NOT NULL AND publish_until < $1
 			 LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1),

@@ -114,7 +114,8 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 }
 
 // RewriteSecrets rewrites every setting, every signing key's private key,
-// every account's TOTP secret and every client's sealed secrets (see oauth.Store) in one transaction
+// every account's TOTP secret, every recorded idempotent response and
+// every client's sealed secrets (see oauth.Store) in one transaction
 // of the writer, bumping the revision. rewrite runs on the writer goroutine, so it must be quick.
 func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, value []byte) ([]byte, error)) (int, error) {
 	evs := oauth.AuditFrom(ctx)
@@ -136,6 +137,8 @@ func (s *Store) RewriteSecrets(ctx context.Context, rewrite func(name string, va
 				`UPDATE signing_keys SET private_key = ? WHERE id = ?`, oauth.SigningKeySecret},
 			{`SELECT id, totp_secret FROM accounts WHERE length(totp_secret) > 0 ORDER BY id`,
 				`UPDATE accounts SET totp_secret = ? WHERE id = ?`, oauth.AccountTOTPSecret},
+			{`SELECT key, response FROM idempotency WHERE length(response) > 0 ORDER BY key`,
+				`UPDATE idempotency SET response = ? WHERE key = ?`, oauth.IdempotencySecret},
 		} {
 			rows, err := w.conn.QueryContext(ctx, q.query)
 			if err != nil {

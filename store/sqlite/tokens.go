@@ -285,6 +285,7 @@ func (s *Store) DeleteExpired(ctx context.Context, before time.Time, limit int) 
 			{sql: `DELETE FROM tokens WHERE id IN (SELECT id FROM tokens WHERE expires_at < ? LIMIT ?)`},
 			{sql: `DELETE FROM nonces WHERE key IN (SELECT key FROM nonces WHERE expires_at < ? LIMIT ?)`},
 			{sql: `DELETE FROM portal_sessions WHERE id IN (SELECT id FROM portal_sessions WHERE expires_at < ? LIMIT ?)`},
+			{sql: `DELETE FROM idempotency WHERE key IN (SELECT key FROM idempotency WHERE expires_at < ? LIMIT ?)`},
 			{sql: `DELETE FROM signing_keys WHERE id IN (SELECT id FROM signing_keys
 				WHERE retired_at IS NOT NULL AND publish_until < ? LIMIT ?)`, keys: true},
 		} {

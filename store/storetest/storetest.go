@@ -104,6 +104,10 @@ func RunTests(t *testing.T, newStore func(t *testing.T, now func() time.Time) oa
 		{"Sessions", testSessions},
 		{"SessionsExpire", testSessionsExpire},
 		{"SessionsConcurrent", testSessionsConcurrent},
+		{"Idempotency", testIdempotency},
+		{"IdempotencyConcurrent", testIdempotencyConcurrent},
+		{"IdempotencyExpired", testIdempotencyExpired},
+		{"IdempotencyRewrite", testIdempotencyRewrite},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
