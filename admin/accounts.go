@@ -69,6 +69,11 @@ func NewAccountView(a *oauth.Account) *AccountView {
 	return v
 }
 
+// OperatorScope is the scope that makes a client an operator of the admin
+// API. It is never among a merchant's limits: a merchant holding it could
+// give itself operator access.
+const OperatorScope = "tokengate:admin"
+
 // MaxClientsLimit bounds AccountLimits.MaxClients.
 const MaxClientsLimit = 100000
 
@@ -82,6 +87,9 @@ func checkLimitsSpec(l *AccountLimits) error {
 	for _, sc := range l.Scopes {
 		if !validScopeToken(sc) {
 			return invalid("limits.scopes", "invalid scope %q", sc)
+		}
+		if sc == OperatorScope {
+			return invalid("limits.scopes", "%s is the admin API's operator scope: a merchant's clients may not hold it", sc)
 		}
 	}
 	if l.MaxClients < 0 || l.MaxClients > MaxClientsLimit {

@@ -44,6 +44,11 @@ func TestAccounts(t *testing.T) {
 			t.Errorf("CreateAccount with a bad %s: %v", field, err)
 		}
 	}
+	// A merchant holding the admin API's scope could make itself an operator.
+	if _, err := f.svc.CreateAccount(f.ctx, admin.AccountSpec{Email: "x@example.com", Password: "password1",
+		Limits: admin.AccountLimits{Scopes: []string{"payments", admin.OperatorScope}}}); !errors.As(err, &ve) || ve.Field != "limits.scopes" {
+		t.Errorf("CreateAccount with %s in its limits: %v", admin.OperatorScope, err)
+	}
 	m, err := f.svc.CreateAccount(f.ctx, admin.AccountSpec{Email: "m@example.com", Password: "merchant password", Limits: merchantLimits})
 	if err != nil || m.Role != admin.RoleMerchant {
 		t.Fatalf("a merchant (the default role): %+v, %v", m, err)

@@ -12,7 +12,7 @@ import (
 
 // Scope is the scope a client's access token must hold (and the client
 // must still be allowed) to call the admin API.
-const Scope = "tokengate:admin"
+const Scope = admin.OperatorScope
 
 // Realm is the WWW-Authenticate realm of the admin API's challenges.
 const Realm = "tokengate-admin"
