@@ -2,11 +2,14 @@ package config
 
 import (
 	"os"
+	"reflect"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func writeFile(t *testing.T, body string) string {
@@ -149,7 +152,9 @@ func TestValidation(t *testing.T) {
 	}
 }
 
-func TestExampleFileInREADMEIsValid(t *testing.T) {
+// readmeExample is the README's example configuration file.
+func readmeExample(t *testing.T) string {
+	t.Helper()
 	raw, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +166,11 @@ func TestExampleFileInREADMEIsValid(t *testing.T) {
 		t.Fatal("README has no example configuration block")
 	}
 	body := s[i+len(start):]
-	body = body[:strings.Index(body, end)]
+	return body[:strings.Index(body, end)]
+}
+
+func TestExampleFileInREADMEIsValid(t *testing.T) {
+	body := readmeExample(t)
 	c, err := Load(writeFile(t, body), nil, Overrides{})
 	if err != nil {
 		t.Fatalf("the README's example configuration does not load: %v", err)
@@ -307,4 +316,33 @@ func TestGatewayRoutesKeepTheVerifyEndpoint(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "reserved") {
 		t.Errorf("token endpoint on the verify path: %v", err)
 	}
+}
+
+// TestExampleFileInREADMEIsComplete fails when a setting is missing from
+// the README's example configuration, which says it shows every one.
+func TestExampleFileInREADMEIsComplete(t *testing.T) {
+	body := readmeExample(t)
+	var doc map[string]any
+	if err := yaml.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(path string, typ reflect.Type, m map[string]any)
+	walk = func(path string, typ reflect.Type, m map[string]any) {
+		for f := range typ.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			v, ok := m[name]
+			if !ok {
+				t.Errorf("the README's example configuration does not show %s%s", path, name)
+				continue
+			}
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() {
+				sub, _ := v.(map[string]any)
+				walk(path+name+".", f.Type, sub)
+			}
+		}
+	}
+	walk("", reflect.TypeFor[Config](), doc)
 }
