@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/guard"
 	"github.com/tokengate/tokengate/internal/pgtest"
 )
@@ -60,4 +61,33 @@ func TestGuardRefusesWhileClusterHasOpenTransaction(t *testing.T) {
 	if err := batch.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestFeedStreamsPerClient (issue 11, review 3, point 8): one resource
+// server's credentials cannot take every feed slot of a node. Beyond
+// feed.max_subscribers_per_client streams, its next one is refused with
+// 429 temporarily_unavailable and Retry-After, while another resource
+// server still subscribes.
+func TestFeedStreamsPerClient(t *testing.T) {
+	e := start(t, func(c *config.Config) {
+		c.Feed.MaxSubscribers = 4
+		c.Feed.MaxSubscribersPerClient = 2
+	})
+	hog, hogSecret := e.createClient("--name", "one rs", "--grant", "client_credentials", "--can-introspect")
+	rs, rsSecret := e.createClient("--name", "another rs", "--grant", "client_credentials", "--can-introspect")
+	for range 2 {
+		e.subscribe(hog, hogSecret, "").hello()
+	}
+	for range 2 {
+		s, res := e.trySubscribe(hog, hogSecret, "", nil)
+		if s != nil {
+			t.Fatal("a third stream of one client was opened")
+		}
+		if res.status != http.StatusTooManyRequests || res.str("error") != "temporarily_unavailable" ||
+			res.header.Get("Retry-After") == "" || res.header.Get("Content-Type") != "application/json" {
+			t.Fatalf("a third stream of one client: %d %s (Retry-After %q)", res.status, res.body, res.header.Get("Retry-After"))
+		}
+	}
+	e.subscribe(rs, rsSecret, "").hello()
+	e.subscribe(rs, rsSecret, "").hello()
 }
