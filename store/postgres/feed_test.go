@@ -197,9 +197,11 @@ func ids(events []oauth.RevocationEvent) []string {
 	return out
 }
 
-// TestFeedTwoNodes: two nodes revoke concurrently while a reader on one
-// of them follows the feed in small pages; it reads every revocation of
-// both exactly once.
+// TestFeedTwoNodes: two nodes revoke concurrently, tokens one by one and
+// families of several tokens (several events in one transaction), while a
+// reader on each node follows the feed in small pages: each reads every
+// revocation of both nodes exactly once, and both read them in the same
+// order, which is also the order of a later read from the start.
 func TestFeedTwoNodes(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.FreshSchema(t, pgtest.DSN(t))
@@ -209,42 +211,68 @@ func TestFeedTwoNodes(t *testing.T) {
 	}
 	ctx := t.Context()
 	now := time.Now()
+	const writers, rounds, familySize = 20, 10, 3
+	var want []string
+	var family []*oauth.Token
+	for w := range writers {
+		for r := range rounds {
+			if r%2 == 0 {
+				want = append(want, fmt.Sprintf("t-%d-%d", w, r))
+				continue
+			}
+			for i := range familySize {
+				id := fmt.Sprintf("f-%d-%d-%d", w, r, i)
+				want = append(want, id)
+				family = append(family, &oauth.Token{ID: id, Kind: oauth.KindRefresh, FamilyID: fmt.Sprintf("fam-%d-%d", w, r),
+					IssuedAt: now, ExpiresAt: now.Add(time.Hour)})
+			}
+		}
+	}
+	if err := nodes[0].CreateTokens(ctx, family...); err != nil {
+		t.Fatal(err)
+	}
 	start, err := nodes[1].RevocationCursor(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const writers, rounds = 20, 10
 	var (
 		done, stop atomic.Bool
-		read       []string
-		readErr    error
+		read       [2][]string
+		readErr    [2]error
 		readerWG   sync.WaitGroup
 	)
-	readerWG.Go(func() {
-		cursor := start
-		for !stop.Load() {
-			page, next, err := nodes[1].RevocationEvents(ctx, cursor, 7)
-			if err != nil {
-				readErr = err
-				return
+	for i, s := range nodes {
+		readerWG.Go(func() {
+			cursor := start
+			for !stop.Load() {
+				page, next, err := s.RevocationEvents(ctx, cursor, 7)
+				if err != nil {
+					readErr[i] = err
+					return
+				}
+				read[i] = append(read[i], ids(page)...)
+				cursor = next
+				if done.Load() && len(read[i]) >= len(want) {
+					return
+				}
+				if len(page) < 7 {
+					time.Sleep(2 * time.Millisecond) // a backoff
+				}
 			}
-			read = append(read, ids(page)...)
-			cursor = next
-			if done.Load() && len(read) >= writers*rounds {
-				return
-			}
-			if len(page) < 7 {
-				time.Sleep(2 * time.Millisecond) // a backoff
-			}
-		}
-	})
+		})
+	}
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {
 			s := nodes[w%2]
 			for r := range rounds {
-				id := fmt.Sprintf("t-%d-%d", w, r)
-				err := s.RevokeToken(ctx, &oauth.Token{ID: id, Kind: oauth.KindAccess, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, now)
+				var err error
+				if r%2 == 0 {
+					id := fmt.Sprintf("t-%d-%d", w, r)
+					err = s.RevokeToken(ctx, &oauth.Token{ID: id, Kind: oauth.KindAccess, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, now)
+				} else {
+					err = s.RevokeFamily(ctx, fmt.Sprintf("fam-%d-%d", w, r), now)
+				}
 				if err != nil {
 					t.Error(err)
 				}
@@ -260,22 +288,35 @@ func TestFeedTwoNodes(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		stop.Store(true)
 		<-waited
-		t.Fatalf("the reader read %d events of %d", len(read), writers*rounds)
+		t.Fatalf("the readers read %d and %d events of %d", len(read[0]), len(read[1]), len(want))
 	}
-	if readErr != nil {
-		t.Fatal(readErr)
-	}
-	var want []string
-	for w := range writers {
-		for r := range rounds {
-			want = append(want, fmt.Sprintf("t-%d-%d", w, r))
+	for i := range nodes {
+		if readErr[i] != nil {
+			t.Fatal(readErr[i])
+		}
+		got := slices.Clone(read[i])
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("reader %d read %d events (%d distinct expected); got %v", i, len(read[i]), len(want), got)
 		}
 	}
-	got := slices.Clone(read)
-	slices.Sort(got)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Fatalf("read %d events (%d distinct expected); got %v", len(read), len(want), got)
+	if !slices.Equal(read[0], read[1]) {
+		t.Fatal("the readers of the two nodes read the events in different orders")
+	}
+	var all []string
+	for cursor := start; ; {
+		page, next, err := nodes[0].RevocationEvents(ctx, cursor, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		all, cursor = append(all, ids(page)...), next
+	}
+	if !slices.Equal(all, read[0]) {
+		t.Fatal("a read from the start after the writes gives another order than the readers read")
 	}
 }
 
