@@ -52,3 +52,58 @@ func BenchmarkRevokeTwoNodes(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRevokeOne measures one revocation at a time on one node: the
+// latency of a revoking transaction, without contention.
+func BenchmarkRevokeOne(b *testing.B) {
+	s := openStore(b, pgtest.FreshSchema(b, pgtest.DSN(b)), Options{})
+	b.Cleanup(func() { s.Close() })
+	now := time.Now()
+	b.ResetTimer()
+	for i := range b.N {
+		tok := &oauth.Token{ID: "r" + strconv.Itoa(i), Kind: oauth.KindAccess, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+		if err := s.RevokeToken(b.Context(), tok, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkIssueWhileRevokingTwoNodes measures token writes on two nodes
+// sharing one database when one operation in every "1 in N" is a
+// revocation and the others are issuances.
+func BenchmarkIssueWhileRevokingTwoNodes(b *testing.B) {
+	for _, every := range []int64{1000, 50, 2} {
+		b.Run("1 in "+strconv.FormatInt(every, 10), func(b *testing.B) { benchIssueWhileRevoking(b, every) })
+	}
+}
+
+func benchIssueWhileRevoking(b *testing.B, every int64) {
+	dsn := pgtest.FreshSchema(b, pgtest.DSN(b))
+	nodes := []*Store{openStore(b, dsn, Options{}), openStore(b, dsn, Options{})}
+	b.Cleanup(func() {
+		for _, s := range nodes {
+			s.Close()
+		}
+	})
+	var seq atomic.Int64
+	now := time.Now()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n := seq.Add(1)
+			tok := &oauth.Token{ID: "t" + strconv.FormatInt(n, 10), Kind: oauth.KindAccess, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+			var err error
+			if n%every == 0 {
+				err = nodes[n%2].RevokeToken(b.Context(), tok, now)
+			} else {
+				err = nodes[n%2].CreateTokens(b.Context(), tok)
+			}
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}

@@ -47,7 +47,7 @@ UPDATE revocation_events e SET pos = o.n + (SELECT CASE WHEN f.purged_xid <> '0'
 UPDATE revocation_feed SET purged_pos = CASE WHEN purged_xid <> '0' THEN 1 ELSE 0 END WHERE id = 1;
 UPDATE revocation_feed SET last_pos = GREATEST(purged_pos, (SELECT COALESCE(max(pos), 0) FROM revocation_events)) WHERE id = 1;
 
-CREATE UNIQUE INDEX revocation_events_pos ON revocation_events (pos);
+CREATE UNIQUE INDEX revocation_events_pos ON revocation_events (pos) WHERE pos IS NOT NULL;
 
 -- +goose StatementBegin
 CREATE FUNCTION revocation_events_number() RETURNS trigger LANGUAGE plpgsql AS $$
