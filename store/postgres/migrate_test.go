@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,6 +147,16 @@ func TestMigrationNumbersKeptEvents(t *testing.T) {
 		if _, _, err := s.RevocationEvents(ctx, c, 10); !errors.Is(err, oauth.ErrCursorExpired) {
 			t.Errorf("RevocationEvents(%q) after migrating: %v, want ErrCursorExpired", c, err)
 		}
+	}
+	// Rows are inserted unnumbered and numbered at COMMIT: an index of pos
+	// holding the NULLs would keep a dead entry of every event ever
+	// written, and the numbering trigger's lookups would scan them all.
+	var def string
+	if err := s.pool.QueryRow(ctx, `SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'revocation_events_pos'`).Scan(&def); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(def, "WHERE (pos IS NOT NULL)") {
+		t.Errorf("revocation_events_pos is %q, want an index of the numbered rows only", def)
 	}
 	now := time.Now()
 	if err := s.RevokeToken(ctx, &oauth.Token{ID: "later", Kind: oauth.KindAccess, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, now); err != nil {
