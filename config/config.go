@@ -208,6 +208,11 @@ type Feed struct {
 	// half of max_connections are used, so streams cannot take every
 	// connection).
 	MaxSubscribers int `yaml:"max_subscribers"`
+	// MaxSubscribersPerClient caps the streams one resource-server client
+	// has open on one node, so that one credential cannot take every
+	// slot; the instances of a resource server sharing its client all
+	// count.
+	MaxSubscribersPerClient int `yaml:"max_subscribers_per_client"`
 }
 
 // Log is the server log's shape.
@@ -300,7 +305,7 @@ func Default() Config {
 		RateLimit:               RateLimit{Lockout: Lockout{Threshold: 5, Base: time.Second, Max: 15 * time.Minute, Window: 15 * time.Minute}},
 		RequestTimeout:          5 * time.Second,
 		GC:                      GC{Interval: time.Minute, Batch: 1000},
-		Feed:                    Feed{Retention: 24 * time.Hour, Poll: 200 * time.Millisecond, MaxSubscribers: 1000},
+		Feed:                    Feed{Retention: 24 * time.Hour, Poll: 200 * time.Millisecond, MaxSubscribers: 1000, MaxSubscribersPerClient: 32},
 		Log:                     Log{Level: "info", Format: "text"},
 		Endpoints:               []Endpoint{{Path: "/oauth/token", Dialect: "oauth2"}},
 		Gateway: Gateway{MaxBody: 1 << 20, MaxReaders: 64, UpstreamTimeout: 30 * time.Second, TimestampWindow: 5 * time.Minute,
@@ -560,6 +565,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Feed.MaxSubscribers < 1 {
 		bad("feed.max_subscribers: must be at least 1")
+	}
+	if c.Feed.MaxSubscribersPerClient < 1 {
+		bad("feed.max_subscribers_per_client: must be at least 1")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -2,8 +2,8 @@ package config
 
 import (
 	"os"
-	"reflect"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -144,6 +144,7 @@ func TestValidation(t *testing.T) {
 		"admin:\n  tls:\n    cert_file: a.crt\n    key_file: a.key\n":            "set admin.listen",
 		"admin:\n  listen: 127.0.0.1:8443\n  tls:\n    cert_file: a.crt\n":       "admin.tls: set both",
 		"admin:\n  listen: 127.0.0.1:8443\n  tls:\n    client_ca_file: ca.pem\n": "admin.tls.client_ca_file",
+		"feed:\n  max_subscribers_per_client: 0\n":                               "feed.max_subscribers_per_client",
 	} {
 		_, err := Load(writeFile(t, body), nil, Overrides{})
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -245,15 +246,16 @@ func TestFeedSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := c.Feed; f.Retention != 24*time.Hour || f.Poll != 200*time.Millisecond || f.MaxSubscribers != 1000 {
+	if f := c.Feed; f.Retention != 24*time.Hour || f.Poll != 200*time.Millisecond || f.MaxSubscribers != 1000 || f.MaxSubscribersPerClient != 32 {
 		t.Errorf("feed defaults: %+v", f)
 	}
-	env := []string{"TOKENGATE_FEED_RETENTION=48h", "TOKENGATE_FEED_MAX_SUBSCRIBERS=50"}
+	env := []string{"TOKENGATE_FEED_RETENTION=48h", "TOKENGATE_FEED_MAX_SUBSCRIBERS=50", "TOKENGATE_FEED_MAX_SUBSCRIBERS_PER_CLIENT=3"}
 	c, err = Load(writeFile(t, "feed:\n  poll: 500ms\n"), env, Overrides{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := c.Feed; f.Retention != 48*time.Hour || f.Poll != 500*time.Millisecond || f.MaxSubscribers != 50 {
+	if f := c.Feed; f.Retention != 48*time.Hour || f.Poll != 500*time.Millisecond || f.MaxSubscribers != 50 ||
+		f.MaxSubscribersPerClient != 3 {
 		t.Errorf("feed from file and environment: %+v", f)
 	}
 }

@@ -12,8 +12,10 @@
 // give the same cursor), so the join is a comparison of cursors and an
 // event is neither skipped nor sent twice.
 //
-// Bounds: at most Options.MaxSubscribers streams; each subscriber has a
-// queue of at most Options.Buffer events, and one that falls further
+// Bounds: at most Options.MaxSubscribers streams, and at most
+// Options.MaxPerSubscriber of them for one subscriber (one resource-server
+// client), so that one credential cannot take every slot; each subscriber
+// has a queue of at most Options.Buffer events, and one that falls further
 // behind is disconnected (it reconnects with its last cursor and catches
 // up from the store). When the store cannot be read for
 // Options.StaleAfter, every stream is ended and new ones are refused with
@@ -53,6 +55,10 @@ type Options struct {
 	Retention time.Duration
 	// MaxSubscribers bounds the streams open at once; default 1000.
 	MaxSubscribers int
+	// MaxPerSubscriber bounds the streams one subscriber (see Serve) has
+	// open at once; default DefaultMaxPerSubscriber. Beyond it a new
+	// stream is refused with 429.
+	MaxPerSubscriber int
 	// Buffer is how many events may wait for one subscriber before it is
 	// disconnected as too slow; default 2048.
 	Buffer int
@@ -75,6 +81,13 @@ type Options struct {
 	Now func() time.Time
 }
 
+// DefaultMaxPerSubscriber is Options.MaxPerSubscriber's default. A guard
+// holds one stream, but the instances of one resource server usually share
+// its client, and a stream whose network path died silently still counts
+// until the server's writes to it fail (minutes, not seconds): the bound
+// must leave room for every instance that may connect to one node, twice.
+const DefaultMaxPerSubscriber = 32
+
 func (o *Options) defaults() {
 	def := func(v *time.Duration, d time.Duration) {
 		if *v <= 0 {
@@ -88,6 +101,9 @@ func (o *Options) defaults() {
 	def(&o.WriteTimeout, 30*time.Second)
 	if o.MaxSubscribers <= 0 {
 		o.MaxSubscribers = 1000
+	}
+	if o.MaxPerSubscriber <= 0 {
+		o.MaxPerSubscriber = DefaultMaxPerSubscriber
 	}
 	if o.Buffer <= 0 {
 		o.Buffer = 2048
@@ -119,8 +135,9 @@ type Feed struct {
 	recent  []*item // the latest events, oldest first
 	base    string  // cursor before recent[0] (pos when recent is empty)
 	subs    map[*subscriber]struct{}
-	streams int       // streams admitted (joining or joined)
-	lastOK  time.Time // last successful poll
+	streams int            // streams admitted (joining or joined)
+	perSub  map[string]int // streams admitted, by subscriber (absent: none)
+	lastOK  time.Time      // last successful poll
 	stale   bool
 	polled  chan struct{} // closed after each poll, then replaced
 	closed  bool
@@ -128,7 +145,7 @@ type Feed struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	delivered, dropped, resets, pollErrors atomic.Uint64
+	delivered, dropped, resets, pollErrors, tooMany atomic.Uint64
 }
 
 // item is one frame of the stream: an event or a reset.
@@ -146,7 +163,8 @@ type subscriber struct {
 // New returns a feed reading src. Nothing is polled until Run.
 func New(src Source, o Options) *Feed {
 	o.defaults()
-	return &Feed{src: src, o: o, subs: map[*subscriber]struct{}{}, polled: make(chan struct{}), done: make(chan struct{})}
+	return &Feed{src: src, o: o, subs: map[*subscriber]struct{}{}, perSub: map[string]int{},
+		polled: make(chan struct{}), done: make(chan struct{})}
 }
 
 // Stats are a feed's counters.
@@ -156,6 +174,9 @@ type Stats struct {
 	Dropped     uint64 // subscribers disconnected as too slow, or because the store was unreadable
 	Resets      uint64 // reset events sent
 	PollErrors  uint64 // failed store reads of the poller
+	// TooMany counts streams refused because their subscriber had
+	// Options.MaxPerSubscriber open.
+	TooMany uint64
 	// Lag is how long ago the poller last read the store successfully.
 	Lag time.Duration
 }
@@ -170,7 +191,7 @@ func (f *Feed) Stats() Stats {
 		lag = f.o.Now().Sub(last)
 	}
 	return Stats{Subscribers: n, Delivered: f.delivered.Load(), Dropped: f.dropped.Load(),
-		Resets: f.resets.Load(), PollErrors: f.pollErrors.Load(), Lag: lag}
+		Resets: f.resets.Load(), PollErrors: f.pollErrors.Load(), TooMany: f.tooMany.Load(), Lag: lag}
 }
 
 // Run polls the store every Options.Poll until ctx ends or Close.
@@ -365,13 +386,16 @@ func (f *Feed) take(s *subscriber) []*item {
 	return q
 }
 
-func (f *Feed) leave(s *subscriber) {
+func (f *Feed) leave(s *subscriber, who string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if s != nil {
 		f.drop(s)
 	}
 	f.streams--
+	if f.perSub[who]--; f.perSub[who] <= 0 {
+		delete(f.perSub, who)
+	}
 }
 
 // Close ends every stream and refuses new ones; the poller stops. It is
@@ -406,13 +430,27 @@ func validCursor(c string) bool {
 	return true
 }
 
-// ServeHTTP streams the feed to one subscriber. The caller has
-// authenticated it. The stream starts after the Last-Event-ID header's
-// cursor, else the cursor query parameter's, else at the current position.
-// It sends hello, then (resuming) the events that followed the cursor or a
-// reset, then a ping at once, which tells the subscriber it has caught up,
-// then live events and a ping every Options.Ping.
+// ServeHTTP is Serve for a subscriber with no name: every stream it
+// serves counts against one Options.MaxPerSubscriber.
 func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.Serve(w, r, "")
+}
+
+// Serve streams the feed to one subscriber, who (the caller has
+// authenticated it: for tokengate, a resource-server client's ID) may have
+// at most Options.MaxPerSubscriber streams open at once. The stream starts
+// after the Last-Event-ID header's cursor, else the cursor query
+// parameter's, else at the current position. It sends hello, then
+// (resuming) the events that followed the cursor or a reset, then a ping
+// at once, which tells the subscriber it has caught up, then live events
+// and a ping every Options.Ping.
+//
+// Refusals, in RFC 6749's JSON error shape: 400 invalid_request (a
+// malformed cursor); 429 temporarily_unavailable with Retry-After (who
+// has Options.MaxPerSubscriber streams open); 503 temporarily_unavailable
+// with Retry-After (shutting down, the store unreadable, or
+// Options.MaxSubscribers streams open).
+func (f *Feed) Serve(w http.ResponseWriter, r *http.Request, who string) {
 	cursor := r.Header.Get("Last-Event-ID")
 	if cursor == "" {
 		cursor = r.URL.Query().Get("cursor")
@@ -431,19 +469,28 @@ func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the revocation feed cannot read the store")
 		return
+	case f.perSub[who] >= f.o.MaxPerSubscriber:
+		// Before the global bound: when this subscriber has its share,
+		// waiting for other subscribers to leave would not help it.
+		f.mu.Unlock()
+		f.tooMany.Add(1)
+		writeError(w, http.StatusTooManyRequests, "temporarily_unavailable",
+			"this client has "+strconv.Itoa(f.o.MaxPerSubscriber)+" revocation feed streams open on this server already")
+		return
 	case f.streams >= f.o.MaxSubscribers:
 		f.mu.Unlock()
 		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "too many subscribers")
 		return
 	}
 	f.streams++
+	f.perSub[who]++
 	var s *subscriber
 	if cursor == "" {
 		// Start at now: join at the poller's position.
 		s, cursor = f.join(nil), f.pos
 	}
 	f.mu.Unlock()
-	defer func() { f.leave(s) }()
+	defer func() { f.leave(s, who) }()
 
 	st := &stream{w: w, rc: http.NewResponseController(w), timeout: f.o.WriteTimeout}
 	// The server's write timeout bounds responses, not streams: the write
@@ -650,14 +697,25 @@ func resetItem(cursor string) *item {
 	return &item{cursor: cursor, frame: frame("reset", cursor, data)}
 }
 
+// Retry-After of refused subscriptions, in seconds: 503 (the node cannot
+// serve now; another node, or this one in a moment, can) and 429 (a
+// stream of the subscriber's has to end first, which takes longer).
+const (
+	retryUnavailable = 1
+	retryTooMany     = 5
+)
+
 // writeError answers a refused subscription in RFC 6749's JSON error
-// shape; 503s carry Retry-After.
+// shape; 503s and 429s carry Retry-After.
 func writeError(w http.ResponseWriter, status int, code, desc string) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
-	if status == http.StatusServiceUnavailable {
-		h.Set("Retry-After", strconv.Itoa(1))
+	switch status {
+	case http.StatusServiceUnavailable:
+		h.Set("Retry-After", strconv.Itoa(retryUnavailable))
+	case http.StatusTooManyRequests:
+		h.Set("Retry-After", strconv.Itoa(retryTooMany))
 	}
 	w.WriteHeader(status)
 	b, _ := json.Marshal(struct {

@@ -610,6 +610,61 @@ func TestAdmission(t *testing.T) {
 	}
 }
 
+// TestAdmissionPerSubscriber (issue 11, review 3, point 8): one
+// subscriber may hold at most MaxPerSubscriber streams, refused beyond
+// with 429 temporarily_unavailable and Retry-After, so it cannot take the
+// slots of others; a stream that ends frees its slot.
+func TestAdmissionPerSubscriber(t *testing.T) {
+	src := newSource()
+	f := New(src, Options{MaxSubscribers: 4, MaxPerSubscriber: 2})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.Serve(w, r, r.Header.Get("Who"))
+	}))
+	t.Cleanup(func() { f.Close(); srv.Close() })
+	f.Poll(t.Context())
+	open := func(who string) *client {
+		t.Helper()
+		return subscribe(t, srv.URL, http.Header{"Who": {who}})
+	}
+	refused := func(who string, status int, retryAfter string) {
+		t.Helper()
+		c := open(who)
+		var body struct{ Error string }
+		err := json.NewDecoder(c.resp.Body).Decode(&body)
+		h := c.resp.Header
+		if c.resp.StatusCode != status || h.Get("Retry-After") != retryAfter || h.Get("Content-Type") != "application/json" ||
+			err != nil || body.Error != "temporarily_unavailable" {
+			t.Fatalf("%s: %d, Retry-After %q, %s, %+v (%v); want %d temporarily_unavailable, Retry-After %s",
+				who, c.resp.StatusCode, h.Get("Retry-After"), h.Get("Content-Type"), body, err, status, retryAfter)
+		}
+	}
+	hog := []*client{open("hog"), open("hog")}
+	for _, c := range hog {
+		c.hello()
+	}
+	refused("hog", http.StatusTooManyRequests, "5")
+	// The others still get in, up to MaxSubscribers.
+	open("rs").hello()
+	open("other rs").hello()
+	refused("late", http.StatusServiceUnavailable, "1")
+
+	// A hog's stream ends: its slot is free again, for anyone.
+	hog[0].resp.Body.Close()
+	hog[0].waitEnd()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.Stats().Subscribers != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v after a stream ended, want 3 streams", f.Stats())
+		}
+		runtime.Gosched()
+	}
+	open("hog").hello()
+	refused("hog", http.StatusTooManyRequests, "5")
+	if st := f.Stats(); st.TooMany != 2 {
+		t.Errorf("stats %+v, want 2 streams refused as too many", st)
+	}
+}
+
 // TestStale: a store that cannot be read for StaleAfter ends every stream
 // and refuses new ones until it can be read again.
 func TestStale(t *testing.T) {

@@ -24,18 +24,20 @@ func (s *Server) newFeed(cfg config.Feed) *feed.Feed {
 		maxSubs = half
 	}
 	return feed.New(s.store, feed.Options{
-		Poll:           cfg.Poll,
-		Retention:      cfg.Retention,
-		MaxSubscribers: maxSubs,
-		Logger:         s.log,
-		Now:            s.now,
+		Poll:             cfg.Poll,
+		Retention:        cfg.Retention,
+		MaxSubscribers:   maxSubs,
+		MaxPerSubscriber: cfg.MaxSubscribersPerClient,
+		Logger:           s.log,
+		Now:              s.now,
 	})
 }
 
 // revocations serves the revocation feed (see package feed) to resource
 // servers: clients authenticated by client_secret_basic that have the
 // introspection permission. Unauthenticated: 401 with a Basic challenge;
-// authenticated without the permission: 403 unauthorized_client.
+// authenticated without the permission: 403 unauthorized_client; a client
+// with feed.max_subscribers_per_client streams open on this node: 429.
 func (s *Server) revocations(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(secevent.WithRequest(r.Context(), r.RemoteAddr, r.URL.Path), s.cfg.RequestTimeout)
 	creds, e := oauth2.ClientCredentials(r, nil) // the Authorization header only
@@ -53,7 +55,7 @@ func (s *Server) revocations(w http.ResponseWriter, r *http.Request) {
 		oauth2.WriteError(w, r, e)
 		return
 	}
-	s.feed.ServeHTTP(w, r)
+	s.feed.Serve(w, r, cl.ID)
 }
 
 // watchFeed exports the feed's counters.
@@ -75,6 +77,10 @@ func (m *metrics) watchFeed(f *feed.Feed) {
 			Name: "tokengate_feed_resets_total",
 			Help: "Reset events sent (a subscriber's cursor had expired).",
 		}, func() float64 { return float64(f.Stats().Resets) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tokengate_feed_streams_refused_total",
+			Help: "Revocation feed streams refused (429) because the client had feed.max_subscribers_per_client streams open on this node.",
+		}, func() float64 { return float64(f.Stats().TooMany) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tokengate_feed_poll_errors_total",
 			Help: "Failed reads of the store by the revocation feed's poller.",

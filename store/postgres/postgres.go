@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,6 +155,15 @@ func poolConfig(dsn string, opts Options) (*pgxpool.Config, error) {
 	// the ping must not hang on a dead network path either.
 	cfg.PingTimeout = cfg.ConnConfig.ConnectTimeout
 	return cfg, nil
+}
+
+// idleInTransactionTimeout is the idle_in_transaction_session_timeout the
+// pool's sessions get when the DSN sets none: a session whose node stopped
+// talking in the middle of a transaction is ended by the server, so its
+// transaction does not hold its row locks (a refresh token another node is
+// rotating, a client being updated) for long.
+func idleInTransactionTimeout(storeTimeout time.Duration) string {
+	return strconv.FormatInt((2*storeTimeout + 5*time.Second).Milliseconds(), 10)
 }
 
 func cmpOr[T int | time.Duration](v, def T) T {

@@ -134,6 +134,9 @@ func testFeedEvents(t *testing.T, s oauth.Store, clk *clock) {
 	noErr(t, s.RevokeFamily(ctx, "", now), `RevokeFamily("")`)
 
 	got, next := readFeed(t, s, start, 100)
+	if len(got) != 5 {
+		t.Fatalf("after the token revocations: %d events, want 5: %v", len(got), evs(got))
+	}
 	sameEvents(t, "after the token revocations", tokenEvs(access.ID, jwt.ID, famRevoked.ID), evs(got[:3]))
 	sameSet(t, "RevokeFamily's events", tokenEvs(famAccess.ID, famRefresh.ID), evs(got[3:]))
 	for _, e := range got {
@@ -271,6 +274,9 @@ func testFeedRetention(t *testing.T, s oauth.Store, clk *clock) {
 	old := []string{revoke(), revoke(), revoke()}
 	got, afterOld := readFeed(t, s, start, 10)
 	sameEvents(t, "old events", tokenEvs(old...), evs(got))
+	if len(got) != len(old) {
+		t.FailNow() // the cursors below are got's
+	}
 	clk.Set(t0.Add(time.Hour))
 	recent := revoke()
 
