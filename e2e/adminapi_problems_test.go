@@ -62,15 +62,21 @@ func TestAdminAPIProblems(t *testing.T) {
 
 // TestAdminAPIOperatorsOnly: the API acts as an operator only. A client
 // owned by a merchant account is refused even with the tokengate:admin
-// scope (which an operator could have let the merchant's limits include),
+// scope (an operator can set any client's scopes),
 // and a merchant's portal credentials are no way in; the operator sees and
 // changes every merchant's clients.
 func TestAdminAPIOperatorsOnly(t *testing.T) {
 	e := start(t, withAdminAPI())
 	op, _ := e.operator("ops")
+	// The operator scope is never among a merchant's limits.
+	op.call("POST", "/admin/v1/accounts", map[string]any{"email": "m@merchant.example", "password": "a merchant password",
+		"limits": map[string]any{"grants": []string{"client_credentials"}, "scopes": []string{adminapi.Scope}, "max_clients": 2}}).
+		wantProblem(t, 400, "invalid", "limits.scopes")
 	acc := op.call("POST", "/admin/v1/accounts", map[string]any{"email": "m@merchant.example", "password": "a merchant password",
-		"limits": map[string]any{"grants": []string{"client_credentials"}, "scopes": []string{adminapi.Scope}, "max_clients": 2}}).want(t, 201)
+		"limits": map[string]any{"grants": []string{"client_credentials"}, "scopes": []string{"payments"}, "max_clients": 2}}).want(t, 201)
 	accID := acc.str("id")
+	// An operator may still give a merchant a client holding the scope
+	// (its scopes are the operator's to set); the API refuses it anyway.
 	cr := op.call("POST", "/admin/v1/clients", map[string]any{"name": "merchant's", "grants": []string{"client_credentials"},
 		"scopes": []string{adminapi.Scope}, "owner_account": accID}).want(t, 201)
 	id, sec := cr.obj["client"].(map[string]any)["client_id"].(string), cr.str("client_secret")
