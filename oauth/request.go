@@ -2,6 +2,8 @@ package oauth
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -95,4 +97,25 @@ type Introspection struct {
 	Aud       []string
 	Iss       string
 	Jti       string
+}
+
+// MarshalJSON writes the RFC 7662 §2.2 response: only "active": false for a
+// token that is not active, and the scope as one space-separated string.
+func (in Introspection) MarshalJSON() ([]byte, error) {
+	if !in.Active {
+		return []byte(`{"active":false}`), nil
+	}
+	return json.Marshal(struct {
+		Active    bool     `json:"active"`
+		Scope     string   `json:"scope,omitempty"`
+		ClientID  string   `json:"client_id,omitempty"`
+		Username  string   `json:"username,omitempty"`
+		TokenType string   `json:"token_type,omitempty"`
+		Exp       int64    `json:"exp,omitempty"`
+		Iat       int64    `json:"iat,omitempty"`
+		Sub       string   `json:"sub,omitempty"`
+		Aud       []string `json:"aud,omitempty"`
+		Iss       string   `json:"iss,omitempty"`
+		Jti       string   `json:"jti,omitempty"`
+	}{true, strings.Join(in.Scope, " "), in.ClientID, in.Username, in.TokenType, in.Exp, in.Iat, in.Sub, in.Aud, in.Iss, in.Jti})
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/tokengate/tokengate/dialect/oauth2"
 	"github.com/tokengate/tokengate/engine"
@@ -56,20 +55,6 @@ func (s *Server) authenticated(ctx context.Context, w http.ResponseWriter, r *ht
 	return params, cl, nil
 }
 
-type introspection struct {
-	Active    bool     `json:"active"`
-	Scope     string   `json:"scope,omitempty"`
-	ClientID  string   `json:"client_id,omitempty"`
-	Username  string   `json:"username,omitempty"`
-	TokenType string   `json:"token_type,omitempty"`
-	Exp       int64    `json:"exp,omitempty"`
-	Iat       int64    `json:"iat,omitempty"`
-	Sub       string   `json:"sub,omitempty"`
-	Aud       []string `json:"aud,omitempty"`
-	Iss       string   `json:"iss,omitempty"`
-	Jti       string   `json:"jti,omitempty"`
-}
-
 // introspect serves RFC 7662 §2.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(secevent.WithRequest(r.Context(), r.RemoteAddr, r.URL.Path), s.cfg.RequestTimeout)
@@ -89,14 +74,11 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	}
 	if !in.Active {
 		s.metrics.introspect.WithLabelValues("inactive").Inc()
-		oauth2.WriteJSON(w, http.StatusOK, introspection{})
+		oauth2.WriteJSON(w, http.StatusOK, in)
 		return
 	}
 	s.metrics.introspect.WithLabelValues("active").Inc()
-	oauth2.WriteJSON(w, http.StatusOK, introspection{
-		Active: true, Scope: strings.Join(in.Scope, " "), ClientID: in.ClientID, Username: in.Username,
-		TokenType: in.TokenType, Exp: in.Exp, Iat: in.Iat, Sub: in.Sub, Aud: in.Aud, Iss: in.Iss, Jti: in.Jti,
-	})
+	oauth2.WriteJSON(w, http.StatusOK, in)
 }
 
 // revoke serves RFC 7009 §2.
