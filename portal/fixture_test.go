@@ -33,6 +33,7 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.
 // node builds (app.OpenAdmin), everything on one fake clock.
 type fixture struct {
 	t   testing.TB
+	p   *portal.Portal
 	a   *app.Admin
 	svc *admin.Service
 	clk *clock
@@ -64,7 +65,7 @@ func newFixture(t testing.TB) *fixture {
 	}
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, a: a, svc: a.Admin, clk: clk, ctx: admin.WithActor(t.Context(), admin.CLIActor()), srv: srv, cfg: cfg}
+	return &fixture{t: t, p: p, a: a, svc: a.Admin, clk: clk, ctx: admin.WithActor(t.Context(), admin.CLIActor()), srv: srv, cfg: cfg}
 }
 
 // account creates an account through the service (as the CLI would).

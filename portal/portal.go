@@ -115,6 +115,9 @@ type Portal struct {
 	endpoints []string // the token endpoints' paths, in configuration order
 	pages     map[string]*template.Template
 	mux       *http.ServeMux
+	// afterSignInCheck, when set (by tests), runs in a sign-in between
+	// the credentials' check and the session's creation.
+	afterSignInCheck func()
 }
 
 // New builds the portal for cfg (portal.session_idle and session_max, the

@@ -2,7 +2,6 @@ package portal_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -922,21 +921,6 @@ func TestDoubleSubmittedRotationRefused(t *testing.T) {
 	}
 }
 
-// racingSessions is the store, with a hook run just before a session is
-// created: after the sign-in's password check.
-type racingSessions struct {
-	portal.Sessions
-	beforeCreate func()
-}
-
-func (s *racingSessions) CreateSession(ctx context.Context, ps *oauth.Session) error {
-	if s.beforeCreate != nil {
-		s.beforeCreate()
-		s.beforeCreate = nil
-	}
-	return s.Sessions.CreateSession(ctx, ps)
-}
-
 // TestSignInRacingPasswordChangeEndsSession: a sign-in whose password
 // check passed just before the account's password was changed (on
 // another node, say) gets a session that the change ends: the session
@@ -944,31 +928,25 @@ func (s *racingSessions) CreateSession(ctx context.Context, ps *oauth.Session) e
 func TestSignInRacingPasswordChangeEndsSession(t *testing.T) {
 	f := newFixture(t)
 	acc := f.account("m@example.com", admin.RoleMerchant, merchantLimits, false)
-	sessions := &racingSessions{Sessions: f.a.Store}
-	p, err := portal.New(f.cfg, portal.Deps{Admin: f.svc, Sessions: sessions, Now: f.clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(p)
-	defer srv.Close()
-	racing := *f
-	racing.srv = srv
-
 	const changed = "another long password"
-	sessions.beforeCreate = func() {
-		f.clk.Advance(time.Second)
-		if _, err := f.svc.SetAccountPassword(f.ctx, acc.ID, changed); err != nil {
-			t.Error(err)
+	race := true
+	portal.SetAfterSignInCheck(f.p, func() {
+		if race {
+			race = false
+			f.clk.Advance(time.Second)
+			if _, err := f.svc.SetAccountPassword(f.ctx, acc.ID, changed); err != nil {
+				t.Error(err)
+			}
 		}
-	}
-	b := racing.browser()
+	})
+	b := f.browser()
 	b.signIn("m@example.com", password, "")
 	if p := b.get("/clients"); p.status != http.StatusSeeOther || !strings.HasPrefix(p.header.Get("Location"), "/login") {
 		t.Errorf("the session of a sign-in checked before a password change: %d to %q, want ended", p.status, p.header.Get("Location"))
 	}
 	// A sign-in with the new password, after the change, lasts.
 	f.clk.Advance(time.Second)
-	b2 := racing.browser()
+	b2 := f.browser()
 	b2.signIn("m@example.com", changed, "")
 	if p := b2.get("/clients"); p.status != http.StatusOK {
 		t.Errorf("a sign-in after the change: %d", p.status)

@@ -98,6 +98,9 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, nil, err)
 		return
 	}
+	if p.afterSignInCheck != nil {
+		p.afterSignInCheck()
+	}
 	if err := p.start(w, r, res.Account, started); err != nil {
 		p.fail(w, r, nil, err)
 		return
