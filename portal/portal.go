@@ -36,7 +36,11 @@
 //     emails without end.
 //   - A new client secret is shown once, in the response to the create
 //     or rotate form, with its downloads (JSON and .env) as data: links
-//     inside that response: nothing can fetch it again later.
+//     inside that response: nothing can fetch it again later. The rotate
+//     form carries a one-time value spent in the store, so the same form
+//     sent twice rotates once.
+//   - IDs put into URL paths are escaped (imported client IDs may hold
+//     '/', '?', '#' or '%').
 package portal
 
 import (
