@@ -344,7 +344,7 @@ func TestPortalInABrowser(t *testing.T) {
 	b.do("download the .env", chromedp.Click(chromedp.ID("download-env")))
 	waitDownload(t, progress)
 	raw, err = os.ReadFile(filepath.Join(dl, "tokengate-"+clientID+".env"))
-	if err != nil || !strings.Contains(string(raw), "TOKENGATE_CLIENT_SECRET="+secret1+"\n") {
+	if err != nil || !strings.Contains(string(raw), "TOKENGATE_CLIENT_SECRET='"+secret1+"'\n") {
 		t.Errorf("the .env download: %q %v", raw, err)
 	}
 

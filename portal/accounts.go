@@ -172,12 +172,15 @@ func (p *Portal) accountResetTOTP(w http.ResponseWriter, r *http.Request, s *ses
 }
 
 type auditData struct {
-	Events        []*admin.AuditEventView
-	Next          int64
-	Client        string // the client the list is filtered by
-	Account       string // the account (operators)
-	Operator      bool
-	NextQueryBase string
+	Events   []*admin.AuditEventView
+	Client   string // the client the list is filtered by
+	Account  string // the account (operators)
+	Operator bool
+	// Older is the link to the next page of older events, with the same
+	// filters ("" on the last page): built here from url.Values, because
+	// a query string put into a query position of an href is escaped
+	// again by html/template ('=' becomes %3D) and loses its filters.
+	Older string
 }
 
 func (p *Portal) auditList(w http.ResponseWriter, r *http.Request, s *session) {
@@ -199,14 +202,19 @@ func (p *Portal) auditList(w http.ResponseWriter, r *http.Request, s *session) {
 		p.fail(w, r, s, err)
 		return
 	}
-	next := url.Values{}
-	if aq.ClientID != "" {
-		next.Set("client", aq.ClientID)
+	d := auditData{Events: page.Events, Client: aq.ClientID, Account: aq.AccountID, Operator: s.operator()}
+	if page.Next != 0 {
+		filters := url.Values{}
+		if aq.ClientID != "" {
+			filters.Set("client", aq.ClientID)
+		}
+		if aq.AccountID != "" {
+			filters.Set("account", aq.AccountID)
+		}
+		d.Older = "/audit?before=" + strconv.FormatInt(page.Next, 10)
+		if len(filters) > 0 {
+			d.Older += "&" + filters.Encode()
+		}
 	}
-	if aq.AccountID != "" {
-		next.Set("account", aq.AccountID)
-	}
-	d := auditData{Events: page.Events, Next: page.Next, Client: aq.ClientID, Account: aq.AccountID, Operator: s.operator(),
-		NextQueryBase: next.Encode()}
 	p.render(w, r, http.StatusOK, "audit", p.view(s, "Audit log", d))
 }

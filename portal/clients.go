@@ -3,6 +3,7 @@ package portal
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"html/template"
 	"io"
 	"net/http"
@@ -173,38 +174,87 @@ type clientData struct {
 	Client *admin.ClientView
 	Owner  string // the owner's email (operators)
 	Grace  []graceChoice
+	// Once is the rotate form's one-time value: a second submission of
+	// the same form (a double click, a reload answering "resend?") is
+	// refused instead of rotating again.
+	Once string
 }
 
 type graceChoice struct{ Value, Label string }
 
 // graces are the rotation form's choices of how long the previous
 // secret keeps working.
+// These are the only graces the portal accepts (the README promises at
+// most 30 days; the service alone would allow more).
 var graces = []graceChoice{
 	{"0s", "stops at once"}, {"1h", "1 hour"}, {"24h", "24 hours"}, {"168h", "7 days"}, {"720h", "30 days"},
 }
 
+// chosenGrace returns the grace a rotate form chose, if it is one of
+// graces.
+func chosenGrace(v string) (time.Duration, bool) {
+	for _, g := range graces {
+		if g.Value == v {
+			d, err := time.ParseDuration(v)
+			return d, err == nil
+		}
+	}
+	return 0, false
+}
+
 func (p *Portal) clientShow(w http.ResponseWriter, r *http.Request, s *session) {
-	c, err := p.svc.GetClient(r.Context(), r.PathValue("id"))
+	p.clientPage(w, r, s, http.StatusOK, r.PathValue("id"), "")
+}
+
+// clientPage shows client id's page, with errMsg beside its forms (a
+// notice from the URL when there is none).
+func (p *Portal) clientPage(w http.ResponseWriter, r *http.Request, s *session, status int, id, errMsg string) {
+	c, err := p.svc.GetClient(r.Context(), id)
 	if err != nil {
 		p.fail(w, r, s, err)
 		return
 	}
-	d := clientData{Client: c, Grace: graces}
+	d := clientData{Client: c, Grace: graces, Once: newSecretValue()}
 	if s.operator() && c.OwnerAccount != "" {
 		if a, err := p.svc.GetAccount(r.Context(), c.OwnerAccount); err == nil {
 			d.Owner = a.Email
 		}
 	}
 	v := p.view(s, c.Name, d)
-	v.Notice = message(r)
-	p.render(w, r, http.StatusOK, "client", v)
+	if errMsg != "" {
+		v.Error = errMsg
+	} else {
+		v.Notice = message(r)
+	}
+	p.render(w, r, status, "client", v)
 }
+
+// rotateOnce is the nonce key of a rotate form's one-time value.
+func rotateOnce(v string) string { return "portal:rotate:" + v }
 
 func (p *Portal) clientRotate(w http.ResponseWriter, r *http.Request, s *session) {
 	id := r.PathValue("id")
-	grace, err := time.ParseDuration(r.PostFormValue("grace"))
-	if err != nil {
-		p.errorPage(w, r, s, http.StatusBadRequest, "grace: choose how long the previous secret keeps working.")
+	grace, ok := chosenGrace(r.PostFormValue("grace"))
+	if !ok {
+		p.clientPage(w, r, s, http.StatusBadRequest, id, "grace: choose one of the offered times, at most 30 days.")
+		return
+	}
+	// The form's one-time value is spent in the store, so a second
+	// submission is refused on every node. A rotation that then fails
+	// leaves it spent: the page, reloaded, has a new one.
+	once := r.PostFormValue("once")
+	if !wellFormed(once) {
+		p.clientPage(w, r, s, http.StatusBadRequest, id, "The form is out of date. Try again.")
+		return
+	}
+	switch err := p.sessions.UseNonce(r.Context(), rotateOnce(once), p.now().Add(p.max)); {
+	case errors.Is(err, oauth.ErrAlreadyExists):
+		p.clientPage(w, r, s, http.StatusConflict, id, "This rotation form was already sent (a double click, or a reload of its page): "+
+			"the secret was rotated by the first submission, whose new secret is not shown again. "+
+			"The secret in use keeps working for the grace chosen then; rotate again here to get a new secret you can copy.")
+		return
+	case err != nil:
+		p.fail(w, r, s, storeErr(err))
 		return
 	}
 	rot, err := p.svc.RotateSecret(r.Context(), id, grace)
@@ -237,14 +287,7 @@ func (p *Portal) clientSNAPKey(w http.ResponseWriter, r *http.Request, s *sessio
 		if admin.ErrorCode(err) == admin.CodeInvalid {
 			// The client's page again, with what is wrong with the key
 			// (it exists and is visible, or the error would be not found).
-			c, gerr := p.svc.GetClient(r.Context(), id)
-			if gerr != nil {
-				p.fail(w, r, s, gerr)
-				return
-			}
-			v := p.view(s, c.Name, clientData{Client: c, Grace: graces})
-			v.Error = admin.ErrorMessage(err)
-			p.render(w, r, http.StatusBadRequest, "client", v)
+			p.clientPage(w, r, s, http.StatusBadRequest, id, admin.ErrorMessage(err))
 			return
 		}
 		p.fail(w, r, s, err)
@@ -300,16 +343,42 @@ type credentials struct {
 
 func (p *Portal) showSecret(w http.ResponseWriter, r *http.Request, s *session, title string, c *admin.ClientView, secret string, prev *time.Time) {
 	d := secretData{Client: c, Secret: secret, PreviousExpiresAt: prev, TokenURL: p.tokenURL(c),
-		JSONName: "tokengate-" + c.ClientID + ".json", EnvName: "tokengate-" + c.ClientID + ".env"}
+		JSONName: "tokengate-" + fileNamePart(c.ClientID) + ".json", EnvName: "tokengate-" + fileNamePart(c.ClientID) + ".env"}
 	js, _ := json.MarshalIndent(credentials{ClientID: c.ClientID, ClientSecret: secret, TokenURL: d.TokenURL,
 		Scopes: c.Scopes, PreviousExpiresAt: prev}, "", "  ")
-	env := "TOKENGATE_CLIENT_ID=" + c.ClientID + "\nTOKENGATE_CLIENT_SECRET=" + secret + "\nTOKENGATE_TOKEN_URL=" + d.TokenURL + "\n"
-	// Built here from values the server made (IDs and secrets are
-	// base64url or hex, the URL the configured issuer), so they are safe
-	// as URLs.
+	env := "TOKENGATE_CLIENT_ID=" + shellQuote(c.ClientID) + "\nTOKENGATE_CLIENT_SECRET=" + shellQuote(secret) +
+		"\nTOKENGATE_TOKEN_URL=" + shellQuote(d.TokenURL) + "\n"
+	// Whatever the values hold (an imported client ID is any text), the
+	// files are base64 inside a data: URL of a fixed media type, so the
+	// URLs are safe.
 	d.JSON = template.URL("data:application/json;base64," + base64.StdEncoding.EncodeToString(append(js, '\n')))
 	d.Env = template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(env)))
 	p.render(w, r, http.StatusOK, "secret", p.view(s, title, d))
+}
+
+// shellQuote quotes v for a POSIX shell that sources the .env file:
+// inside single quotes nothing is special, and each ' becomes quote,
+// backslash, quote, quote (close, an escaped quote, reopen). An
+// imported client ID may hold $(...), backquotes or ;, which unquoted
+// would run as commands when the file is sourced. dotenv readers take
+// single-quoted values literally too (only a value holding a ', which
+// no server-made value does, reads right in a shell alone). Values
+// cannot hold a newline: the service refuses control characters in IDs,
+// and the secret and URL are the server's.
+func shellQuote(v string) string {
+	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
+}
+
+// fileNamePart is id as part of a download's file name: characters other
+// than letters, digits, '.', '-' and '_' become '_'.
+func fileNamePart(id string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_':
+			return r
+		}
+		return '_'
+	}, id)
 }
 
 // tokenURL is where the client gets tokens: the first endpoint it may

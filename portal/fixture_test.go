@@ -33,6 +33,7 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.
 // node builds (app.OpenAdmin), everything on one fake clock.
 type fixture struct {
 	t   testing.TB
+	p   *portal.Portal
 	a   *app.Admin
 	svc *admin.Service
 	clk *clock
@@ -64,7 +65,7 @@ func newFixture(t testing.TB) *fixture {
 	}
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, a: a, svc: a.Admin, clk: clk, ctx: admin.WithActor(t.Context(), admin.CLIActor()), srv: srv, cfg: cfg}
+	return &fixture{t: t, p: p, a: a, svc: a.Admin, clk: clk, ctx: admin.WithActor(t.Context(), admin.CLIActor()), srv: srv, cfg: cfg}
 }
 
 // account creates an account through the service (as the CLI would).
@@ -81,11 +82,13 @@ var merchantLimits = admin.AccountLimits{Grants: []string{"client_credentials"},
 
 // browser is a minimal browser: it keeps cookies by name (all for the
 // one test host, Secure ones included, as browsers do for 127.0.0.1),
-// follows no redirects, and remembers the last page's CSRF token.
+// follows no redirects, and remembers the last page's CSRF token and
+// rotate form's one-time value.
 type browser struct {
 	f       *fixture
 	cookies map[string]*http.Cookie
 	csrf    string
+	once    string
 }
 
 func (f *fixture) browser() *browser { return &browser{f: f, cookies: map[string]*http.Cookie{}} }
@@ -99,7 +102,10 @@ type page struct {
 	setCookies map[string]*http.Cookie
 }
 
-var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+var (
+	csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	onceField = regexp.MustCompile(`name="once" value="([^"]+)"`)
+)
 
 func (b *browser) do(req *http.Request) *page {
 	b.f.t.Helper()
@@ -128,6 +134,9 @@ func (b *browser) do(req *http.Request) *page {
 	if m := csrfField.FindStringSubmatch(p.body); m != nil {
 		b.csrf = m[1]
 	}
+	if m := onceField.FindStringSubmatch(p.body); m != nil {
+		b.once = m[1]
+	}
 	return p
 }
 
@@ -140,7 +149,9 @@ func (b *browser) get(path string) *page {
 	return b.do(req)
 }
 
-// post sends form with the last page's CSRF token (unless form has one).
+// post sends form with the last page's CSRF token (unless form has one),
+// and to a rotate form, the last page's one-time value (unless form has
+// one).
 func (b *browser) post(path string, form url.Values) *page {
 	b.f.t.Helper()
 	if form == nil {
@@ -148,6 +159,9 @@ func (b *browser) post(path string, form url.Values) *page {
 	}
 	if _, ok := form["csrf"]; !ok {
 		form.Set("csrf", b.csrf)
+	}
+	if _, ok := form["once"]; !ok && strings.HasSuffix(path, "/rotate") {
+		form.Set("once", b.once)
 	}
 	req, err := http.NewRequest(http.MethodPost, b.f.srv.URL+path, strings.NewReader(form.Encode()))
 	if err != nil {

@@ -37,6 +37,8 @@ func FuzzRequests(f *testing.F) {
 		{"GET", "/audit?before=-1&client=%00", "", "", "", nil, true, false},
 		{"POST", "/accounts", "", "https://x", "application/x-www-form-urlencoded", []byte("max_clients=999999999999999999999"), true, true},
 		{"GET", "/clients?after=" + otherID, "__Host-tokengate-session=" + session + "x", "", "", nil, false, false},
+		{"POST", "/clients/" + url.PathEscape(otherID+"/x?y#z%") + "/rotate", "", "", "application/x-www-form-urlencoded", []byte("grace=720h&once=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), true, true},
+		{"GET", "/clients/%2E%2E/rotate", "", "", "", nil, true, false},
 	} {
 		f.Add(seed.method, seed.path, seed.cookie, seed.origin, seed.ctype, seed.body, seed.signedIn, seed.withCSRF)
 	}

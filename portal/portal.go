@@ -30,10 +30,17 @@
 //     Cache-Control no-store (pages show secrets once, and configuration
 //     the whole time).
 //   - Sign-in failures are throttled per account by the service's
-//     lockout; the answer never says whether an email exists.
+//     lockout; the answer never says whether an email exists. Sign-in
+//     attempts are also limited per source address (Deps.SignInLimit),
+//     so one address cannot make the server check passwords for new
+//     emails without end.
 //   - A new client secret is shown once, in the response to the create
 //     or rotate form, with its downloads (JSON and .env) as data: links
-//     inside that response: nothing can fetch it again later.
+//     inside that response: nothing can fetch it again later. The rotate
+//     form carries a one-time value spent in the store, so the same form
+//     sent twice rotates once.
+//   - IDs put into URL paths are escaped (imported client IDs may hold
+//     '/', '?', '#' or '%').
 package portal
 
 import (
@@ -45,6 +52,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -52,6 +60,7 @@ import (
 
 	"github.com/tokengate/tokengate/admin"
 	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/limit"
 	"github.com/tokengate/tokengate/oauth"
 )
 
@@ -61,13 +70,15 @@ var templateFiles embed.FS
 //go:embed static
 var staticFiles embed.FS
 
-// Sessions is where sessions are kept: the store (oauth.Store has these
+// Sessions is where sessions (and the one-time values of forms that
+// must not be sent twice) are kept: the store (oauth.Store has these
 // methods), shared by every node.
 type Sessions interface {
 	CreateSession(ctx context.Context, s *oauth.Session) error
 	GetSession(ctx context.Context, id string) (*oauth.Session, error)
 	TouchSession(ctx context.Context, id string, lastSeen, expiresAt time.Time) error
 	DeleteSession(ctx context.Context, id string) error
+	UseNonce(ctx context.Context, key string, expiresAt time.Time) error
 }
 
 // Deps are what a portal is built on.
@@ -81,13 +92,26 @@ type Deps struct {
 	Logger *slog.Logger
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// SignInLimit limits sign-in attempts per source address (an IPv4
+	// address, an IPv6 /64); nil: in this process, 10 a minute in bursts
+	// of 20, in bounded memory (limit.NewMemoryRateLimiter).
+	SignInLimit limit.RateLimiter
 }
+
+// The default limit on sign-in attempts from one address: each costs an
+// argon2id check, and the lockout, per account, does not stop one
+// address trying a new email every time.
+const (
+	signInRate  = 10.0 / 60
+	signInBurst = 20
+)
 
 // Portal is the merchant portal's HTTP handler. It is safe for
 // concurrent use.
 type Portal struct {
 	svc       *admin.Service
 	sessions  Sessions
+	signIns   limit.RateLimiter
 	log       *slog.Logger
 	now       func() time.Time
 	idle, max time.Duration
@@ -95,6 +119,9 @@ type Portal struct {
 	endpoints []string // the token endpoints' paths, in configuration order
 	pages     map[string]*template.Template
 	mux       *http.ServeMux
+	// afterSignInCheck, when set (by tests), runs in a sign-in between
+	// the credentials' check and the session's creation.
+	afterSignInCheck func()
 }
 
 // New builds the portal for cfg (portal.session_idle and session_max, the
@@ -111,8 +138,11 @@ func New(cfg config.Config, d Deps) (*Portal, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.SignInLimit == nil {
+		d.SignInLimit = limit.NewMemoryRateLimiter(signInRate, signInBurst, d.Now)
+	}
 	p := &Portal{
-		svc: d.Admin, sessions: d.Sessions, log: d.Logger, now: d.Now,
+		svc: d.Admin, sessions: d.Sessions, signIns: d.SignInLimit, log: d.Logger, now: d.Now,
 		idle: cfg.Portal.SessionIdle, max: cfg.Portal.SessionMax, issuer: cfg.Issuer,
 	}
 	if p.idle <= 0 || p.max <= 0 {
@@ -242,6 +272,23 @@ func remote(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// signInKey is the key sign-in attempts from r's address are limited by:
+// the IPv4 address, or the /64 of an IPv6 one (a single host commonly
+// has a whole /64, so limiting single IPv6 addresses would limit
+// nothing).
+func signInKey(r *http.Request) string {
+	a, err := netip.ParseAddr(remote(r))
+	if err != nil {
+		return "signin:" + remote(r)
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return "signin:" + p.String()
+	}
+	return "signin:" + a.String()
 }
 
 // fail answers err from the admin service in one place: the status its

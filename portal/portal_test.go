@@ -11,16 +11,24 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"html"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tokengate/tokengate/admin"
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/portal"
 )
 
 const wantCSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -563,7 +571,7 @@ func TestSecretShownOnceWithDownloads(t *testing.T) {
 		t.Errorf("JSON download: %s", js)
 	}
 	env := string(download(t, p.body, "download-env", "text/plain"))
-	if env != "TOKENGATE_CLIENT_ID="+id+"\nTOKENGATE_CLIENT_SECRET="+secret+"\nTOKENGATE_TOKEN_URL=https://tokengate.test/oauth/token\n" {
+	if env != "TOKENGATE_CLIENT_ID='"+id+"'\nTOKENGATE_CLIENT_SECRET='"+secret+"'\nTOKENGATE_TOKEN_URL='https://tokengate.test/oauth/token'\n" {
 		t.Errorf(".env download: %q", env)
 	}
 	for _, path := range []string{"/clients/" + id, "/clients", "/audit"} {
@@ -706,5 +714,342 @@ func TestUnavailableStore(t *testing.T) {
 	p := b.get("/clients")
 	if p.status != http.StatusServiceUnavailable || p.header.Get("Retry-After") == "" {
 		t.Errorf("a closed store: %d", p.status)
+	}
+}
+
+// importClients imports clients with these IDs, named "Imported 0",
+// "Imported 1"..., owned by account.
+func (f *fixture) importClients(account string, ids ...string) {
+	f.t.Helper()
+	var recs []string
+	for i, id := range ids {
+		rec, err := json.Marshal(map[string]any{"client_id": id, "name": fmt.Sprintf("Imported %d", i),
+			"grants": []string{"client_credentials"}, "owner_account": account})
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		recs = append(recs, string(rec))
+	}
+	if _, err := f.svc.ImportClients(f.ctx, strings.NewReader("["+strings.Join(recs, ",\n")+"]"), admin.ImportOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// TestImportedClientIDsWorkInLinks: an imported client keeps its ID,
+// which may hold '/', '?', '#' or '%'. Every link and form of the portal
+// that puts an ID in a path escapes it, and the routes find the client by
+// it: no link is cut short, none leads to another client (here "acme",
+// where "acme/prod" and "acme?x" unescaped would lead).
+func TestImportedClientIDsWorkInLinks(t *testing.T) {
+	f := newFixture(t)
+	limits := merchantLimits
+	limits.MaxClients = 10
+	m, acc := f.signedIn("m@example.com", admin.RoleMerchant, limits)
+	ids := []string{"acme/prod", "acme?x", "a#b", "50%off", "x/../acme", "acme"}
+	f.importClients(acc.ID, ids...)
+	untouched := func(id string) bool {
+		c, err := f.svc.GetClient(f.ctx, id)
+		return err == nil && c.TokensNotBefore == nil && len(c.Secrets) == 0
+	}
+	for i, id := range ids {
+		escaped := "/clients/" + url.PathEscape(id)
+		list := m.get("/clients")
+		link := regexp.MustCompile(`<a href="([^"]*)">Imported ` + strconv.Itoa(i) + `</a>`).FindStringSubmatch(list.body)
+		if link == nil {
+			t.Fatalf("no link to %q in the list:\n%s", id, list.body)
+		}
+		href := html.UnescapeString(link[1])
+		p := m.get(href)
+		if p.status != http.StatusOK || html.UnescapeString(text(t, p.body, "client-id")) != id {
+			t.Errorf("the list's link to client %q is %q: status %d, page of %q", id, href, p.status, text(t, p.body, "client-id"))
+			continue
+		}
+		if href != escaped {
+			t.Errorf("the list's link to %q is %q, want %q", id, href, escaped)
+		}
+		actions := map[string]string{}
+		for _, a := range regexp.MustCompile(`action="([^"]*)"`).FindAllStringSubmatch(p.body, -1) {
+			if a := html.UnescapeString(a[1]); a != "/logout" {
+				actions[a[strings.LastIndex(a, "/")+1:]] = a
+			}
+		}
+		for _, form := range []string{"rotate", "snap-key", "revoke-tokens", "disable"} {
+			if actions[form] != escaped+"/"+form {
+				t.Errorf("client %q: the %s form posts to %q, want %q", id, form, actions[form], escaped+"/"+form)
+			}
+		}
+		if id != "acme" && !untouched("acme") {
+			t.Fatal("client acme was changed before its turn")
+		}
+		// The forms reach this client, and their redirects come back to it.
+		r := m.post(actions["revoke-tokens"], nil)
+		if r.status != http.StatusSeeOther || r.header.Get("Location") != escaped+"?m=revoked" {
+			t.Errorf("client %q: revoke: %d to %q", id, r.status, r.header.Get("Location"))
+		}
+		m.get(href)
+		rot := m.post(actions["rotate"], url.Values{"grace": {"1h"}})
+		if rot.status != http.StatusOK || html.UnescapeString(text(t, rot.body, "client-id")) != id {
+			t.Errorf("client %q: rotate: %d", id, rot.status)
+		} else if back := regexp.MustCompile(`<a href="([^"]*)" id="client-link">`).FindStringSubmatch(rot.body); back == nil || html.UnescapeString(back[1]) != escaped {
+			t.Errorf("client %q: the secret page links back to %v, want %q", id, back, escaped)
+		}
+		if c, err := f.svc.GetClient(f.ctx, id); err != nil || c.TokensNotBefore == nil || len(c.Secrets) != 1 {
+			t.Errorf("client %q was not revoked and rotated by its own forms: %+v %v", id, c, err)
+		}
+		// The audit log links its events to the client's page.
+		audit := m.get("/audit?client=" + url.QueryEscape(id))
+		links := regexp.MustCompile(`<a href="(/clients/[^"]*)"><code>`).FindAllStringSubmatch(audit.body, -1)
+		if len(links) == 0 {
+			t.Errorf("client %q: no event links in its audit log", id)
+		}
+		for _, l := range links {
+			if html.UnescapeString(l[1]) != escaped {
+				t.Errorf("client %q: an audit event links to %q", id, html.UnescapeString(l[1]))
+			}
+		}
+	}
+}
+
+// TestAuditOlderEventsLinkKeepsFilter: the "Older events" link of an
+// audit log filtered by a client leads to the next page of that client's
+// events, not of everyone's.
+func TestAuditOlderEventsLinkKeepsFilter(t *testing.T) {
+	f := newFixture(t)
+	b, _ := f.signedIn("ops@example.com", admin.RoleOperator, admin.AccountLimits{})
+	x, _, err := f.svc.CreateClient(f.ctx, admin.ClientSpec{Name: "X", Grants: []string{"client_credentials"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, _, err := f.svc.CreateClient(f.ctx, admin.ClientSpec{Name: "Y", Grants: []string{"client_credentials"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 60 { // more than a page (50) of X's events
+		if _, err := f.svc.RevokeClientTokens(f.ctx, x.ClientID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := b.get("/audit?client=" + x.ClientID)
+	if strings.Contains(p.body, y.ClientID) {
+		t.Fatal("the first page filtered by X shows Y")
+	}
+	m := regexp.MustCompile(`<a href="(/audit\?before=[^"]*)">Older events</a>`).FindStringSubmatch(p.body)
+	if m == nil {
+		t.Fatalf("no Older events link:\n%s", p.body)
+	}
+	next := html.UnescapeString(m[1])
+	p2 := b.get(next)
+	if p2.status != http.StatusOK {
+		t.Fatalf("GET %s: %d", next, p2.status)
+	}
+	if strings.Contains(p2.body, y.ClientID) || !strings.Contains(p2.body, "Events of client <code>"+x.ClientID+"</code>") {
+		t.Errorf("the Older events link %q leads to a page not filtered by X (shows Y's events: %t)", next, strings.Contains(p2.body, y.ClientID))
+	}
+	// X's 61 events: the 50 newest revocations, then 10 and its creation.
+	if n := strings.Count(p2.body, `<td class="action">client.revoke_tokens</td>`); n != 10 || !strings.Contains(p2.body, `<td class="action">client.create</td>`) {
+		t.Errorf("the second page has %d of X's revocations (want 10) and its creation: %t", n, strings.Contains(p2.body, `<td class="action">client.create</td>`))
+	}
+}
+
+// TestRotationGraceOnlyTheOfferedChoices: the rotate form takes only the
+// graces it offers (at most 30 days, as the README promises), not any
+// duration the service would accept.
+func TestRotationGraceOnlyTheOfferedChoices(t *testing.T) {
+	f := newFixture(t)
+	m, _ := f.signedIn("m@example.com", admin.RoleMerchant, merchantLimits)
+	id, _ := m.createClient("shop", nil)
+	for _, grace := range []string{"2136h", "721h", "30m", "", "24h0m0s"} {
+		m.get("/clients/" + id)
+		p := m.post("/clients/"+id+"/rotate", url.Values{"grace": {grace}})
+		if p.status != http.StatusBadRequest || !strings.Contains(text(t, p.body, "error"), "at most 30 days") || !strings.Contains(p.body, `id="rotate-form"`) {
+			t.Errorf("rotate with grace %q: %d, want 400 with the error on the client's page", grace, p.status)
+		}
+	}
+	if c, _ := f.svc.GetClient(f.ctx, id); len(c.Secrets) != 1 {
+		t.Fatalf("refused graces rotated the secret: %+v", c.Secrets)
+	}
+	m.get("/clients/" + id)
+	if p := m.post("/clients/"+id+"/rotate", url.Values{"grace": {"720h"}}); p.status != http.StatusOK {
+		t.Fatalf("rotate with the longest grace offered: %d", p.status)
+	}
+	c, _ := f.svc.GetClient(f.ctx, id)
+	if len(c.Secrets) != 2 || c.Secrets[1].ExpiresAt == nil || !c.Secrets[1].ExpiresAt.Equal(f.clk.Now().Add(720*time.Hour)) {
+		t.Errorf("secrets after a 30-day grace: %+v", c.Secrets)
+	}
+}
+
+// TestDoubleSubmittedRotationRefused: the rotate form is single-use. The
+// same form sent twice (a double click, a reload answering "resend?")
+// rotates once; the second is refused, and the secret in use keeps
+// working for the grace chosen.
+func TestDoubleSubmittedRotationRefused(t *testing.T) {
+	f := newFixture(t)
+	m, _ := f.signedIn("m@example.com", admin.RoleMerchant, merchantLimits)
+	id, inUse := m.createClient("shop", nil)
+	m.get("/clients/" + id)
+	if m.once == "" {
+		t.Fatal("the rotate form has no one-time value")
+	}
+	form := url.Values{"grace": {"24h"}, "csrf": {m.csrf}, "once": {m.once}}
+	first := m.post("/clients/"+id+"/rotate", form)
+	second := m.post("/clients/"+id+"/rotate", form)
+	if first.status != http.StatusOK || second.status != http.StatusConflict || !strings.Contains(text(t, second.body, "error"), "already sent") {
+		t.Fatalf("the same rotate form twice: %d, %d; want 200, 409 with an explanation", first.status, second.status)
+	}
+	if strings.Contains(second.body, `id="client-secret"`) {
+		t.Error("the refused submission shows a secret")
+	}
+	if err := f.a.Engine.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, e := f.a.Engine.AuthenticateClient(t.Context(), oauth.ClientCredentials{Method: oauth.AuthSecretBasic, ClientID: id, Secret: inUse}, ""); e != nil {
+		t.Errorf("the secret in use stopped working after a double submit with 24h grace: %v", e)
+	}
+	// Without a one-time value, or with a made-up one, nothing rotates.
+	for _, once := range []string{"", "x"} {
+		if p := m.post("/clients/"+id+"/rotate", url.Values{"grace": {"24h"}, "once": {once}}); p.status != http.StatusBadRequest {
+			t.Errorf("rotate with one-time value %q: %d", once, p.status)
+		}
+	}
+	if c, _ := f.svc.GetClient(f.ctx, id); len(c.Secrets) != 2 {
+		t.Errorf("secrets after one rotation: %+v", c.Secrets)
+	}
+	// The page, loaded again, has a new form that rotates.
+	m.get("/clients/" + id)
+	if p := m.post("/clients/"+id+"/rotate", url.Values{"grace": {"24h"}}); p.status != http.StatusOK {
+		t.Errorf("a new rotate form: %d", p.status)
+	}
+}
+
+// TestSignInRacingPasswordChangeEndsSession: a sign-in whose password
+// check passed just before the account's password was changed (on
+// another node, say) gets a session that the change ends: the session
+// counts as begun when its credentials were checked, not after.
+func TestSignInRacingPasswordChangeEndsSession(t *testing.T) {
+	f := newFixture(t)
+	acc := f.account("m@example.com", admin.RoleMerchant, merchantLimits, false)
+	const changed = "another long password"
+	race := true
+	portal.SetAfterSignInCheck(f.p, func() {
+		if race {
+			race = false
+			f.clk.Advance(time.Second)
+			if _, err := f.svc.SetAccountPassword(f.ctx, acc.ID, changed); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	b := f.browser()
+	b.signIn("m@example.com", password, "")
+	if p := b.get("/clients"); p.status != http.StatusSeeOther || !strings.HasPrefix(p.header.Get("Location"), "/login") {
+		t.Errorf("the session of a sign-in checked before a password change: %d to %q, want ended", p.status, p.header.Get("Location"))
+	}
+	// A sign-in with the new password, after the change, lasts.
+	f.clk.Advance(time.Second)
+	b2 := f.browser()
+	b2.signIn("m@example.com", changed, "")
+	if p := b2.get("/clients"); p.status != http.StatusOK {
+		t.Errorf("a sign-in after the change: %d", p.status)
+	}
+}
+
+// TestEnvDownloadSafeToSource: the .env download quotes its values, so
+// sourcing it in a shell runs nothing an imported client ID holds, and
+// the variables hold the values exactly.
+func TestEnvDownloadSafeToSource(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	f := newFixture(t)
+	m, acc := f.signedIn("m@example.com", admin.RoleMerchant, merchantLimits)
+	hostile := `x'$(touch pwned1)'"$(touch pwned2)"` + "`touch pwned3`" + `;touch pwned4 #\ $HOME`
+	f.importClients(acc.ID, hostile)
+	m.get("/clients/" + url.PathEscape(hostile))
+	p := m.post("/clients/"+url.PathEscape(hostile)+"/rotate", url.Values{"grace": {"0s"}})
+	if p.status != http.StatusOK {
+		t.Fatalf("rotate: %d %s", p.status, p.body)
+	}
+	secret := text(t, p.body, "client-secret")
+	env := download(t, p.body, "download-env", "text/plain")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "creds.env"), env, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sh, "-c", `. ./creds.env && printf '%s\n%s\n%s' "$TOKENGATE_CLIENT_ID" "$TOKENGATE_CLIENT_SECRET" "$TOKENGATE_TOKEN_URL"`)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sourcing the .env: %v: %s\n%s", err, out, env)
+	}
+	if want := hostile + "\n" + secret + "\nhttps://tokengate.test/oauth/token"; string(out) != want {
+		t.Errorf("the sourced variables:\n%s\nwant\n%s", out, want)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("sourcing the .env ran commands: %d files in its directory", len(ents))
+	}
+	// The download's file names are plain.
+	for _, m := range regexp.MustCompile(`download="([^"]*)"`).FindAllStringSubmatch(p.body, -1) {
+		if name := html.UnescapeString(m[1]); !regexp.MustCompile(`^tokengate-[A-Za-z0-9._-]+\.(json|env)$`).MatchString(name) {
+			t.Errorf("download file name %q", name)
+		}
+	}
+}
+
+// TestSignInLimitedPerSourceAddress: one address may try to sign in only
+// so often, whatever emails it tries (the lockout is per account): past
+// the burst it gets 429 with Retry-After and the sign-in page, even with
+// the right password; other addresses are not affected, and an IPv6
+// address counts as its /64.
+func TestSignInLimitedPerSourceAddress(t *testing.T) {
+	f := newFixture(t)
+	f.account("m@example.com", admin.RoleMerchant, merchantLimits, false)
+	handler := f.srv.Config.Handler
+	post := func(addr string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "http://portal.test/login", strings.NewReader("email=x%40example.com&password=guess"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.RemoteAddr = addr
+		w := httptest.NewRecorder()
+		handler.ServeHTTP(w, req)
+		return w
+	}
+	const burst = 20
+	for _, c := range []struct{ first, same, other string }{
+		{"198.51.100.7:1000", "[::ffff:198.51.100.7]:2000", "198.51.100.8:1000"},
+		{"[2001:db8::1]:1000", "[2001:db8::2]:3000", "[2001:db8:0:1::1]:1000"},
+	} {
+		for i := range burst {
+			if w := post(c.first); w.Code != http.StatusForbidden { // no CSRF token: refused, but an attempt
+				t.Fatalf("attempt %d from %s: %d", i+1, c.first, w.Code)
+			}
+		}
+		w := post(c.same)
+		if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "6" || !strings.Contains(w.Body.String(), `id="login-form"`) {
+			t.Errorf("attempt %d from %s (as %s): %d, Retry-After %q; want 429 after 6 s with the sign-in form",
+				burst+1, c.first, c.same, w.Code, w.Header().Get("Retry-After"))
+		}
+		if w := post(c.other); w.Code != http.StatusForbidden {
+			t.Errorf("an attempt from %s while %s is limited: %d", c.other, c.first, w.Code)
+		}
+	}
+
+	// Through the sign-in form: new emails every time, then the right
+	// password, refused without a session until the bucket refills.
+	b := f.browser()
+	b.get("/login")
+	for i := range burst {
+		if p := b.post("/login", url.Values{"email": {fmt.Sprintf("nobody-%d@example.com", i)}, "password": {"guess"}}); p.status != http.StatusUnauthorized {
+			t.Fatalf("sign-in %d: %d", i+1, p.status)
+		}
+	}
+	p := b.post("/login", url.Values{"email": {"m@example.com"}, "password": {password}})
+	if p.status != http.StatusTooManyRequests || p.header.Get("Retry-After") == "" || !strings.Contains(text(t, p.body, "error"), "Too many sign-in attempts") ||
+		p.setCookies["__Host-tokengate-session"] != nil {
+		t.Errorf("the right password past the limit: %d, Retry-After %q, session %t", p.status, p.header.Get("Retry-After"), p.setCookies["__Host-tokengate-session"] != nil)
+	}
+	f.clk.Advance(6 * time.Second)
+	b.signIn("m@example.com", password, "")
+	if p := b.post("/login", url.Values{"email": {"m@example.com"}, "password": {password}}); p.status != http.StatusTooManyRequests {
+		t.Errorf("the attempt after the refilled one: %d", p.status)
 	}
 }

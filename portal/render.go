@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -74,6 +75,11 @@ var funcs = template.FuncMap{
 		return false
 	},
 	"json": func(b []byte) string { return string(b) },
+	// pathEscape makes an ID one path segment. html/template only
+	// normalises URLs in attributes: it leaves '/', '?', '#' and '%' of
+	// an imported client ID as they are, which would cut the path or
+	// lead to another page.
+	"pathEscape": url.PathEscape,
 }
 
 // pageNames are the page templates; each defines "content" for the

@@ -153,8 +153,13 @@ func (p *Portal) expiry(created, now time.Time) time.Time {
 
 // start begins a session for acc, replacing the request's session if any
 // (a new value at every sign-in, so a value planted before it is
-// worthless), and sets its cookie. Errors: the store's.
-func (p *Portal) start(w http.ResponseWriter, r *http.Request, acc *admin.AccountView) error {
+// worthless), and sets its cookie. started is when the credentials that
+// open it were checked, taken before the check: the session counts as
+// begun then, so a password change or disable that another node makes
+// while the check runs (SessionsNotBefore after started) ends it, where
+// a start taken after the check would outlive that cut-off. Errors: the
+// store's.
+func (p *Portal) start(w http.ResponseWriter, r *http.Request, acc *admin.AccountView, started time.Time) error {
 	if c, err := r.Cookie(sessionCookie); err == nil && wellFormed(c.Value) {
 		if err := p.sessions.DeleteSession(r.Context(), storeID(c.Value)); err != nil {
 			return storeErr(err)
@@ -162,7 +167,7 @@ func (p *Portal) start(w http.ResponseWriter, r *http.Request, acc *admin.Accoun
 	}
 	value := newSecretValue()
 	now := p.now()
-	ps := &oauth.Session{ID: storeID(value), Account: acc.ID, CreatedAt: now, LastSeenAt: now, ExpiresAt: p.expiry(now, now)}
+	ps := &oauth.Session{ID: storeID(value), Account: acc.ID, CreatedAt: started, LastSeenAt: now, ExpiresAt: p.expiry(started, now)}
 	if err := p.sessions.CreateSession(r.Context(), ps); err != nil {
 		return storeErr(err)
 	}

@@ -1,7 +1,9 @@
 package portal
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/tokengate/tokengate/admin"
@@ -52,6 +54,18 @@ func (p *Portal) renderLogin(w http.ResponseWriter, r *http.Request, status int,
 // login checks email, password and TOTP code with the service (which
 // throttles failures per account) and starts a session.
 func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
+	// Limited before anything is read or checked: a refused attempt costs
+	// no password hash.
+	switch d, err := p.signIns.Allow(r.Context(), signInKey(r)); {
+	case err != nil:
+		p.fail(w, r, nil, fmt.Errorf("%w: sign-in limit: %w", admin.ErrUnavailable, err))
+		return
+	case !d.Allowed:
+		w.Header().Set("Retry-After", strconv.Itoa(d.RetryAfterSeconds()))
+		p.renderLogin(w, r, http.StatusTooManyRequests, loginData{},
+			"Too many sign-in attempts from your network. Try again in "+strconv.Itoa(d.RetryAfterSeconds())+" seconds.")
+		return
+	}
 	if err := r.ParseForm(); err != nil {
 		p.errorPage(w, r, nil, http.StatusBadRequest, "The form could not be read.")
 		return
@@ -65,6 +79,7 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 	password, code := r.PostFormValue("password"), strings.TrimSpace(r.PostFormValue("code"))
 	d := loginData{Email: email}
 	ctx := admin.WithActor(r.Context(), admin.Actor{Kind: admin.ActorPortal, ID: "anonymous", Name: "anonymous", Remote: remote(r)})
+	started := p.now() // before the check: see start
 	res, err := p.svc.VerifyLogin(ctx, email, password, code)
 	switch admin.ErrorCode(err) {
 	case "":
@@ -83,7 +98,10 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, nil, err)
 		return
 	}
-	if err := p.start(w, r, res.Account); err != nil {
+	if p.afterSignInCheck != nil {
+		p.afterSignInCheck()
+	}
+	if err := p.start(w, r, res.Account, started); err != nil {
 		p.fail(w, r, nil, err)
 		return
 	}
@@ -191,7 +209,13 @@ func (p *Portal) accountPassword(w http.ResponseWriter, r *http.Request, s *sess
 		p.fail(w, r, s, err)
 		return
 	}
-	if err := p.start(w, r, acc); err != nil {
+	// The new session begins at the change's own cut-off, so a later
+	// change (on any node) ends it too.
+	started := p.now()
+	if acc.SessionsNotBefore != nil {
+		started = *acc.SessionsNotBefore
+	}
+	if err := p.start(w, r, acc, started); err != nil {
 		p.fail(w, r, s, err)
 		return
 	}
