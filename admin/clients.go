@@ -109,7 +109,10 @@ type ClientView struct {
 	// PartnerID is the effective X-PARTNER-ID: the client ID unless set.
 	PartnerID string `json:"partner_id"`
 	Disabled  bool   `json:"disabled"`
-	// TokensNotBefore: tokens issued before it are revoked; nil for none.
+	// TokensNotBefore: tokens issued before it are revoked; nil for none
+	// beyond the client's creation (no token issued before a client was
+	// created is ever honoured, so a new client does not inherit the
+	// tokens of a deleted one of the same ID).
 	TokensNotBefore *time.Time `json:"tokens_not_before,omitempty"`
 	// Secrets: the current secret first, then one still valid from a
 	// rotation's grace period, if any.
@@ -163,7 +166,9 @@ func NewClientView(c *oauth.Client) *ClientView {
 	if NeedsRecoverableSecret(c) {
 		v.Notes = append(v.Notes, NoteSecretNotRecoverable)
 	}
-	if !c.TokensNotBefore.IsZero() {
+	// A TokensNotBefore before CreatedAt is the creation's own
+	// (createdNotBefore): it revokes nothing a client could have issued.
+	if !c.TokensNotBefore.IsZero() && !c.TokensNotBefore.Before(c.CreatedAt) {
 		t := c.TokensNotBefore.UTC()
 		v.TokensNotBefore = &t
 	}
@@ -182,6 +187,18 @@ func NewClientView(c *oauth.Client) *ClientView {
 		}
 	}
 	return v
+}
+
+// createdNotBefore is the TokensNotBefore of a client created at now, so
+// that no token issued before the client existed is honoured: the tokens
+// of a deleted client stay dead when its ID is registered again (created
+// or imported), access and refresh, opaque and JWT. A JWT's issue time is
+// known to the millisecond only (token.JTITime), so the instant is now's
+// millisecond, lest the client's first JWTs be refused; and a microsecond
+// before it, so that a revocation at the very instant of creation is
+// still told apart from it (NewClientView).
+func createdNotBefore(now time.Time) time.Time {
+	return now.Truncate(time.Millisecond).Add(-time.Microsecond)
 }
 
 func clientNotFound(id string) error { return fmt.Errorf("client %s: %w", id, ErrNotFound) }
@@ -248,7 +265,7 @@ func (s *Service) clientFromSpec(ctx context.Context, p *principal, spec ClientS
 		RefreshWithClientCredentials: spec.RefreshWithClientCredentials,
 		AuthMethods:                  dedupe(spec.AuthMethods), Endpoints: dedupe(spec.Endpoints), CanIntrospect: spec.CanIntrospect,
 		SNAPServiceSignature: snapSignatureValue(spec.SNAPServiceSignature), PartnerID: spec.PartnerID,
-		OwnerAccount: spec.OwnerAccount, CreatedAt: now, UpdatedAt: now,
+		OwnerAccount: spec.OwnerAccount, TokensNotBefore: createdNotBefore(now), CreatedAt: now, UpdatedAt: now,
 	}
 	if spec.SNAPPublicKey != "" {
 		pemText, _, err := NormalizeSNAPKey([]byte(spec.SNAPPublicKey))
@@ -713,7 +730,8 @@ func (s *Service) RotateSecret(ctx context.Context, id string, grace time.Durati
 }
 
 // DeleteClient deletes a client: it authenticates nowhere any more, and
-// its tokens are inactive everywhere. Errors: ErrUnauthenticated,
+// its tokens are inactive everywhere, for good: a client created (or
+// imported) later with the same ID honours no token issued before it. Errors: ErrUnauthenticated,
 // ErrNotFound, ErrUnavailable.
 func (s *Service) DeleteClient(ctx context.Context, id string) error {
 	p, err := s.who(ctx)
