@@ -68,8 +68,11 @@ type Deps struct {
 	// Secrets hashes client secrets, with the server's pepper (the
 	// engine's Secrets()).
 	Secrets *secret.Hasher
-	// Passwords hashes user and account passwords (the engine's
-	// Passwords()).
+	// Passwords hashes user and account passwords, and checks those of
+	// portal sign-ins and password changes: a pool of its own, never the
+	// engine's (Passwords()), so that sign-ins, which anyone can send,
+	// cannot take the token endpoint's argon2id slots and starve the
+	// password grant. nil: NewPasswords().
 	Passwords *secret.Passwords
 	// Engine is the issuance engine; nil for a service on the store alone
 	// (key rotation, token introspection and revocation then fail with
@@ -107,8 +110,27 @@ type Service struct {
 	issuer     string
 }
 
-// New returns a service on d. Store, Secrets and Passwords are required.
+// PasswordConcurrency and PasswordQueue size the service's own password
+// hasher (NewPasswords): one argon2id computation at a time (a sign-in
+// costs tens of milliseconds; a portal needs no more), and a few callers
+// waiting for it; beyond them a sign-in is answered ErrUnavailable at
+// once.
+const (
+	PasswordConcurrency = 1
+	PasswordQueue       = 4
+)
+
+// NewPasswords returns a password hasher for a Service (Deps.Passwords):
+// PasswordConcurrency computations at once, PasswordQueue waiting.
+func NewPasswords() *secret.Passwords { return secret.NewPasswords(PasswordConcurrency, PasswordQueue) }
+
+// New returns a service on d. Store is required; Secrets too for client
+// secrets (without it, creating and rotating them fail with
+// ErrUnsupported).
 func New(d Deps) *Service {
+	if d.Passwords == nil {
+		d.Passwords = NewPasswords()
+	}
 	if d.Now == nil {
 		d.Now = time.Now
 	}
