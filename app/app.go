@@ -242,7 +242,9 @@ func open(ctx context.Context, cfg config.Config, d Deps, gatewayOnly bool) (*No
 	if cfg.Admin.Listen != "" && !gatewayOnly {
 		// Bearer tokens are checked by the engine; idempotent responses
 		// are kept in the KEK-sealed store (they may hold new secrets).
-		api := adminapi.New(adminapi.Deps{Service: n.Admin.Admin, Tokens: eng, Idempotency: st, Now: d.Now, Logger: log})
+		// Their fingerprints are keyed with a key derived from the pepper.
+		api := adminapi.New(adminapi.Deps{Service: n.Admin.Admin, Tokens: eng, Idempotency: st, Now: d.Now, Logger: log,
+			FingerprintKey: eng.Secrets().DeriveKey(adminapi.FingerprintKeyLabel)})
 		n.AdminAPI = adminapi.NewServer(cfg.Admin, api, log)
 	}
 	return n, nil
