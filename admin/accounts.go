@@ -425,18 +425,29 @@ var errReplay = errors.New("totp code already used")
 // when the account has a second factor, its TOTP code (a code is accepted
 // once). Failures are throttled per email (the lockout; unknown emails
 // alike, so locking tells nothing about which exist), and an unknown
-// email costs what a wrong password costs (a dummy argon2id hash). The
-// context's actor, if any, gives the kind and remote address recorded
+// email costs what a wrong password costs (a dummy argon2id hash). On
+// this node one check per email runs at a time: a guess sent while
+// another for the same email runs is refused unevaluated, so a burst of
+// guesses cannot all pass the lockout before their failures are counted.
+// The context's actor, if any, gives the kind and remote address recorded
 // with the sign-in's audit event; none is needed. Errors:
 // ErrBadCredentials (unknown email, wrong password or code, disabled
 // account — indistinguishable); ErrTOTPRequired (the password is right
 // and a code is needed: ask for it, then call again with all three);
-// *LockedError (too many failures: wait RetryAfter); ErrUnavailable.
+// *LockedError (too many failures, or another check of the email is
+// running: wait RetryAfter); ErrUnavailable (also when the service's
+// password hasher is busy).
 func (s *Service) VerifyLogin(ctx context.Context, email, password, code string) (*LoginResult, error) {
 	key := "account:" + oauth.EmailKey(email)
 	if len(key) > 300 {
 		key = "account:long" // bounded; such an email matches no account anyway
 	}
+	// Taken before the lockout is read, so that the read sees every
+	// failure of the checks before it.
+	if !s.signingIn.Acquire(key) {
+		return nil, &LockedError{RetryAfter: time.Second}
+	}
+	defer s.signingIn.Release(key)
 	d, err := s.lockout.Check(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("%w: lockout: %w", ErrUnavailable, err)

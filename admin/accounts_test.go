@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -218,6 +219,63 @@ func TestLoginLockout(t *testing.T) {
 	}
 	if _, err := f.svc.VerifyLogin(bg, "m@example.com", "merchant password", ""); !errors.Is(err, admin.ErrBadCredentials) {
 		t.Fatalf("a disabled account: %v", err)
+	}
+}
+
+// Guesses sent at once must not all pass the lockout before their
+// failures are counted: on a node, one check per email runs at a time and
+// the others are refused unevaluated, so a burst (with the clock standing
+// still) gets at most the policy's 5 wrong passwords evaluated, as
+// sequential guesses do (TestLoginLockout). Each evaluated failure of an
+// existing account is one account.login_failed event.
+func TestLoginLockoutHoldsAgainstConcurrentGuesses(t *testing.T) {
+	f := newFixture(t)
+	_, acc := f.merchant(t, "m@example.com", merchantLimits)
+	evaluated := func() int {
+		n := 0
+		for _, e := range f.events(t) {
+			if e.Action == "account.login_failed" && e.ObjectID == acc.ID {
+				n++
+			}
+		}
+		return n
+	}
+	const burst = 18 // what the fixture's hasher admits at once: 2 slots + 16 queued
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		mu    sync.Mutex
+		codes = map[string]int{}
+	)
+	for range burst {
+		wg.Go(func() {
+			<-start
+			_, err := f.svc.VerifyLogin(t.Context(), "m@example.com", "wrong password", "")
+			mu.Lock()
+			codes[admin.ErrorCode(err)]++
+			mu.Unlock()
+		})
+	}
+	close(start)
+	wg.Wait()
+	t.Logf("answers: %v; guesses evaluated: %d", codes, evaluated())
+	if n := evaluated(); n > 5 {
+		t.Fatalf("%d wrong passwords were evaluated in one burst at one instant; the lockout allows 5 before it locks", n)
+	}
+	if codes[admin.CodeBadCredentials]+codes[admin.CodeLocked] != burst {
+		t.Fatalf("answers to the burst: %v", codes)
+	}
+	// Sequential guesses after it: the total evaluated is the policy's.
+	for range 10 {
+		if _, err := f.svc.VerifyLogin(t.Context(), "m@example.com", "wrong password", ""); errors.Is(err, admin.ErrLocked) && evaluated() == 5 {
+			break
+		}
+	}
+	if n := evaluated(); n != 5 {
+		t.Errorf("%d wrong passwords evaluated in all, want 5", n)
+	}
+	if _, err := f.svc.VerifyLogin(t.Context(), "m@example.com", "merchant password", ""); !errors.Is(err, admin.ErrLocked) {
+		t.Errorf("the right password once locked: %v", err)
 	}
 }
 

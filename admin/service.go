@@ -46,6 +46,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/inflight"
 	"github.com/tokengate/tokengate/limit"
 	"github.com/tokengate/tokengate/oauth"
 	"github.com/tokengate/tokengate/secret"
@@ -103,6 +104,7 @@ type Service struct {
 	passwords  *secret.Passwords
 	engine     Engine
 	lockout    limit.Lockout
+	signingIn  *inflight.Set // email keys with a sign-in running on this node
 	now        func() time.Time
 	defaultAlg string
 	activation time.Duration
@@ -147,7 +149,7 @@ func New(d Deps) *Service {
 		d.DefaultAlg = oauth.AlgES256
 	}
 	return &Service{
-		store: d.Store, secrets: d.Secrets, passwords: d.Passwords, engine: d.Engine, lockout: d.Lockout,
+		store: d.Store, secrets: d.Secrets, passwords: d.Passwords, engine: d.Engine, lockout: d.Lockout, signingIn: inflight.NewSet(),
 		now: d.Now, defaultAlg: d.DefaultAlg, activation: d.KeyActivationDelay, gcBatch: d.GCBatch, issuer: d.Issuer,
 	}
 }
