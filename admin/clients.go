@@ -114,8 +114,9 @@ type ClientView struct {
 	// created is ever honoured, so a new client does not inherit the
 	// tokens of a deleted one of the same ID).
 	TokensNotBefore *time.Time `json:"tokens_not_before,omitempty"`
-	// Secrets: the current secret first, then one still valid from a
-	// rotation's grace period, if any.
+	// Secrets: the current secret first, then those replaced by
+	// rotations (at most MaxSecrets in all), each valid until its
+	// ExpiresAt.
 	Secrets []SecretView `json:"secrets"`
 	// Notes tell an operator what to do (a secret SNAP cannot use).
 	Notes     []string  `json:"notes,omitempty"`
@@ -125,7 +126,7 @@ type ClientView struct {
 
 // SecretView is the state of one client secret: never the secret.
 type SecretView struct {
-	// State is "current", or "previous" for the secret a rotation
+	// State is "current", or "previous" for a secret a rotation
 	// replaced, valid until ExpiresAt.
 	State     string     `json:"state"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
@@ -675,18 +676,27 @@ type SecretRotation struct {
 	ClientID     string `json:"client_id"`
 	ClientSecret string `json:"client_secret"`
 	// PreviousExpiresAt is when the replaced secret stops working (nil: it
-	// stopped at once).
+	// stopped at once, with every earlier one).
 	PreviousExpiresAt *time.Time `json:"previous_expires_at,omitempty"`
 }
 
 // MaxGrace is the longest grace period RotateSecret accepts.
 const MaxGrace = 90 * 24 * time.Hour
 
-// RotateSecret gives a client a new secret. For grace, the previous secret
-// keeps working; with grace 0 it stops at once. Secrets from earlier
-// rotations are dropped. For a client with symmetric SNAP service
-// signatures the new secret is recoverable, and so is the previous one
-// during the grace if it was. Errors: ErrUnauthenticated;
+// MaxSecrets is how many secrets a client holds at most after a rotation
+// with grace: the new one and those of earlier rotations still within
+// their grace.
+const MaxSecrets = 3
+
+// RotateSecret gives a client a new secret. With grace 0 every other
+// secret stops at once (an incident: the secret leaked). With grace > 0
+// the current secret keeps working for grace, and the secrets replaced by
+// earlier rotations keep working until their own grace ends — a rotation
+// sent twice (a double submit, a retry) does not cut off the secret the
+// merchant still uses — up to MaxSecrets secrets in all, the most
+// recently replaced kept first. For a client with symmetric SNAP service
+// signatures the new secret is recoverable, and so are the previous ones
+// during their grace if they were. Errors: ErrUnauthenticated;
 // *ValidationError (grace negative or over MaxGrace); ErrNotFound;
 // ErrUnavailable.
 func (s *Service) RotateSecret(ctx context.Context, id string, grace time.Duration) (*SecretRotation, error) {
@@ -708,10 +718,18 @@ func (s *Service) RotateSecret(ctx context.Context, id string, grace time.Durati
 	_, err = s.changeClient(ctx, p, id, "client.rotate_secret", func(c *oauth.Client) error {
 		next := []oauth.SecretHash{s.newSecret(sec, c.SNAPServiceSignature)}
 		if grace > 0 {
-			for _, old := range c.Secrets {
-				if old.ExpiresAt.IsZero() {
-					old.ExpiresAt = now.Add(grace) // its recoverable copy, if any, goes along
-					next = append(next, old)
+			// The current secret first, then the earlier ones as they
+			// are kept: most recently replaced first.
+			for _, current := range []bool{true, false} {
+				for _, old := range c.Secrets {
+					switch {
+					case old.ExpiresAt.IsZero() != current, len(next) == MaxSecrets:
+					case current:
+						old.ExpiresAt = now.Add(grace) // its recoverable copy, if any, goes along
+						next = append(next, old)
+					case now.Before(old.ExpiresAt):
+						next = append(next, old)
+					}
 				}
 			}
 		}
