@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -484,15 +486,37 @@ func (s *Service) ListClients(ctx context.Context, q ClientQuery) (*ClientPage, 
 // ErrNotFound (missing, or not the merchant's own), change's,
 // *ValidationError, *ConflictError (partner_id), ErrUnavailable.
 func (s *Service) changeClient(ctx context.Context, p *principal, id, action string, change func(*oauth.Client) error) (*ClientView, error) {
+	return s.changeClientMoving(ctx, p, id, action, nil, change)
+}
+
+// ownerMove is the owner an update gives a client (to) and the owner it
+// had when read before the write (from).
+type ownerMove struct{ from, to string }
+
+// changeClientMoving is changeClient for a change that may move the client
+// from one merchant account to another (move; nil for none). Each account
+// sees the move in its audit trail: the old owner an event with the client
+// as it was its own and only the changed fields after; the new owner one
+// with only the changed fields before and the client as it is its own
+// now, so neither sees more of the other's than the change. It refuses
+// with a *ConflictError if the owner is no longer move.from.
+func (s *Service) changeClientMoving(ctx context.Context, p *principal, id, action string, move *ownerMove, change func(*oauth.Client) error) (*ClientView, error) {
 	var (
 		after     *ClientView
 		partnerID string
 	)
-	ev := s.event(p, action, ObjectClient, id, "", nil, nil)
+	evs := []*oauth.AuditEvent{s.event(p, action, ObjectClient, id, "", nil, nil)}
+	twoOwners := move != nil && move.from != move.to && move.from != "" && move.to != ""
+	if twoOwners {
+		evs = append(evs, s.event(p, action, ObjectClient, id, move.to, nil, nil))
+	}
 	err := s.audited(ctx, func(ctx context.Context) error {
 		return s.store.UpdateClient(ctx, id, func(c *oauth.Client) error {
 			if !p.operator() && c.OwnerAccount != p.accountID() {
 				return clientNotFound(id)
+			}
+			if move != nil && c.OwnerAccount != move.from {
+				return &ConflictError{Field: "owner_account", Message: "the client's owner changed meanwhile; try again"}
 			}
 			before := NewClientView(c)
 			if err := change(c); err != nil {
@@ -511,17 +535,45 @@ func (s *Service) changeClient(ctx context.Context, p *principal, id, action str
 			partnerID = c.PartnerID
 			c.UpdatedAt = s.now()
 			after = NewClientView(c)
-			ev.Before, ev.After, ev.Account = jsonOf(before), jsonOf(after), c.OwnerAccount
-			if ev.Account == "" {
-				ev.Account = before.OwnerAccount
+			b, a := jsonOf(before), jsonOf(after)
+			if twoOwners {
+				evs[0].Account, evs[0].Before, evs[0].After = move.from, b, changedFields(a, b)
+				evs[1].Before, evs[1].After = changedFields(b, a), a
+				return nil
+			}
+			evs[0].Before, evs[0].After, evs[0].Account = b, a, c.OwnerAccount
+			if evs[0].Account == "" {
+				evs[0].Account = before.OwnerAccount
 			}
 			return nil
 		})
-	}, ev)
+	}, evs...)
 	if err != nil {
 		return nil, clientErr(id, partnerID, err)
 	}
 	return after, nil
+}
+
+// changedFields returns the members of the JSON object doc whose values
+// differ from those of other (null for a member only other has): what of
+// doc a change touched.
+func changedFields(doc, other []byte) []byte {
+	var d, o map[string]json.RawMessage
+	if json.Unmarshal(doc, &d) != nil || json.Unmarshal(other, &o) != nil {
+		return nil
+	}
+	out := map[string]json.RawMessage{}
+	for k, v := range d {
+		if !bytes.Equal(v, o[k]) {
+			out[k] = v
+		}
+	}
+	for k := range o {
+		if _, ok := d[k]; !ok {
+			out[k] = json.RawMessage("null")
+		}
+	}
+	return jsonOf(out)
 }
 
 // UpdateClient applies patch to client id (nil fields stay as they are)
@@ -545,12 +597,19 @@ func (s *Service) UpdateClient(ctx context.Context, id string, patch ClientPatch
 				return nil, invalid(field, "only an operator may set this")
 			}
 		}
-	} else if patch.OwnerAccount != nil {
+	}
+	var move *ownerMove
+	if p.operator() && patch.OwnerAccount != nil {
 		if err := s.checkOwner(ctx, *patch.OwnerAccount); err != nil {
 			return nil, err
 		}
+		c, err := s.store.GetClient(ctx, id)
+		if err != nil {
+			return nil, storeErr("client "+id, err)
+		}
+		move = &ownerMove{from: c.OwnerAccount, to: *patch.OwnerAccount}
 	}
-	return s.changeClient(ctx, p, id, "client.update", func(c *oauth.Client) error {
+	return s.changeClientMoving(ctx, p, id, "client.update", move, func(c *oauth.Client) error {
 		applyPatch(c, patch)
 		if p.operator() {
 			return nil
