@@ -136,18 +136,25 @@ func ErrorCode(err error) string {
 	return CodeInternal
 }
 
-// ErrorMessage returns what may be shown to the actor about err: its text,
-// or for an internal failure only "internal error" (the text may name
-// stored values; log it instead).
+// ErrorMessage returns what may be shown to the actor about err: its text;
+// for an internal failure only "internal error" (the text may name stored
+// values), and for ErrUnavailable only MessageUnavailable (the text may
+// name the store's hosts, its driver's errors, the lockout's backend):
+// log those instead.
 func ErrorMessage(err error) string {
-	if err == nil {
+	switch ErrorCode(err) {
+	case "":
 		return ""
-	}
-	if ErrorCode(err) == CodeInternal {
+	case CodeInternal:
 		return "internal error"
+	case CodeUnavailable:
+		return MessageUnavailable
 	}
 	return err.Error()
 }
+
+// MessageUnavailable is what ErrorMessage says of any ErrUnavailable.
+const MessageUnavailable = "the service is unavailable now: retry shortly"
 
 // storeErr translates a store error about what into the service's
 // errors: not found, already exists (a conflict) and unavailable; other

@@ -249,8 +249,12 @@ func (a *API) write(w http.ResponseWriter, rep *reply) {
 
 // fail answers err as a problem: the one place errors become statuses.
 func (a *API) fail(w http.ResponseWriter, err error) {
-	p, internal := problemOf(err)
-	if internal {
+	p, logged := problemOf(err)
+	switch {
+	case !logged:
+	case p.Status == http.StatusServiceUnavailable:
+		a.log.Warn("admin API: unavailable", "err", err)
+	default:
 		// The error's text may name stored values: the log, not the caller.
 		a.log.Error("admin API: internal error", "err", err)
 	}
