@@ -430,7 +430,10 @@ var errReplay = errors.New("totp code already used")
 // another for the same email runs is refused unevaluated, so a burst of
 // guesses cannot all pass the lockout before their failures are counted.
 // The context's actor, if any, gives the kind and remote address recorded
-// with the sign-in's audit event; none is needed. Errors:
+// with the sign-in's audit event; none is needed. When the actor is the
+// account itself (a signed-in account confirming its password, as before
+// a password change), the check is not a sign-in: a success records no
+// account.login event; failures are throttled and recorded alike. Errors:
 // ErrBadCredentials (unknown email, wrong password or code, disabled
 // account — indistinguishable); ErrTOTPRequired (the password is right
 // and a code is needed: ask for it, then call again with all three);
@@ -476,7 +479,10 @@ func (s *Service) VerifyLogin(ctx context.Context, email, password, code string)
 	case acc.Disabled:
 		return nil, s.loginFailed(ctx, key, acc, "disabled")
 	}
-	ev := s.loginEvent(ctx, acc, "account.login", nil)
+	var evs []*oauth.AuditEvent
+	if a, _ := ActorFrom(ctx); a.Account != acc.ID {
+		evs = append(evs, s.loginEvent(ctx, acc, "account.login", nil))
+	}
 	if acc.TOTPEnabled {
 		if code == "" {
 			return nil, ErrTOTPRequired
@@ -495,14 +501,14 @@ func (s *Service) VerifyLogin(ctx context.Context, email, password, code string)
 				a.TOTPLastStep = step
 				return nil
 			})
-		}, ev)
+		}, evs...)
 		if errors.Is(err, errReplay) {
 			return nil, s.loginFailed(ctx, key, acc, "totp")
 		}
 		if err != nil {
 			return nil, accountErr(acc.ID, err)
 		}
-	} else if err := s.appendLeft(ctx, ev); err != nil {
+	} else if err := s.appendLeft(ctx, evs...); err != nil {
 		return nil, err
 	}
 	if err := s.lockout.Succeed(ctx, key); err != nil {

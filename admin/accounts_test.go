@@ -279,6 +279,41 @@ func TestLoginLockoutHoldsAgainstConcurrentGuesses(t *testing.T) {
 	}
 }
 
+// A signed-in account confirming its own password (before a password
+// change) is not signing in: a success records no account.login event,
+// while wrong passwords are recorded and throttled like sign-ins.
+func TestPasswordRecheckIsNoSignIn(t *testing.T) {
+	f := newFixture(t)
+	self, acc := f.merchant(t, "m@example.com", merchantLimits)
+	count := func(action string) int {
+		n := 0
+		for _, e := range f.events(t) {
+			if e.Action == action && e.ObjectID == acc.ID {
+				n++
+			}
+		}
+		return n
+	}
+	if _, err := f.svc.VerifyLogin(self, acc.Email, "merchant password", ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("account.login"); n != 0 {
+		t.Errorf("the account's own password check recorded %d sign-ins", n)
+	}
+	// A sign-in (anonymous actor, as the portal's sign-in form) is one.
+	anon := admin.WithActor(t.Context(), admin.Actor{Kind: admin.ActorPortal, ID: "anonymous", Name: "anonymous"})
+	if _, err := f.svc.VerifyLogin(anon, acc.Email, "merchant password", ""); err != nil || count("account.login") != 1 {
+		t.Fatalf("a sign-in: %v, %d events", err, count("account.login"))
+	}
+	var err error
+	for range 5 {
+		_, err = f.svc.VerifyLogin(self, acc.Email, "wrong password", "")
+	}
+	if !errors.Is(err, admin.ErrLocked) || count("account.login_failed") != 5 {
+		t.Errorf("5 wrong passwords in re-checks: %v, %d failures recorded", err, count("account.login_failed"))
+	}
+}
+
 // TestLoginUnknownEmailCostsAHash: an unknown email is answered after an
 // argon2id computation too, so timing does not tell which emails exist.
 // Loose on purpose (a shared machine): an unknown email must take at least
