@@ -370,7 +370,11 @@ func (s *Service) EnrollTOTP(ctx context.Context, id string) (*TOTPEnrollment, e
 }
 
 // ConfirmTOTP enables the acting account's enrolled TOTP secret when code
-// is its current code; from then on VerifyLogin asks for codes. Errors:
+// is its current code; from then on VerifyLogin asks for codes. It ends
+// the account's sessions that began before the one confirming
+// (SessionsNotBefore: its actor's SessionStart; every session when the
+// actor is not a session), so that whoever signed in with the password
+// alone earlier is signed out; the confirming session goes on. Errors:
 // ErrUnauthenticated, ErrNotFound (not the actor's account),
 // *ValidationError (totp_code wrong, or nothing enrolled),
 // ErrUnavailable.
@@ -391,6 +395,15 @@ func (s *Service) ConfirmTOTP(ctx context.Context, id, code string) (*AccountVie
 			return invalid("totp_code", "the code is not the current one of the enrolled secret")
 		}
 		a.TOTPEnabled, a.TOTPLastStep = true, step
+		// Not now: the confirming session (whose start is SessionStart) is
+		// not to end.
+		cut := p.actor.SessionStart
+		if cut.IsZero() {
+			cut = s.now()
+		}
+		if cut.After(a.SessionsNotBefore) {
+			a.SessionsNotBefore = cut
+		}
 		return nil
 	})
 }

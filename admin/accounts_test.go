@@ -164,6 +164,36 @@ func TestLoginWithTOTP(t *testing.T) {
 	}
 }
 
+// Turning on a second factor signs out whoever signed in earlier with the
+// password alone (the reason one turns it on), and not the session that
+// turned it on.
+func TestConfirmTOTPEndsEarlierSessions(t *testing.T) {
+	f := newFixture(t)
+	_, acc := f.merchant(t, "m@example.com", merchantLimits)
+	session := func(start time.Time) context.Context {
+		a := admin.AccountActor(admin.ActorPortal, acc, "198.51.100.7")
+		a.SessionStart = start
+		return admin.WithActor(t.Context(), a)
+	}
+	earlier := session(f.clk.Now().Add(-time.Hour))
+	f.clk.Advance(time.Minute)
+	confirming := session(f.clk.Now())
+	f.clk.Advance(time.Minute)
+	if _, err := f.svc.EnrollTOTP(confirming, acc.ID); err != nil {
+		t.Fatal(err)
+	}
+	v, err := f.svc.ConfirmTOTP(confirming, acc.ID, totp.Code(totpKey(t, f, acc.ID), totp.Step(f.clk.Now())))
+	if err != nil || !v.TOTPEnabled || v.SessionsNotBefore == nil {
+		t.Fatalf("ConfirmTOTP: %+v, %v", v, err)
+	}
+	if _, err := f.svc.GetAccount(earlier, acc.ID); admin.ErrorCode(err) != admin.CodeUnauthenticated {
+		t.Errorf("a session begun before the second factor was turned on goes on: %v", err)
+	}
+	if _, err := f.svc.GetAccount(confirming, acc.ID); err != nil {
+		t.Errorf("the session that turned the second factor on was ended: %v", err)
+	}
+}
+
 // totpKey is the account's TOTP secret as stored (opened).
 func totpKey(t *testing.T, f *fixture, id string) []byte {
 	t.Helper()
