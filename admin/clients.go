@@ -581,10 +581,12 @@ func changedFields(doc, other []byte) []byte {
 // for symmetric SNAP service signatures keeps no recoverable secret; one
 // switched to symmetric gets one only at its next RotateSecret (its view
 // says so in Notes). A merchant may change only its own clients, within
-// its limits, and not can_introspect, partner_id or owner_account.
-// Errors: ErrUnauthenticated; ErrNotFound; *ValidationError; ErrForbidden
-// (SNAP settings without snap_keys); *ConflictError (partner_id taken);
-// ErrUnavailable.
+// its limits, and not can_introspect, partner_id or owner_account. A
+// client given to another account is recorded in the audit trails of both
+// (see changeClientMoving); its credentials stay as they are. Errors:
+// ErrUnauthenticated; ErrNotFound; *ValidationError; ErrForbidden (SNAP
+// settings without snap_keys); *ConflictError (partner_id taken; the
+// owner changed by someone else meanwhile); ErrUnavailable.
 func (s *Service) UpdateClient(ctx context.Context, id string, patch ClientPatch) (*ClientView, error) {
 	p, err := s.who(ctx)
 	if err != nil {

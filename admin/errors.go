@@ -35,7 +35,8 @@ var (
 	// ErrTOTPRequired: VerifyLogin found the password right, and the
 	// account needs a TOTP code that was not given.
 	ErrTOTPRequired = errors.New("a TOTP code is required")
-	// ErrLocked: too many failed sign-ins; always a *LockedError.
+	// ErrLocked: too many failed sign-ins, or another check of the same
+	// email running on this node; always a *LockedError.
 	ErrLocked = errors.New("too many failed attempts")
 	// ErrUnavailable: the store (or the shared lockout) cannot be reached;
 	// retry later.
