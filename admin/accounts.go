@@ -370,7 +370,11 @@ func (s *Service) EnrollTOTP(ctx context.Context, id string) (*TOTPEnrollment, e
 }
 
 // ConfirmTOTP enables the acting account's enrolled TOTP secret when code
-// is its current code; from then on VerifyLogin asks for codes. Errors:
+// is its current code; from then on VerifyLogin asks for codes. It ends
+// the account's sessions that began before the one confirming
+// (SessionsNotBefore: its actor's SessionStart; every session when the
+// actor is not a session), so that whoever signed in with the password
+// alone earlier is signed out; the confirming session goes on. Errors:
 // ErrUnauthenticated, ErrNotFound (not the actor's account),
 // *ValidationError (totp_code wrong, or nothing enrolled),
 // ErrUnavailable.
@@ -391,6 +395,15 @@ func (s *Service) ConfirmTOTP(ctx context.Context, id, code string) (*AccountVie
 			return invalid("totp_code", "the code is not the current one of the enrolled secret")
 		}
 		a.TOTPEnabled, a.TOTPLastStep = true, step
+		// Not now: the confirming session (whose start is SessionStart) is
+		// not to end.
+		cut := p.actor.SessionStart
+		if cut.IsZero() {
+			cut = s.now()
+		}
+		if cut.After(a.SessionsNotBefore) {
+			a.SessionsNotBefore = cut
+		}
 		return nil
 	})
 }
@@ -425,18 +438,32 @@ var errReplay = errors.New("totp code already used")
 // when the account has a second factor, its TOTP code (a code is accepted
 // once). Failures are throttled per email (the lockout; unknown emails
 // alike, so locking tells nothing about which exist), and an unknown
-// email costs what a wrong password costs (a dummy argon2id hash). The
-// context's actor, if any, gives the kind and remote address recorded
-// with the sign-in's audit event; none is needed. Errors:
+// email costs what a wrong password costs (a dummy argon2id hash). On
+// this node one check per email runs at a time: a guess sent while
+// another for the same email runs is refused unevaluated, so a burst of
+// guesses cannot all pass the lockout before their failures are counted.
+// The context's actor, if any, gives the kind and remote address recorded
+// with the sign-in's audit event; none is needed. When the actor is the
+// account itself (a signed-in account confirming its password, as before
+// a password change), the check is not a sign-in: a success records no
+// account.login event; failures are throttled and recorded alike. Errors:
 // ErrBadCredentials (unknown email, wrong password or code, disabled
 // account — indistinguishable); ErrTOTPRequired (the password is right
 // and a code is needed: ask for it, then call again with all three);
-// *LockedError (too many failures: wait RetryAfter); ErrUnavailable.
+// *LockedError (too many failures, or another check of the email is
+// running: wait RetryAfter); ErrUnavailable (also when the service's
+// password hasher is busy).
 func (s *Service) VerifyLogin(ctx context.Context, email, password, code string) (*LoginResult, error) {
 	key := "account:" + oauth.EmailKey(email)
 	if len(key) > 300 {
 		key = "account:long" // bounded; such an email matches no account anyway
 	}
+	// Taken before the lockout is read, so that the read sees every
+	// failure of the checks before it.
+	if !s.signingIn.Acquire(key) {
+		return nil, &LockedError{RetryAfter: time.Second}
+	}
+	defer s.signingIn.Release(key)
 	d, err := s.lockout.Check(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("%w: lockout: %w", ErrUnavailable, err)
@@ -465,7 +492,10 @@ func (s *Service) VerifyLogin(ctx context.Context, email, password, code string)
 	case acc.Disabled:
 		return nil, s.loginFailed(ctx, key, acc, "disabled")
 	}
-	ev := s.loginEvent(ctx, acc, "account.login", nil)
+	var evs []*oauth.AuditEvent
+	if a, _ := ActorFrom(ctx); a.Account != acc.ID {
+		evs = append(evs, s.loginEvent(ctx, acc, "account.login", nil))
+	}
 	if acc.TOTPEnabled {
 		if code == "" {
 			return nil, ErrTOTPRequired
@@ -484,14 +514,14 @@ func (s *Service) VerifyLogin(ctx context.Context, email, password, code string)
 				a.TOTPLastStep = step
 				return nil
 			})
-		}, ev)
+		}, evs...)
 		if errors.Is(err, errReplay) {
 			return nil, s.loginFailed(ctx, key, acc, "totp")
 		}
 		if err != nil {
 			return nil, accountErr(acc.ID, err)
 		}
-	} else if err := s.appendLeft(ctx, ev); err != nil {
+	} else if err := s.appendLeft(ctx, evs...); err != nil {
 		return nil, err
 	}
 	if err := s.lockout.Succeed(ctx, key); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,6 +164,36 @@ func TestLoginWithTOTP(t *testing.T) {
 	}
 }
 
+// Turning on a second factor signs out whoever signed in earlier with the
+// password alone (the reason one turns it on), and not the session that
+// turned it on.
+func TestConfirmTOTPEndsEarlierSessions(t *testing.T) {
+	f := newFixture(t)
+	_, acc := f.merchant(t, "m@example.com", merchantLimits)
+	session := func(start time.Time) context.Context {
+		a := admin.AccountActor(admin.ActorPortal, acc, "198.51.100.7")
+		a.SessionStart = start
+		return admin.WithActor(t.Context(), a)
+	}
+	earlier := session(f.clk.Now().Add(-time.Hour))
+	f.clk.Advance(time.Minute)
+	confirming := session(f.clk.Now())
+	f.clk.Advance(time.Minute)
+	if _, err := f.svc.EnrollTOTP(confirming, acc.ID); err != nil {
+		t.Fatal(err)
+	}
+	v, err := f.svc.ConfirmTOTP(confirming, acc.ID, totp.Code(totpKey(t, f, acc.ID), totp.Step(f.clk.Now())))
+	if err != nil || !v.TOTPEnabled || v.SessionsNotBefore == nil {
+		t.Fatalf("ConfirmTOTP: %+v, %v", v, err)
+	}
+	if _, err := f.svc.GetAccount(earlier, acc.ID); admin.ErrorCode(err) != admin.CodeUnauthenticated {
+		t.Errorf("a session begun before the second factor was turned on goes on: %v", err)
+	}
+	if _, err := f.svc.GetAccount(confirming, acc.ID); err != nil {
+		t.Errorf("the session that turned the second factor on was ended: %v", err)
+	}
+}
+
 // totpKey is the account's TOTP secret as stored (opened).
 func totpKey(t *testing.T, f *fixture, id string) []byte {
 	t.Helper()
@@ -218,6 +249,98 @@ func TestLoginLockout(t *testing.T) {
 	}
 	if _, err := f.svc.VerifyLogin(bg, "m@example.com", "merchant password", ""); !errors.Is(err, admin.ErrBadCredentials) {
 		t.Fatalf("a disabled account: %v", err)
+	}
+}
+
+// Guesses sent at once must not all pass the lockout before their
+// failures are counted: on a node, one check per email runs at a time and
+// the others are refused unevaluated, so a burst (with the clock standing
+// still) gets at most the policy's 5 wrong passwords evaluated, as
+// sequential guesses do (TestLoginLockout). Each evaluated failure of an
+// existing account is one account.login_failed event.
+func TestLoginLockoutHoldsAgainstConcurrentGuesses(t *testing.T) {
+	f := newFixture(t)
+	_, acc := f.merchant(t, "m@example.com", merchantLimits)
+	evaluated := func() int {
+		n := 0
+		for _, e := range f.events(t) {
+			if e.Action == "account.login_failed" && e.ObjectID == acc.ID {
+				n++
+			}
+		}
+		return n
+	}
+	const burst = 18 // what the fixture's hasher admits at once: 2 slots + 16 queued
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		mu    sync.Mutex
+		codes = map[string]int{}
+	)
+	for range burst {
+		wg.Go(func() {
+			<-start
+			_, err := f.svc.VerifyLogin(t.Context(), "m@example.com", "wrong password", "")
+			mu.Lock()
+			codes[admin.ErrorCode(err)]++
+			mu.Unlock()
+		})
+	}
+	close(start)
+	wg.Wait()
+	t.Logf("answers: %v; guesses evaluated: %d", codes, evaluated())
+	if n := evaluated(); n > 5 {
+		t.Fatalf("%d wrong passwords were evaluated in one burst at one instant; the lockout allows 5 before it locks", n)
+	}
+	if codes[admin.CodeBadCredentials]+codes[admin.CodeLocked] != burst {
+		t.Fatalf("answers to the burst: %v", codes)
+	}
+	// Sequential guesses after it: the total evaluated is the policy's.
+	for range 10 {
+		if _, err := f.svc.VerifyLogin(t.Context(), "m@example.com", "wrong password", ""); errors.Is(err, admin.ErrLocked) && evaluated() == 5 {
+			break
+		}
+	}
+	if n := evaluated(); n != 5 {
+		t.Errorf("%d wrong passwords evaluated in all, want 5", n)
+	}
+	if _, err := f.svc.VerifyLogin(t.Context(), "m@example.com", "merchant password", ""); !errors.Is(err, admin.ErrLocked) {
+		t.Errorf("the right password once locked: %v", err)
+	}
+}
+
+// A signed-in account confirming its own password (before a password
+// change) is not signing in: a success records no account.login event,
+// while wrong passwords are recorded and throttled like sign-ins.
+func TestPasswordRecheckIsNoSignIn(t *testing.T) {
+	f := newFixture(t)
+	self, acc := f.merchant(t, "m@example.com", merchantLimits)
+	count := func(action string) int {
+		n := 0
+		for _, e := range f.events(t) {
+			if e.Action == action && e.ObjectID == acc.ID {
+				n++
+			}
+		}
+		return n
+	}
+	if _, err := f.svc.VerifyLogin(self, acc.Email, "merchant password", ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("account.login"); n != 0 {
+		t.Errorf("the account's own password check recorded %d sign-ins", n)
+	}
+	// A sign-in (anonymous actor, as the portal's sign-in form) is one.
+	anon := admin.WithActor(t.Context(), admin.Actor{Kind: admin.ActorPortal, ID: "anonymous", Name: "anonymous"})
+	if _, err := f.svc.VerifyLogin(anon, acc.Email, "merchant password", ""); err != nil || count("account.login") != 1 {
+		t.Fatalf("a sign-in: %v, %d events", err, count("account.login"))
+	}
+	var err error
+	for range 5 {
+		_, err = f.svc.VerifyLogin(self, acc.Email, "wrong password", "")
+	}
+	if !errors.Is(err, admin.ErrLocked) || count("account.login_failed") != 5 {
+		t.Errorf("5 wrong passwords in re-checks: %v, %d failures recorded", err, count("account.login_failed"))
 	}
 }
 

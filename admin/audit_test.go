@@ -1,7 +1,11 @@
 package admin_test
 
 import (
+	"context"
 	"database/sql"
+	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,4 +153,81 @@ func TestListAudit(t *testing.T) {
 	}
 	_, err = f.svc.ListAudit(f.ctx, admin.AuditQuery{ObjectID: "x"})
 	isCode(t, err, admin.CodeInvalid, "object_id without object_type")
+}
+
+// An operator giving merchant A's client to merchant B: each sees the
+// move in its own audit trail (A must see the change that took its client
+// away), and neither sees more of the other's than the change: A's event
+// has the client as it was A's before and only the changed fields after;
+// B's has only the changed fields before and the client as it is B's
+// after. An operator sees both.
+func TestClientMovedBetweenMerchantsIsInBothAuditTrails(t *testing.T) {
+	f := newFixture(t)
+	ctxA, accA := f.merchant(t, "a@example.com", merchantLimits)
+	ctxB, accB := f.merchant(t, "b@example.com", merchantLimits)
+	c, _ := f.create(t, ctxA, spec("A's shop"))
+	f.clk.Advance(time.Second)
+	owner := accB.ID
+	if _, err := f.svc.UpdateClient(f.ctx, c.ClientID, admin.ClientPatch{OwnerAccount: &owner}); err != nil {
+		t.Fatal(err)
+	}
+	moves := func(ctx context.Context) []*admin.AuditEventView {
+		t.Helper()
+		page, err := f.svc.ListAudit(ctx, admin.AuditQuery{ClientID: c.ClientID, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []*admin.AuditEventView
+		for _, e := range page.Events {
+			if e.Action == "client.update" {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	fields := func(doc json.RawMessage) map[string]json.RawMessage {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(doc, &m); err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		return m
+	}
+	changed := []string{"owner_account", "updated_at"}
+	a := moves(ctxA)
+	if len(a) != 1 || a[0].Account != accA.ID {
+		t.Fatalf("merchant A's audit trail does not show the change that took its client away: %+v", a)
+	}
+	if before, after := fields(a[0].Before), fields(a[0].After); string(before["name"]) != `"A's shop"` ||
+		!slices.Equal(slices.Sorted(maps.Keys(after)), changed) || string(after["owner_account"]) != `"`+accB.ID+`"` {
+		t.Errorf("A's event: before %s after %s", a[0].Before, a[0].After)
+	}
+	b := moves(ctxB)
+	if len(b) != 1 || b[0].Account != accB.ID {
+		t.Fatalf("merchant B's audit trail does not show the client it was given: %+v", b)
+	}
+	if before, after := fields(b[0].Before), fields(b[0].After); !slices.Equal(slices.Sorted(maps.Keys(before)), changed) ||
+		string(after["name"]) != `"A's shop"` || string(after["owner_account"]) != `"`+accB.ID+`"` {
+		t.Errorf("B's event shows more of the client as it was A's than the change: before %s after %s", b[0].Before, b[0].After)
+	}
+	if ops := moves(f.ctx); len(ops) != 2 {
+		t.Errorf("the operator sees %d events of the move, want 2", len(ops))
+	}
+	// Moved on to no owner: one event, in B's trail, in full.
+	if _, err := f.svc.UpdateClient(f.ctx, c.ClientID, admin.ClientPatch{OwnerAccount: new("")}); err != nil {
+		t.Fatal(err)
+	}
+	if b := moves(ctxB); len(b) != 2 || fields(b[1].Before)["name"] == nil || fields(b[1].After)["name"] == nil {
+		t.Errorf("B's trail after the client left it for no owner: %+v", b)
+	}
+	// An update that keeps the owner is one event, as before.
+	n := len(f.events(t))
+	if _, err := f.svc.UpdateClient(f.ctx, c.ClientID, admin.ClientPatch{OwnerAccount: new(""), Name: new("renamed")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(f.events(t)); got != n+1 {
+		t.Errorf("an update keeping the owner made %d events", got-n)
+	}
+	if v := verify(t, f); !v.OK {
+		t.Errorf("the chain after the moves: %+v", v)
+	}
 }

@@ -57,7 +57,7 @@ func TestMerchantsSeeOnlyTheirOwnClients(t *testing.T) {
 		}
 	}
 	// Nothing of B's changed: its secret still works, its name is its own.
-	if got := f.stored(t, b.ClientID); got.Name != "B's client" || got.Disabled || !got.TokensNotBefore.IsZero() || got.PublicKeyPEM != "" {
+	if got := f.stored(t, b.ClientID); got.Name != "B's client" || got.Disabled || !got.TokensNotBefore.Before(got.CreatedAt) || got.PublicKeyPEM != "" {
 		t.Fatalf("B's client after A's attempts: %+v", got)
 	}
 	if !f.authenticates(t, b.ClientID, secB) {

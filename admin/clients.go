@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -109,10 +111,14 @@ type ClientView struct {
 	// PartnerID is the effective X-PARTNER-ID: the client ID unless set.
 	PartnerID string `json:"partner_id"`
 	Disabled  bool   `json:"disabled"`
-	// TokensNotBefore: tokens issued before it are revoked; nil for none.
+	// TokensNotBefore: tokens issued before it are revoked; nil for none
+	// beyond the client's creation (no token issued before a client was
+	// created is ever honoured, so a new client does not inherit the
+	// tokens of a deleted one of the same ID).
 	TokensNotBefore *time.Time `json:"tokens_not_before,omitempty"`
-	// Secrets: the current secret first, then one still valid from a
-	// rotation's grace period, if any.
+	// Secrets: the current secret first, then those replaced by
+	// rotations (at most MaxSecrets in all), each valid until its
+	// ExpiresAt.
 	Secrets []SecretView `json:"secrets"`
 	// Notes tell an operator what to do (a secret SNAP cannot use).
 	Notes     []string  `json:"notes,omitempty"`
@@ -122,7 +128,7 @@ type ClientView struct {
 
 // SecretView is the state of one client secret: never the secret.
 type SecretView struct {
-	// State is "current", or "previous" for the secret a rotation
+	// State is "current", or "previous" for a secret a rotation
 	// replaced, valid until ExpiresAt.
 	State     string     `json:"state"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
@@ -163,7 +169,9 @@ func NewClientView(c *oauth.Client) *ClientView {
 	if NeedsRecoverableSecret(c) {
 		v.Notes = append(v.Notes, NoteSecretNotRecoverable)
 	}
-	if !c.TokensNotBefore.IsZero() {
+	// A TokensNotBefore before CreatedAt is the creation's own
+	// (createdNotBefore): it revokes nothing a client could have issued.
+	if !c.TokensNotBefore.IsZero() && !c.TokensNotBefore.Before(c.CreatedAt) {
 		t := c.TokensNotBefore.UTC()
 		v.TokensNotBefore = &t
 	}
@@ -182,6 +190,18 @@ func NewClientView(c *oauth.Client) *ClientView {
 		}
 	}
 	return v
+}
+
+// createdNotBefore is the TokensNotBefore of a client created at now, so
+// that no token issued before the client existed is honoured: the tokens
+// of a deleted client stay dead when its ID is registered again (created
+// or imported), access and refresh, opaque and JWT. A JWT's issue time is
+// known to the millisecond only (token.JTITime), so the instant is now's
+// millisecond, lest the client's first JWTs be refused; and a microsecond
+// before it, so that a revocation at the very instant of creation is
+// still told apart from it (NewClientView).
+func createdNotBefore(now time.Time) time.Time {
+	return now.Truncate(time.Millisecond).Add(-time.Microsecond)
 }
 
 func clientNotFound(id string) error { return fmt.Errorf("client %s: %w", id, ErrNotFound) }
@@ -248,7 +268,7 @@ func (s *Service) clientFromSpec(ctx context.Context, p *principal, spec ClientS
 		RefreshWithClientCredentials: spec.RefreshWithClientCredentials,
 		AuthMethods:                  dedupe(spec.AuthMethods), Endpoints: dedupe(spec.Endpoints), CanIntrospect: spec.CanIntrospect,
 		SNAPServiceSignature: snapSignatureValue(spec.SNAPServiceSignature), PartnerID: spec.PartnerID,
-		OwnerAccount: spec.OwnerAccount, CreatedAt: now, UpdatedAt: now,
+		OwnerAccount: spec.OwnerAccount, TokensNotBefore: createdNotBefore(now), CreatedAt: now, UpdatedAt: now,
 	}
 	if spec.SNAPPublicKey != "" {
 		pemText, _, err := NormalizeSNAPKey([]byte(spec.SNAPPublicKey))
@@ -466,15 +486,37 @@ func (s *Service) ListClients(ctx context.Context, q ClientQuery) (*ClientPage, 
 // ErrNotFound (missing, or not the merchant's own), change's,
 // *ValidationError, *ConflictError (partner_id), ErrUnavailable.
 func (s *Service) changeClient(ctx context.Context, p *principal, id, action string, change func(*oauth.Client) error) (*ClientView, error) {
+	return s.changeClientMoving(ctx, p, id, action, nil, change)
+}
+
+// ownerMove is the owner an update gives a client (to) and the owner it
+// had when read before the write (from).
+type ownerMove struct{ from, to string }
+
+// changeClientMoving is changeClient for a change that may move the client
+// from one merchant account to another (move; nil for none). Each account
+// sees the move in its audit trail: the old owner an event with the client
+// as it was its own and only the changed fields after; the new owner one
+// with only the changed fields before and the client as it is its own
+// now, so neither sees more of the other's than the change. It refuses
+// with a *ConflictError if the owner is no longer move.from.
+func (s *Service) changeClientMoving(ctx context.Context, p *principal, id, action string, move *ownerMove, change func(*oauth.Client) error) (*ClientView, error) {
 	var (
 		after     *ClientView
 		partnerID string
 	)
-	ev := s.event(p, action, ObjectClient, id, "", nil, nil)
+	evs := []*oauth.AuditEvent{s.event(p, action, ObjectClient, id, "", nil, nil)}
+	twoOwners := move != nil && move.from != move.to && move.from != "" && move.to != ""
+	if twoOwners {
+		evs = append(evs, s.event(p, action, ObjectClient, id, move.to, nil, nil))
+	}
 	err := s.audited(ctx, func(ctx context.Context) error {
 		return s.store.UpdateClient(ctx, id, func(c *oauth.Client) error {
 			if !p.operator() && c.OwnerAccount != p.accountID() {
 				return clientNotFound(id)
+			}
+			if move != nil && c.OwnerAccount != move.from {
+				return &ConflictError{Field: "owner_account", Message: "the client's owner changed meanwhile; try again"}
 			}
 			before := NewClientView(c)
 			if err := change(c); err != nil {
@@ -493,17 +535,45 @@ func (s *Service) changeClient(ctx context.Context, p *principal, id, action str
 			partnerID = c.PartnerID
 			c.UpdatedAt = s.now()
 			after = NewClientView(c)
-			ev.Before, ev.After, ev.Account = jsonOf(before), jsonOf(after), c.OwnerAccount
-			if ev.Account == "" {
-				ev.Account = before.OwnerAccount
+			b, a := jsonOf(before), jsonOf(after)
+			if twoOwners {
+				evs[0].Account, evs[0].Before, evs[0].After = move.from, b, changedFields(a, b)
+				evs[1].Before, evs[1].After = changedFields(b, a), a
+				return nil
+			}
+			evs[0].Before, evs[0].After, evs[0].Account = b, a, c.OwnerAccount
+			if evs[0].Account == "" {
+				evs[0].Account = before.OwnerAccount
 			}
 			return nil
 		})
-	}, ev)
+	}, evs...)
 	if err != nil {
 		return nil, clientErr(id, partnerID, err)
 	}
 	return after, nil
+}
+
+// changedFields returns the members of the JSON object doc whose values
+// differ from those of other (null for a member only other has): what of
+// doc a change touched.
+func changedFields(doc, other []byte) []byte {
+	var d, o map[string]json.RawMessage
+	if json.Unmarshal(doc, &d) != nil || json.Unmarshal(other, &o) != nil {
+		return nil
+	}
+	out := map[string]json.RawMessage{}
+	for k, v := range d {
+		if !bytes.Equal(v, o[k]) {
+			out[k] = v
+		}
+	}
+	for k := range o {
+		if _, ok := d[k]; !ok {
+			out[k] = json.RawMessage("null")
+		}
+	}
+	return jsonOf(out)
 }
 
 // UpdateClient applies patch to client id (nil fields stay as they are)
@@ -511,10 +581,12 @@ func (s *Service) changeClient(ctx context.Context, p *principal, id, action str
 // for symmetric SNAP service signatures keeps no recoverable secret; one
 // switched to symmetric gets one only at its next RotateSecret (its view
 // says so in Notes). A merchant may change only its own clients, within
-// its limits, and not can_introspect, partner_id or owner_account.
-// Errors: ErrUnauthenticated; ErrNotFound; *ValidationError; ErrForbidden
-// (SNAP settings without snap_keys); *ConflictError (partner_id taken);
-// ErrUnavailable.
+// its limits, and not can_introspect, partner_id or owner_account. A
+// client given to another account is recorded in the audit trails of both
+// (see changeClientMoving); its credentials stay as they are. Errors:
+// ErrUnauthenticated; ErrNotFound; *ValidationError; ErrForbidden (SNAP
+// settings without snap_keys); *ConflictError (partner_id taken; the
+// owner changed by someone else meanwhile); ErrUnavailable.
 func (s *Service) UpdateClient(ctx context.Context, id string, patch ClientPatch) (*ClientView, error) {
 	p, err := s.who(ctx)
 	if err != nil {
@@ -527,12 +599,19 @@ func (s *Service) UpdateClient(ctx context.Context, id string, patch ClientPatch
 				return nil, invalid(field, "only an operator may set this")
 			}
 		}
-	} else if patch.OwnerAccount != nil {
+	}
+	var move *ownerMove
+	if p.operator() && patch.OwnerAccount != nil {
 		if err := s.checkOwner(ctx, *patch.OwnerAccount); err != nil {
 			return nil, err
 		}
+		c, err := s.store.GetClient(ctx, id)
+		if err != nil {
+			return nil, storeErr("client "+id, err)
+		}
+		move = &ownerMove{from: c.OwnerAccount, to: *patch.OwnerAccount}
 	}
-	return s.changeClient(ctx, p, id, "client.update", func(c *oauth.Client) error {
+	return s.changeClientMoving(ctx, p, id, "client.update", move, func(c *oauth.Client) error {
 		applyPatch(c, patch)
 		if p.operator() {
 			return nil
@@ -658,18 +737,27 @@ type SecretRotation struct {
 	ClientID     string `json:"client_id"`
 	ClientSecret string `json:"client_secret"`
 	// PreviousExpiresAt is when the replaced secret stops working (nil: it
-	// stopped at once).
+	// stopped at once, with every earlier one).
 	PreviousExpiresAt *time.Time `json:"previous_expires_at,omitempty"`
 }
 
 // MaxGrace is the longest grace period RotateSecret accepts.
 const MaxGrace = 90 * 24 * time.Hour
 
-// RotateSecret gives a client a new secret. For grace, the previous secret
-// keeps working; with grace 0 it stops at once. Secrets from earlier
-// rotations are dropped. For a client with symmetric SNAP service
-// signatures the new secret is recoverable, and so is the previous one
-// during the grace if it was. Errors: ErrUnauthenticated;
+// MaxSecrets is how many secrets a client holds at most after a rotation
+// with grace: the new one and those of earlier rotations still within
+// their grace.
+const MaxSecrets = 3
+
+// RotateSecret gives a client a new secret. With grace 0 every other
+// secret stops at once (an incident: the secret leaked). With grace > 0
+// the current secret keeps working for grace, and the secrets replaced by
+// earlier rotations keep working until their own grace ends — a rotation
+// sent twice (a double submit, a retry) does not cut off the secret the
+// merchant still uses — up to MaxSecrets secrets in all, the most
+// recently replaced kept first. For a client with symmetric SNAP service
+// signatures the new secret is recoverable, and so are the previous ones
+// during their grace if they were. Errors: ErrUnauthenticated;
 // *ValidationError (grace negative or over MaxGrace); ErrNotFound;
 // ErrUnavailable.
 func (s *Service) RotateSecret(ctx context.Context, id string, grace time.Duration) (*SecretRotation, error) {
@@ -691,10 +779,18 @@ func (s *Service) RotateSecret(ctx context.Context, id string, grace time.Durati
 	_, err = s.changeClient(ctx, p, id, "client.rotate_secret", func(c *oauth.Client) error {
 		next := []oauth.SecretHash{s.newSecret(sec, c.SNAPServiceSignature)}
 		if grace > 0 {
-			for _, old := range c.Secrets {
-				if old.ExpiresAt.IsZero() {
-					old.ExpiresAt = now.Add(grace) // its recoverable copy, if any, goes along
-					next = append(next, old)
+			// The current secret first, then the earlier ones as they
+			// are kept: most recently replaced first.
+			for _, current := range []bool{true, false} {
+				for _, old := range c.Secrets {
+					switch {
+					case old.ExpiresAt.IsZero() != current, len(next) == MaxSecrets:
+					case current:
+						old.ExpiresAt = now.Add(grace) // its recoverable copy, if any, goes along
+						next = append(next, old)
+					case now.Before(old.ExpiresAt):
+						next = append(next, old)
+					}
 				}
 			}
 		}
@@ -713,7 +809,8 @@ func (s *Service) RotateSecret(ctx context.Context, id string, grace time.Durati
 }
 
 // DeleteClient deletes a client: it authenticates nowhere any more, and
-// its tokens are inactive everywhere. Errors: ErrUnauthenticated,
+// its tokens are inactive everywhere, for good: a client created (or
+// imported) later with the same ID honours no token issued before it. Errors: ErrUnauthenticated,
 // ErrNotFound, ErrUnavailable.
 func (s *Service) DeleteClient(ctx context.Context, id string) error {
 	p, err := s.who(ctx)

@@ -325,6 +325,79 @@ func TestRecoverableSecrets(t *testing.T) {
 	}
 }
 
+// A rotation sent twice (a double-clicked portal form, a retried call)
+// must not cut off the secret in use, which the first rotation's grace
+// promised to keep working: a rotation with grace keeps the secrets of
+// earlier rotations until their own grace ends, up to MaxSecrets in all
+// (the most recently replaced kept); one without grace (an incident)
+// stops every other secret at once. For a symmetric SNAP client every
+// secret within its grace keys service signatures.
+func TestRotateSecretTwiceKeepsTheSecretInUse(t *testing.T) {
+	f := newFixture(t)
+	s := spec("shop")
+	s.SNAPServiceSignature = "symmetric"
+	v, inUse := f.create(t, f.ctx, s)
+	id := v.ClientID
+	rotate := func(grace time.Duration) string {
+		t.Helper()
+		r, err := f.svc.RotateSecret(f.ctx, id, grace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.ClientSecret
+	}
+	works := func(secs ...string) {
+		t.Helper()
+		for i, sec := range secs {
+			if !f.authenticates(t, id, sec) {
+				t.Errorf("secret %d stopped working", i)
+			}
+		}
+	}
+	first, second := rotate(24*time.Hour), rotate(24*time.Hour)
+	works(inUse, first, second)
+	c := f.stored(t, id)
+	if len(c.Secrets) != 3 || len(c.ServiceSecrets(f.clk.Now())) != 3 {
+		t.Fatalf("after two rotations: %d secrets, %d for SNAP signatures", len(c.Secrets), len(c.ServiceSecrets(f.clk.Now())))
+	}
+	got, _ := f.svc.GetClient(f.ctx, id)
+	if len(got.Secrets) != 3 || got.Secrets[0].State != "current" || got.Secrets[1].State != "previous" || got.Secrets[2].State != "previous" {
+		t.Fatalf("the view after two rotations: %+v", got.Secrets)
+	}
+	// A third: at most MaxSecrets, the oldest (inUse) goes.
+	third := rotate(time.Hour)
+	works(first, second, third)
+	if f.authenticates(t, id, inUse) {
+		t.Error("a client keeps more than MaxSecrets secrets")
+	}
+	if n := len(f.stored(t, id).Secrets); n != admin.MaxSecrets {
+		t.Errorf("%d secrets stored, want %d", n, admin.MaxSecrets)
+	}
+	// A secret's own grace still ends: second's (1h) before first's (24h).
+	f.clk.Advance(2 * time.Hour)
+	works(first, third)
+	if f.authenticates(t, id, second) {
+		t.Error("a secret works after its grace")
+	}
+	// Expired secrets are dropped at the next rotation.
+	fourth := rotate(time.Hour)
+	works(first, third, fourth)
+	if n := len(f.stored(t, id).Secrets); n != 3 {
+		t.Errorf("%d secrets stored after a rotation past a grace, want 3", n)
+	}
+	// Without grace, every other secret stops at once.
+	fifth := rotate(0)
+	works(fifth)
+	for _, old := range []string{first, third, fourth} {
+		if f.authenticates(t, id, old) {
+			t.Error("a rotation without grace left an old secret working")
+		}
+	}
+	if c := f.stored(t, id); len(c.Secrets) != 1 || len(c.ServiceSecrets(f.clk.Now())) != 1 {
+		t.Errorf("after a rotation without grace: %d secrets", len(c.Secrets))
+	}
+}
+
 func TestListClients(t *testing.T) {
 	f := newFixture(t)
 	_, acc := f.merchant(t, "m@example.com", admin.AccountLimits{})

@@ -35,7 +35,8 @@ var (
 	// ErrTOTPRequired: VerifyLogin found the password right, and the
 	// account needs a TOTP code that was not given.
 	ErrTOTPRequired = errors.New("a TOTP code is required")
-	// ErrLocked: too many failed sign-ins; always a *LockedError.
+	// ErrLocked: too many failed sign-ins, or another check of the same
+	// email running on this node; always a *LockedError.
 	ErrLocked = errors.New("too many failed attempts")
 	// ErrUnavailable: the store (or the shared lockout) cannot be reached;
 	// retry later.
@@ -136,18 +137,25 @@ func ErrorCode(err error) string {
 	return CodeInternal
 }
 
-// ErrorMessage returns what may be shown to the actor about err: its text,
-// or for an internal failure only "internal error" (the text may name
-// stored values; log it instead).
+// ErrorMessage returns what may be shown to the actor about err: its text;
+// for an internal failure only "internal error" (the text may name stored
+// values), and for ErrUnavailable only MessageUnavailable (the text may
+// name the store's hosts, its driver's errors, the lockout's backend):
+// log those instead.
 func ErrorMessage(err error) string {
-	if err == nil {
+	switch ErrorCode(err) {
+	case "":
 		return ""
-	}
-	if ErrorCode(err) == CodeInternal {
+	case CodeInternal:
 		return "internal error"
+	case CodeUnavailable:
+		return MessageUnavailable
 	}
 	return err.Error()
 }
+
+// MessageUnavailable is what ErrorMessage says of any ErrUnavailable.
+const MessageUnavailable = "the service is unavailable now: retry shortly"
 
 // storeErr translates a store error about what into the service's
 // errors: not found, already exists (a conflict) and unavailable; other

@@ -267,3 +267,125 @@ func TestImportLargeFileLines(t *testing.T) {
 		t.Fatalf("201 clients: %v", err)
 	}
 }
+
+// A deleted client's tokens stay dead when its ID is registered again
+// (an import restoring a client export, or the ID given to another
+// merchant): the new client honours no token issued before it existed —
+// opaque and JWT access tokens (introspection, and verifiers through
+// engine.AccessToken) and refresh tokens alike.
+func TestDeletedClientsTokensStayDeadWhenItsIDComesBack(t *testing.T) {
+	f := newFixture(t)
+	_, accB := f.merchant(t, "b@example.com", merchantLimits)
+	const oldSecret, newSecret = "the merchant's legacy secret, long enough", "merchant B's own new secret, long enough"
+	rec := func(id, sec, format, owner string) string {
+		r := map[string]any{"client_id": id, "client_secret": sec, "name": id, "token_format": format,
+			"grants": []string{"client_credentials", "refresh_token"}, "refresh_with_client_credentials": true, "scopes": []string{"payments"}}
+		if owner != "" {
+			r["owner_account"] = owner
+		}
+		return importFile(t, r)
+	}
+	type issued struct{ access, refresh string }
+	tokens := map[string]issued{}
+	for _, c := range []struct{ id, format string }{{"legacy-001", "opaque"}, {"legacy-jwt", "jwt"}} {
+		if _, err := f.importString(t, rec(c.id, oldSecret, c.format, ""), admin.ImportOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.eng.Refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		res, e := f.eng.Token(t.Context(), &oauth.TokenRequest{GrantType: oauth.GrantClientCredentials,
+			Credentials: oauth.ClientCredentials{Method: oauth.AuthSecretBasic, ClientID: c.id, Secret: oldSecret}})
+		if e != nil || res.RefreshToken == "" {
+			t.Fatalf("%s: %+v, %v", c.id, res, e)
+		}
+		tokens[c.id] = issued{res.AccessToken, res.RefreshToken}
+		if err := f.svc.DeleteClient(f.ctx, c.id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Later, the IDs are registered again, now for merchant B, with a new
+	// secret.
+	f.clk.Advance(time.Minute)
+	for id := range tokens {
+		format := "opaque"
+		if id == "legacy-jwt" {
+			format = "jwt"
+		}
+		if _, err := f.importString(t, rec(id, newSecret, format, accB.ID), admin.ImportOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.eng.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for id, tok := range tokens {
+		for kind, value := range map[string]string{"access": tok.access, "refresh": tok.refresh} {
+			if in, err := f.svc.IntrospectToken(f.ctx, value); err != nil || in.Active {
+				t.Errorf("%s: the deleted client's %s token is active for the new client of its ID: %+v, %v", id, kind, in, err)
+			}
+		}
+		if at, cl, err := f.eng.AccessToken(t.Context(), tok.access); at != nil || err != nil {
+			t.Errorf("%s: verifiers honour the deleted client's access token as one of %+v (%v)", id, cl, err)
+		}
+		_, e := f.eng.Token(t.Context(), &oauth.TokenRequest{GrantType: oauth.GrantRefreshToken, RefreshToken: tok.refresh,
+			Credentials: oauth.ClientCredentials{Method: oauth.AuthSecretBasic, ClientID: id, Secret: newSecret}})
+		if e == nil {
+			t.Errorf("%s: the deleted client's refresh token was exchanged by the new client of its ID", id)
+		}
+		// The new client's own tokens work.
+		res, e := f.eng.Token(t.Context(), &oauth.TokenRequest{GrantType: oauth.GrantClientCredentials,
+			Credentials: oauth.ClientCredentials{Method: oauth.AuthSecretBasic, ClientID: id, Secret: newSecret}})
+		if e != nil {
+			t.Fatalf("%s: the new client gets no token: %v", id, e)
+		}
+		if at, _, err := f.eng.AccessToken(t.Context(), res.AccessToken); at == nil || err != nil {
+			t.Errorf("%s: the new client's own token is refused (%v)", id, err)
+		}
+	}
+	// The cut at creation is not shown as a revocation.
+	if v, err := f.svc.GetClient(f.ctx, "legacy-001"); err != nil || v.TokensNotBefore != nil {
+		t.Errorf("the new client's view: %+v, %v", v, err)
+	}
+}
+
+// A client's first tokens are honoured even when issued in the very
+// millisecond the client was created: a JWT's issue time is known to the
+// millisecond only (its jti), and the creation's cut must not fall after
+// it.
+func TestNewClientsFirstTokensHonouredWithinItsCreationMillisecond(t *testing.T) {
+	for _, format := range []string{"jwt", "opaque"} {
+		t.Run(format, func(t *testing.T) {
+			f := newFixture(t)
+			f.clk.Advance(500 * time.Microsecond)
+			s := spec("fast")
+			s.TokenFormat = format
+			v, sec := f.create(t, f.ctx, s)
+			if v.TokensNotBefore != nil {
+				t.Errorf("a new client's view shows a revocation: %v", v.TokensNotBefore)
+			}
+			if c := f.stored(t, v.ClientID); c.TokensNotBefore.IsZero() || !c.TokensNotBefore.Before(c.CreatedAt) {
+				t.Errorf("stored TokensNotBefore %v, created %v", c.TokensNotBefore, c.CreatedAt)
+			}
+			f.clk.Advance(200 * time.Microsecond)
+			if err := f.eng.Refresh(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			res, e := f.eng.Token(t.Context(), &oauth.TokenRequest{GrantType: oauth.GrantClientCredentials,
+				Credentials: oauth.ClientCredentials{Method: oauth.AuthSecretBasic, ClientID: v.ClientID, Secret: sec}})
+			if e != nil {
+				t.Fatal(e)
+			}
+			if at, _, err := f.eng.AccessToken(t.Context(), res.AccessToken); at == nil || err != nil {
+				t.Errorf("a token issued 0.2 ms after its client's creation is refused (%v)", err)
+			}
+			// A revocation at this instant is shown.
+			if _, err := f.svc.RevokeClientTokens(f.ctx, v.ClientID); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := f.svc.GetClient(f.ctx, v.ClientID); got.TokensNotBefore == nil {
+				t.Error("a revocation does not show in the view")
+			}
+		})
+	}
+}

@@ -405,7 +405,7 @@ func (s *Service) clientFromRecord(r ClientRecord, accounts map[string]string) (
 		RefreshWithClientCredentials: r.RefreshWithClientCredentials, AuthMethods: dedupe(r.AuthMethods),
 		Endpoints: dedupe(r.Endpoints), CanIntrospect: r.CanIntrospect,
 		SNAPServiceSignature: snapSignatureValue(r.SNAPServiceSignature), PartnerID: r.PartnerID,
-		Disabled: r.Disabled, OwnerAccount: owner, CreatedAt: now, UpdatedAt: now,
+		Disabled: r.Disabled, OwnerAccount: owner, TokensNotBefore: createdNotBefore(now), CreatedAt: now, UpdatedAt: now,
 	}
 	if c.PartnerID == c.ID {
 		c.PartnerID = ""

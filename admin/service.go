@@ -46,6 +46,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/inflight"
 	"github.com/tokengate/tokengate/limit"
 	"github.com/tokengate/tokengate/oauth"
 	"github.com/tokengate/tokengate/secret"
@@ -68,8 +69,11 @@ type Deps struct {
 	// Secrets hashes client secrets, with the server's pepper (the
 	// engine's Secrets()).
 	Secrets *secret.Hasher
-	// Passwords hashes user and account passwords (the engine's
-	// Passwords()).
+	// Passwords hashes user and account passwords, and checks those of
+	// portal sign-ins and password changes: a pool of its own, never the
+	// engine's (Passwords()), so that sign-ins, which anyone can send,
+	// cannot take the token endpoint's argon2id slots and starve the
+	// password grant. nil: NewPasswords().
 	Passwords *secret.Passwords
 	// Engine is the issuance engine; nil for a service on the store alone
 	// (key rotation, token introspection and revocation then fail with
@@ -100,6 +104,7 @@ type Service struct {
 	passwords  *secret.Passwords
 	engine     Engine
 	lockout    limit.Lockout
+	signingIn  *inflight.Set // email keys with a sign-in running on this node
 	now        func() time.Time
 	defaultAlg string
 	activation time.Duration
@@ -107,8 +112,27 @@ type Service struct {
 	issuer     string
 }
 
-// New returns a service on d. Store, Secrets and Passwords are required.
+// PasswordConcurrency and PasswordQueue size the service's own password
+// hasher (NewPasswords): one argon2id computation at a time (a sign-in
+// costs tens of milliseconds; a portal needs no more), and a few callers
+// waiting for it; beyond them a sign-in is answered ErrUnavailable at
+// once.
+const (
+	PasswordConcurrency = 1
+	PasswordQueue       = 4
+)
+
+// NewPasswords returns a password hasher for a Service (Deps.Passwords):
+// PasswordConcurrency computations at once, PasswordQueue waiting.
+func NewPasswords() *secret.Passwords { return secret.NewPasswords(PasswordConcurrency, PasswordQueue) }
+
+// New returns a service on d. Store is required; Secrets too for client
+// secrets (without it, creating and rotating them fail with
+// ErrUnsupported).
 func New(d Deps) *Service {
+	if d.Passwords == nil {
+		d.Passwords = NewPasswords()
+	}
 	if d.Now == nil {
 		d.Now = time.Now
 	}
@@ -125,7 +149,7 @@ func New(d Deps) *Service {
 		d.DefaultAlg = oauth.AlgES256
 	}
 	return &Service{
-		store: d.Store, secrets: d.Secrets, passwords: d.Passwords, engine: d.Engine, lockout: d.Lockout,
+		store: d.Store, secrets: d.Secrets, passwords: d.Passwords, engine: d.Engine, lockout: d.Lockout, signingIn: inflight.NewSet(),
 		now: d.Now, defaultAlg: d.DefaultAlg, activation: d.KeyActivationDelay, gcBatch: d.GCBatch, issuer: d.Issuer,
 	}
 }

@@ -15,6 +15,7 @@
 package adminapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,14 @@ type Deps struct {
 	Tokens Tokens
 	// Idempotency keeps idempotent responses: the KEK-sealed store.
 	Idempotency IdempotencyStore
+	// FingerprintKey keys the fingerprints of idempotent requests kept
+	// beside their responses (HMAC-SHA256), so that the store, which keeps
+	// them in clear, does not hold a fast hash of the passwords and
+	// secrets in their bodies. The same on every node sharing the store,
+	// and not stored in it in clear: derive it from the pepper
+	// (secret.Hasher.DeriveKey with FingerprintKeyLabel). At least 16
+	// bytes.
+	FingerprintKey []byte
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 	// Logger receives internal errors (never a request's data); nil:
@@ -51,20 +60,30 @@ type API struct {
 	svc    *admin.Service
 	tokens Tokens
 	idem   IdempotencyStore
+	fpKey  []byte
 	now    func() time.Time
 	log    *slog.Logger
 	mux    *http.ServeMux
 }
 
-// New returns the API on d. Service, Tokens and Idempotency are required.
+// FingerprintKeyLabel is the label Deps.FingerprintKey is derived from
+// the pepper with.
+const FingerprintKeyLabel = "admin API idempotency fingerprint"
+
+// New returns the API on d. Service, Tokens, Idempotency and
+// FingerprintKey are required; New panics without a FingerprintKey (a
+// fingerprint left unkeyed would leak request bodies).
 func New(d Deps) *API {
+	if len(d.FingerprintKey) < 16 {
+		panic("adminapi: New needs a FingerprintKey of at least 16 bytes")
+	}
 	if d.Now == nil {
 		d.Now = time.Now
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &API{svc: d.Service, tokens: d.Tokens, idem: d.Idempotency, now: d.Now, log: d.Logger, mux: http.NewServeMux()}
+	a := &API{svc: d.Service, tokens: d.Tokens, idem: d.Idempotency, fpKey: bytes.Clone(d.FingerprintKey), now: d.Now, log: d.Logger, mux: http.NewServeMux()}
 	for _, rt := range a.routes() {
 		a.mux.Handle(rt.Method+" "+rt.Path, a.handler(rt))
 	}
@@ -230,8 +249,12 @@ func (a *API) write(w http.ResponseWriter, rep *reply) {
 
 // fail answers err as a problem: the one place errors become statuses.
 func (a *API) fail(w http.ResponseWriter, err error) {
-	p, internal := problemOf(err)
-	if internal {
+	p, logged := problemOf(err)
+	switch {
+	case !logged:
+	case p.Status == http.StatusServiceUnavailable:
+		a.log.Warn("admin API: unavailable", "err", err)
+	default:
 		// The error's text may name stored values: the log, not the caller.
 		a.log.Error("admin API: internal error", "err", err)
 	}

@@ -1,8 +1,13 @@
 package adminapi
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -205,4 +210,31 @@ func FuzzIdempotencyKey(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The text of an unavailable store's error (hosts, the driver's words)
+// is not the caller's: the problem says only that the service is
+// unavailable, and the log keeps the detail.
+func TestUnavailableProblemHidesTheStoreError(t *testing.T) {
+	var logged bytes.Buffer
+	a := &API{log: slog.New(slog.NewTextHandler(&logged, nil))}
+	err := fmt.Errorf("client c1: %w: %w", admin.ErrUnavailable,
+		errors.New("failed to connect to `host=db-7.internal user=tokengate`: dial tcp 10.0.3.7:5432: connection refused"))
+	w := httptest.NewRecorder()
+	a.fail(w, err)
+	var p Problem
+	if e := json.Unmarshal(w.Body.Bytes(), &p); e != nil {
+		t.Fatal(e)
+	}
+	if w.Code != 503 || p.Code != admin.CodeUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("answer: %d %+v", w.Code, p)
+	}
+	for _, leak := range []string{"db-7", "10.0.3.7", "tokengate", "c1"} {
+		if strings.Contains(w.Body.String(), leak) {
+			t.Errorf("the problem shows %q: %s", leak, w.Body.String())
+		}
+	}
+	if !strings.Contains(logged.String(), "db-7.internal") {
+		t.Errorf("the log lost the detail: %s", logged.String())
+	}
 }

@@ -2,6 +2,7 @@ package adminapi
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -95,9 +96,12 @@ func storeKey(a admin.Actor, key string) string {
 }
 
 // fingerprint identifies a request: its method, path, query and body,
-// byte for byte (a retry sends the same bytes).
-func fingerprint(r *http.Request, body string) []byte {
-	h := sha256.New()
+// byte for byte (a retry sends the same bytes). It is keyed (HMAC-SHA256
+// under key): kept in the store in clear for a day, an unkeyed hash of a
+// body holding a new password or client secrets would let anyone with a
+// copy of the database test guesses of them at SHA-256 speed.
+func fingerprint(key []byte, r *http.Request, body string) []byte {
+	h := hmac.New(sha256.New, key)
 	for _, s := range []string{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, body} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
@@ -130,7 +134,7 @@ func (a *API) idempotent(c *call, run func(*call) (*reply, error)) (*reply, erro
 	}
 	now := a.now()
 	rec := &oauth.IdempotencyRecord{
-		Key: storeKey(c.actor, key), Fingerprint: fingerprint(c.r, c.body), Claim: randomClaim(),
+		Key: storeKey(c.actor, key), Fingerprint: fingerprint(a.fpKey, c.r, c.body), Claim: randomClaim(),
 		CreatedAt: now, ExpiresAt: now.Add(pendingTTL),
 	}
 	prev, err := a.idem.ClaimIdempotency(c.ctx, rec)

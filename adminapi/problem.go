@@ -117,8 +117,9 @@ func newProblem(code, detail string) *Problem {
 }
 
 // problemOf maps an error of the admin service (or of the API itself) to
-// its problem. An internal error's text is never shown: it goes to the
-// log (logged reports whether it should).
+// its problem. The text of an internal error or of the service's
+// ErrUnavailable is never shown (admin.ErrorMessage): it goes to the log
+// (logged reports whether it should).
 func problemOf(err error) (p *Problem, logged bool) {
 	var ae *apiError
 	if errors.As(err, &ae) {
@@ -148,7 +149,7 @@ func problemOf(err error) (p *Problem, logged bool) {
 	case errors.As(err, &ce) && ce.Field != "":
 		p.Errors = []FieldError{{Field: ce.Field, Message: ce.Message}}
 	}
-	return p, code == admin.CodeInternal
+	return p, code == admin.CodeInternal || code == admin.CodeUnavailable
 }
 
 func plural(n int, one, many string) string {

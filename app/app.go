@@ -28,7 +28,6 @@ import (
 	"github.com/tokengate/tokengate/oauth"
 	"github.com/tokengate/tokengate/portal"
 	"github.com/tokengate/tokengate/secevent"
-	"github.com/tokengate/tokengate/secret"
 	"github.com/tokengate/tokengate/server"
 	"github.com/tokengate/tokengate/snapcall"
 	"github.com/tokengate/tokengate/store"
@@ -128,13 +127,15 @@ func issuerName(issuer string) string {
 // newAdmin builds the admin service on st and eng (nil: none), with
 // lockout throttling sign-ins (nil: per process).
 func newAdmin(cfg config.Config, st *kek.Store, eng *engine.Engine, lockout limit.Lockout, d Deps) *admin.Service {
+	// The service hashes with a password pool of its own (admin.NewPasswords),
+	// not the engine's: portal sign-ins must not starve the password grant.
 	ad := admin.Deps{
 		Store: st, Lockout: lockout, Now: d.Now, GCBatch: cfg.GC.Batch, Issuer: issuerName(cfg.Issuer),
-		Passwords: secret.NewPasswords(cfg.PasswordHashConcurrency, cfg.PasswordHashQueue),
+		Passwords: admin.NewPasswords(),
 	}
 	if eng != nil {
 		ec := eng.Config()
-		ad.Engine, ad.Secrets, ad.Passwords = eng, eng.Secrets(), eng.Passwords()
+		ad.Engine, ad.Secrets = eng, eng.Secrets()
 		ad.DefaultAlg, ad.KeyActivationDelay = ec.DefaultAlg, ec.KeyActivationDelay
 	}
 	return admin.New(ad)
@@ -241,7 +242,9 @@ func open(ctx context.Context, cfg config.Config, d Deps, gatewayOnly bool) (*No
 	if cfg.Admin.Listen != "" && !gatewayOnly {
 		// Bearer tokens are checked by the engine; idempotent responses
 		// are kept in the KEK-sealed store (they may hold new secrets).
-		api := adminapi.New(adminapi.Deps{Service: n.Admin.Admin, Tokens: eng, Idempotency: st, Now: d.Now, Logger: log})
+		// Their fingerprints are keyed with a key derived from the pepper.
+		api := adminapi.New(adminapi.Deps{Service: n.Admin.Admin, Tokens: eng, Idempotency: st, Now: d.Now, Logger: log,
+			FingerprintKey: eng.Secrets().DeriveKey(adminapi.FingerprintKeyLabel)})
 		n.AdminAPI = adminapi.NewServer(cfg.Admin, api, log)
 	}
 	return n, nil

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/json"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -238,3 +240,71 @@ func TestAdminAPIIdempotencyAcrossNodes(t *testing.T) {
 		t.Fatal("the kept response is not sealed in PostgreSQL")
 	}
 }
+
+// An idempotent request is kept with its fingerprint (a hash of its
+// method, path, query and body) for a day. The body of POST
+// /admin/v1/accounts holds the new account's password (that of /users a
+// user's, that of /client-imports merchants' client secrets): an unkeyed
+// hash there would let anyone with a copy of the database, without the
+// KEK, test password guesses at SHA-256 speed where the account's own
+// hash is argon2id. The fingerprint is keyed with a key derived from the
+// pepper, which the database keeps only sealed.
+func TestAdminAPIIdempotencyFingerprintKeepsNoPasswordHash(t *testing.T) {
+	e := start(t, withAdminAPI())
+	op, _ := e.operator("ops")
+	const weak = "Summer2025!"
+	e.remember(weak)
+	body := map[string]any{"email": "finance@merchant.example", "password": weak, "role": "merchant"}
+	op.call("POST", "/admin/v1/accounts", body, "Idempotency-Key", "acct-1").want(t, 201)
+
+	// A copy of the database, read without the KEK.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.dir, sqlite.FileName)+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var fps [][]byte
+	rows, err := db.Query(`SELECT fingerprint FROM idempotency`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var fp []byte
+		if err := rows.Scan(&fp); err != nil {
+			t.Fatal(err)
+		}
+		fps = append(fps, fp)
+	}
+	rows.Close()
+	if len(fps) == 0 {
+		t.Fatal("no idempotency record was kept")
+	}
+	var email string
+	if err := db.QueryRow(`SELECT email FROM accounts`).Scan(&email); err != nil {
+		t.Fatal(err)
+	}
+	fingerprint := func(method, path, query, body string) []byte {
+		h := sha256.New()
+		for _, s := range []string{method, path, query, body} {
+			h.Write([]byte(s))
+			h.Write([]byte{0})
+		}
+		return h.Sum(nil)
+	}
+	for _, guess := range []string{"password", "123456", "Winter2024!", "Spring2025!", "Summer2025!", "Autumn2025!"} {
+		b, _ := json.Marshal(map[string]any{"email": email, "password": guess, "role": "merchant"})
+		for _, fp := range [][]byte{fingerprint("POST", "/admin/v1/accounts", "", string(b)), sha256Of(b)} {
+			for _, stored := range fps {
+				if bytes.Equal(stored, fp) {
+					t.Errorf("the account's password %q was recovered from the idempotency table by unkeyed SHA-256 guesses", guess)
+				}
+			}
+		}
+	}
+	// A retry is still recognised: the fingerprint's key does not change.
+	if r := op.call("POST", "/admin/v1/accounts", body, "Idempotency-Key", "acct-1").want(t, 201); r.header.Get("Idempotent-Replayed") != "true" {
+		t.Error("the retry was not replayed")
+	}
+}
+
+func sha256Of(b []byte) []byte { s := sha256.Sum256(b); return s[:] }

@@ -11,8 +11,10 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -392,5 +394,90 @@ func passwordFlood(t *testing.T, lockout bool, maxMedian time.Duration) {
 	clk.Advance(lockoutMax + time.Minute)
 	if status, _, body, err := login(context.Background(), victim, victimPass); err != nil || status != 200 {
 		t.Errorf("%s with the right password once the lock ran out: %v HTTP %d: %s", victim, err, status, body)
+	}
+}
+
+// Unauthenticated portal sign-ins (random emails, so no lockout ever
+// triggers; from 100 source addresses, as a botnet's would come, so no
+// per-address limit holds them) must not starve the payment API's
+// password grant: the admin service checks account passwords with an
+// argon2id pool of its own, so a flood fills that pool (and is answered
+// 503) while the token endpoint's slots stay free for users.
+func TestPortalSignInFloodDoesNotStarvePasswordGrant(t *testing.T) {
+	e := start(t, func(c *config.Config) { c.Portal.Listen = "127.0.0.1:0" })
+	id, secret := e.createClient("--name", "app", "--grant", "password", "--scope", "read")
+	e.createUser("alice", "Alice-password-456")
+	portalBase := "http://" + e.srv.PortalAddr()
+
+	// One sign-in form: its cookie and CSRF token serve every attempt.
+	res, err := http.Get(portalBase + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	var cookie string
+	for _, c := range res.Cookies() {
+		if c.Name == "__Host-tokengate-signin" {
+			cookie = c.Name + "=" + c.Value
+		}
+	}
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(page)
+	if cookie == "" || m == nil {
+		t.Fatal("no sign-in form")
+	}
+	csrf := string(m[1])
+
+	const flooders = 100
+	ctx, stop := context.WithCancel(context.Background())
+	var (
+		wg        sync.WaitGroup
+		sent      atomic.Int64
+		mu        sync.Mutex
+		signInsBy = map[int]int{}
+	)
+	for i := range flooders {
+		// Each flooder from an address of its own in 127.0.0.0/8 (all
+		// loopback on Linux).
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i))}}
+		tr := &http.Transport{DialContext: d.DialContext}
+		defer tr.CloseIdleConnections()
+		hc := &http.Client{Transport: tr, Timeout: 30 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		wg.Go(func() {
+			for n := 0; ctx.Err() == nil; n++ {
+				form := url.Values{"csrf": {csrf}, "email": {fmt.Sprintf("nobody-%d-%d@example.com", i, n)}, "password": {"guess"}}
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, portalBase+"/login", strings.NewReader(form.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("Cookie", cookie)
+				if r, err := hc.Do(req); err == nil {
+					io.Copy(io.Discard, r.Body)
+					r.Body.Close()
+					sent.Add(1)
+					mu.Lock()
+					signInsBy[r.StatusCode]++
+					mu.Unlock()
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	failed, answers := 0, map[int]int{}
+	for range 20 {
+		r := e.postForm("/oauth/token", url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"Alice-password-456"}}, id, secret)
+		answers[r.status]++
+		if r.status != http.StatusOK {
+			failed++
+		}
+	}
+	stop()
+	wg.Wait()
+	t.Logf("portal sign-ins sent: %d, by status: %v; alice's password grants by status: %v", sent.Load(), signInsBy, answers)
+	if failed > 0 {
+		t.Errorf("%d of alice's 20 password grants failed while unauthenticated portal sign-ins ran", failed)
+	}
+	if signInsBy[http.StatusServiceUnavailable] == 0 {
+		t.Error("the flood never filled the portal's password pool: the test proves nothing")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/inflight"
 	"github.com/tokengate/tokengate/limit"
 	"github.com/tokengate/tokengate/oauth"
 	"github.com/tokengate/tokengate/secevent"
@@ -129,8 +130,8 @@ type Engine struct {
 	users     *recordCache[*oauth.User]
 	secrets   *secret.Hasher
 	passwords *secret.Passwords
-	signingIn *inFlight // usernames with a password check running on this node
-	hashing   *counter  // password checks running or waiting, per client
+	signingIn *inflight.Set     // usernames with a password check running on this node
+	hashing   *inflight.Counter // password checks running or waiting, per client
 	auth      map[string]oauth.ClientAuthenticator
 	grants    map[string]grantHandler
 	opaque    *token.Opaque
@@ -166,8 +167,8 @@ func New(ctx context.Context, store oauth.Store, cfg Config) (*Engine, error) {
 		users:     newRecordCache(userSize),
 		secrets:   secret.NewHasher(pepper),
 		passwords: secret.NewPasswords(cfg.PasswordHashConcurrency, cfg.PasswordHashQueue),
-		signingIn: newInFlight(),
-		hashing:   newCounter(cfg.PasswordHashPerClient),
+		signingIn: inflight.NewSet(),
+		hashing:   inflight.NewCounter(cfg.PasswordHashPerClient),
 		opaque:    token.NewOpaque(opaqueKey),
 	}
 	e.registerAuthenticators(cfg.Authenticators)

@@ -40,16 +40,16 @@ func (e *Engine) password(ctx context.Context, cl *oauth.Client, req *oauth.Toke
 		e.event(ctx, secevent.UserLocked, cl.ID, "", "sign-in refused: the username is locked")
 		return nil, locked(d.RetryAfter)
 	}
-	if !e.signingIn.acquire(req.Username) {
+	if !e.signingIn.Acquire(req.Username) {
 		e.event(ctx, secevent.RateLimited, cl.ID, "", "another sign-in for the username is in progress")
 		return nil, oauth.RateLimited("another sign-in for this username is in progress, retry shortly", time.Second)
 	}
-	defer e.signingIn.release(req.Username)
-	if !e.hashing.acquire(cl.ID) {
+	defer e.signingIn.Release(req.Username)
+	if !e.hashing.Acquire(cl.ID) {
 		e.event(ctx, secevent.RateLimited, cl.ID, "", "the client's share of the password checks is in use")
 		return nil, oauth.RateLimited("too many sign-ins in progress for this client, retry shortly", time.Second)
 	}
-	defer e.hashing.release(cl.ID)
+	defer e.hashing.Release(cl.ID)
 
 	u, err := e.store.GetUser(ctx, req.Username)
 	var ok bool

@@ -98,6 +98,14 @@ func (h *Hasher) Hash(secret string) []byte {
 	return out
 }
 
+// DeriveKey returns a 32-byte key for another use of the pepper, named by
+// label: HMAC-SHA256 under the pepper of a text no client secret can be
+// (it starts with a NUL byte), so the key is as secret as the pepper and
+// independent of the client-secret hashes and of other labels' keys.
+func (h *Hasher) DeriveKey(label string) []byte {
+	return h.Hash("\x00tokengate derived key\x00" + label)
+}
+
 // Verify reports whether secret matches one of hashes that has not expired
 // at now (a zero ExpiresAt never expires). Every hash is compared, in
 // constant time, whatever matched before, so timing reveals neither the

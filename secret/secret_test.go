@@ -208,3 +208,17 @@ func TestHasherVerifyDoesNotAllocate(t *testing.T) {
 		t.Errorf("Verify allocates %v times per call", n)
 	}
 }
+
+func TestDeriveKey(t *testing.T) {
+	h := NewHasher(testPepper)
+	a, b := h.DeriveKey("a"), h.DeriveKey("b")
+	if len(a) != 32 || bytes.Equal(a, b) || !bytes.Equal(a, h.DeriveKey("a")) {
+		t.Fatalf("DeriveKey: %x, %x", a, b)
+	}
+	if bytes.Equal(a, NewHasher(bytes.Repeat([]byte{1}, 32)).DeriveKey("a")) {
+		t.Fatal("the derived key does not depend on the pepper")
+	}
+	if bytes.Equal(a, h.Hash("a")) {
+		t.Fatal("a derived key is the hash of its label as a client secret")
+	}
+}
