@@ -371,10 +371,10 @@ func (s *Service) EnrollTOTP(ctx context.Context, id string) (*TOTPEnrollment, e
 
 // ConfirmTOTP enables the acting account's enrolled TOTP secret when code
 // is its current code; from then on VerifyLogin asks for codes. It ends
-// the account's sessions that began before the one confirming
-// (SessionsNotBefore: its actor's SessionStart; every session when the
-// actor is not a session), so that whoever signed in with the password
-// alone earlier is signed out; the confirming session goes on. Errors:
+// every session of the account (SessionsNotBefore: now), the confirming
+// one too, so that whoever signed in with the password alone is signed
+// out; the caller starts the confirming browser a new session at the
+// returned SessionsNotBefore. Errors:
 // ErrUnauthenticated, ErrNotFound (not the actor's account),
 // *ValidationError (totp_code wrong, or nothing enrolled),
 // ErrUnavailable.
@@ -395,15 +395,10 @@ func (s *Service) ConfirmTOTP(ctx context.Context, id, code string) (*AccountVie
 			return invalid("totp_code", "the code is not the current one of the enrolled secret")
 		}
 		a.TOTPEnabled, a.TOTPLastStep = true, step
-		// Not now: the confirming session (whose start is SessionStart) is
-		// not to end.
-		cut := p.actor.SessionStart
-		if cut.IsZero() {
-			cut = s.now()
-		}
-		if cut.After(a.SessionsNotBefore) {
-			a.SessionsNotBefore = cut
-		}
+		// Every session begun without the second factor ends, the
+		// confirming one too: a portal starts its caller a new one at
+		// this cut-off, as after a password change.
+		a.SessionsNotBefore = s.now()
 		return nil
 	})
 }

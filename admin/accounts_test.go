@@ -164,10 +164,10 @@ func TestLoginWithTOTP(t *testing.T) {
 	}
 }
 
-// Turning on a second factor signs out whoever signed in earlier with the
-// password alone (the reason one turns it on), and not the session that
-// turned it on.
-func TestConfirmTOTPEndsEarlierSessions(t *testing.T) {
+// Turning on a second factor signs out every session begun with the
+// password alone (the reason one turns it on), the confirming one too; a
+// session begun at the returned cut-off goes on.
+func TestConfirmTOTPEndsSessionsWithoutIt(t *testing.T) {
 	f := newFixture(t)
 	_, acc := f.merchant(t, "m@example.com", merchantLimits)
 	session := func(start time.Time) context.Context {
@@ -182,15 +182,20 @@ func TestConfirmTOTPEndsEarlierSessions(t *testing.T) {
 	if _, err := f.svc.EnrollTOTP(confirming, acc.ID); err != nil {
 		t.Fatal(err)
 	}
+	later := session(f.clk.Now()) // begun after the enrolment, before the confirmation
+	f.clk.Advance(time.Minute)
 	v, err := f.svc.ConfirmTOTP(confirming, acc.ID, totp.Code(totpKey(t, f, acc.ID), totp.Step(f.clk.Now())))
-	if err != nil || !v.TOTPEnabled || v.SessionsNotBefore == nil {
+	if err != nil || !v.TOTPEnabled || v.SessionsNotBefore == nil || !v.SessionsNotBefore.Equal(f.clk.Now()) {
 		t.Fatalf("ConfirmTOTP: %+v, %v", v, err)
 	}
-	if _, err := f.svc.GetAccount(earlier, acc.ID); admin.ErrorCode(err) != admin.CodeUnauthenticated {
-		t.Errorf("a session begun before the second factor was turned on goes on: %v", err)
+	for name, ctx := range map[string]context.Context{"earlier": earlier, "confirming": confirming, "later": later} {
+		if _, err := f.svc.GetAccount(ctx, acc.ID); admin.ErrorCode(err) != admin.CodeUnauthenticated {
+			t.Errorf("the %s session, begun without the second factor, goes on: %v", name, err)
+		}
 	}
-	if _, err := f.svc.GetAccount(confirming, acc.ID); err != nil {
-		t.Errorf("the session that turned the second factor on was ended: %v", err)
+	// The session a portal starts at the cut-off goes on.
+	if _, err := f.svc.GetAccount(session(*v.SessionsNotBefore), acc.ID); err != nil {
+		t.Errorf("a session begun at the cut-off: %v", err)
 	}
 }
 

@@ -511,12 +511,19 @@ func TestTOTPEnrollmentAndSignIn(t *testing.T) {
 	if p := b.post("/totp/confirm", url.Values{"code": {"000000"}}); p.status != http.StatusBadRequest {
 		t.Errorf("a wrong confirmation code: %d", p.status)
 	}
+	// Another browser signed in with the password alone meanwhile.
+	other := f.browser()
+	other.signIn("m@example.com", password, "")
+	f.clk.Advance(time.Minute)
 	now := f.clk.Now()
 	if p := b.post("/totp/confirm", url.Values{"code": {code(t, secret, now, 0)}}); p.status != http.StatusSeeOther {
 		t.Fatalf("confirmation: %d %s", p.status, p.body)
 	}
 	if p := b.get("/clients"); p.status != http.StatusOK {
 		t.Errorf("after enrolling: %d", p.status)
+	}
+	if p := other.get("/totp"); p.status != http.StatusSeeOther || p.header.Get("Location") != "/login" {
+		t.Errorf("a session begun with the password alone, after the second factor was turned on: %d to %q", p.status, p.header.Get("Location"))
 	}
 
 	// Signing in now needs the code; the confirmation's code is spent.

@@ -155,7 +155,7 @@ func (p *Portal) totpEnroll(w http.ResponseWriter, r *http.Request, s *session) 
 }
 
 func (p *Portal) totpConfirm(w http.ResponseWriter, r *http.Request, s *session) {
-	_, err := p.svc.ConfirmTOTP(r.Context(), s.account.ID, strings.TrimSpace(r.PostFormValue("code")))
+	acc, err := p.svc.ConfirmTOTP(r.Context(), s.account.ID, strings.TrimSpace(r.PostFormValue("code")))
 	if err != nil {
 		if msg := formError(err); msg != "" {
 			v := p.view(s, "Two-factor authentication", totpData{Required: s.account.TOTPRequired, Confirm: true})
@@ -163,6 +163,12 @@ func (p *Portal) totpConfirm(w http.ResponseWriter, r *http.Request, s *session)
 			p.render(w, r, http.StatusBadRequest, "totp", v)
 			return
 		}
+		p.fail(w, r, s, err)
+		return
+	}
+	// The service ended every session begun without the second factor,
+	// this one too; this browser gets a new one at the cut-off.
+	if err := p.start(w, r, acc, *acc.SessionsNotBefore); err != nil {
 		p.fail(w, r, s, err)
 		return
 	}
