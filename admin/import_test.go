@@ -166,6 +166,8 @@ func TestImportRefusesAndAppliesNothing(t *testing.T) {
 		"a bad SNAP key":          {[]any{with("a", "snap_public_key", "not a key")}, "snap_public_key", 1, "PEM"},
 		"a short secret":          {[]any{with("a", "client_secret", "short")}, "client_secret", 1, "8 to 1024"},
 		"a bad client ID":         {[]any{with("a", "client_id", "has:colon")}, "client_id", 1, "without ':'"},
+		"a client ID of ..":       {[]any{good("a"), with("b", "client_id", "..")}, "client_id", 2, `must not be ".."`},
+		"a client ID of .":        {[]any{with("a", "client_id", ".")}, "client_id", 1, `must not be "."`},
 		"an unknown owner":        {[]any{with("a", "owner_account", "nobody@example.com")}, "owner_account", 1, "no account"},
 		"an ID twice":             {[]any{good("a"), good("b"), good("a")}, "client_id", 3, "of record 1 too"},
 		"a differing client":      {[]any{good("a"), with("existing", "scopes", []string{"more"})}, "", 2, "differs from the registered client in scopes"},

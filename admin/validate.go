@@ -143,6 +143,11 @@ func validClientID(id string) error {
 		strings.TrimSpace(id) != id || strings.ContainsAny(id, ":\t") {
 		return invalid("client_id", "must be 1 to %d characters of text without ':', tabs, control characters or surrounding space", oauth.MaxClientIDLen)
 	}
+	// A path segment of "." or ".." is removed by URL clients and
+	// proxies, so /admin/v1/clients/{id} could never name such a client.
+	if id == "." || id == ".." {
+		return invalid("client_id", "must not be %q", id)
+	}
 	return nil
 }
 
