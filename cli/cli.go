@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -245,6 +246,7 @@ func (r *run) serve(addr string, open func(context.Context, config.Config, app.D
 		return err
 	}
 	log := r.logger(cfg)
+	setGCPercent(cfg.GoGCPercent, log)
 	node, err := open(r.ctx, cfg, app.Deps{Logger: log, Now: r.now})
 	if err != nil {
 		return err
@@ -258,6 +260,16 @@ func (r *run) serve(addr string, open func(context.Context, config.Config, app.D
 	<-ctx.Done()
 	log.Info("shutting down")
 	return node.Close()
+}
+
+// setGCPercent gives the garbage collector the configured target, unless
+// the process was started with GOGC, which the runtime has applied.
+func setGCPercent(percent int, log *slog.Logger) {
+	if v, ok := os.LookupEnv("GOGC"); ok && v != "" {
+		log.Info("garbage collector target from GOGC; go_gc_percent ignored", "GOGC", v)
+		return
+	}
+	debug.SetGCPercent(percent)
 }
 
 type migrateCmd struct{}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -347,4 +348,20 @@ func TestExampleFileInREADMEIsComplete(t *testing.T) {
 		}
 	}
 	walk("", reflect.TypeFor[Config](), doc)
+}
+
+func TestGoGCPercent(t *testing.T) {
+	c, err := Load("", nil, Overrides{})
+	if err != nil || c.GoGCPercent != 400 {
+		t.Fatalf("default go_gc_percent %d: %v", c.GoGCPercent, err)
+	}
+	for v, ok := range map[string]bool{"-1": true, "25": true, "10000": true, "0": false, "24": false, "10001": false, "-2": false} {
+		c, err := Load(writeFile(t, "go_gc_percent: "+v+"\n"), nil, Overrides{})
+		if ok && (err != nil || strconv.Itoa(c.GoGCPercent) != v) {
+			t.Errorf("go_gc_percent: %s refused or lost: %d, %v", v, c.GoGCPercent, err)
+		}
+		if !ok && (err == nil || !strings.Contains(err.Error(), "go_gc_percent")) {
+			t.Errorf("go_gc_percent: %s accepted: %v", v, err)
+		}
+	}
 }

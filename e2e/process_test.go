@@ -70,10 +70,10 @@ func startProcess(t *testing.T, bin string, mutate func(*config.Config)) *env {
 	e.remember(cfg.Secrets.KEK)
 
 	cmd := exec.Command(bin, "--config", cfgFile, "serve")
-	// The test's own TOKENGATE_* variables (the test database's DSN) are
-	// not the server's settings.
+	// The test's own TOKENGATE_* variables (the test database's DSN) and
+	// GOGC are not the server's settings.
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TOKENGATE_") {
+		if !strings.HasPrefix(kv, "TOKENGATE_") && !strings.HasPrefix(kv, "GOGC=") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
@@ -118,5 +118,24 @@ func startProcess(t *testing.T, bin string, mutate func(*config.Config)) *env {
 			t.Fatalf("server process not listening within 15s:\n%s", logs)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// serve gives the garbage collector go_gc_percent (400 unless set), seen
+// in the Go runtime's own gauge on /metrics.
+func TestServeSetsGCPercent(t *testing.T) {
+	bin := buildBinary(t)
+	for _, c := range []struct {
+		set  int
+		want float64
+	}{{0, 400}, {150, 150}} {
+		e := startProcess(t, bin, func(cfg *config.Config) {
+			if c.set != 0 {
+				cfg.GoGCPercent = c.set
+			}
+		})
+		if got := parseMetrics(t, e.metrics()).get("go_gc_gogc_percent"); got != c.want {
+			t.Errorf("go_gc_percent %d: the runtime's target is %v, want %v", c.set, got, c.want)
+		}
 	}
 }

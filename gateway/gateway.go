@@ -354,11 +354,16 @@ func (g *Gateway) readBody(req *http.Request) (body []byte, f Failure) {
 	if req.ContentLength > g.maxBody {
 		return nil, BodyTooLarge
 	}
-	n := g.maxBody + 1
 	if req.ContentLength >= 0 {
-		n = req.ContentLength + 1
+		// The usual case: one buffer of the declared length (net/http
+		// returns no more than that, and an error if fewer arrive).
+		body = make([]byte, req.ContentLength)
+		if _, err := io.ReadFull(req.Body, body); err != nil {
+			return nil, BodyUnreadable
+		}
+		return body, -1
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, min(n, 64<<10)))
+	buf := bytes.NewBuffer(make([]byte, 0, 4<<10))
 	if _, err := buf.ReadFrom(io.LimitReader(req.Body, g.maxBody+1)); err != nil {
 		return nil, BodyUnreadable
 	}
@@ -388,14 +393,17 @@ func (g *Gateway) newProxy(r *Route, transport http.RoundTripper) *httputil.Reve
 			// would pick another virtual host behind an ingress. The
 			// caller's is in X-Forwarded-Host.
 			pr.SetURL(r.upstream)
-			pr.SetXForwarded()
 			pr.Out.Trailer = nil // the body is whole; trailers could carry forged identity headers
-			for k := range pr.Out.Header {
-				if isIdentityHeader(k) {
-					delete(pr.Out.Header, k)
+			// One map with room for what is added below: filling the
+			// clone of the caller's headers would grow it twice a call.
+			h := make(http.Header, len(pr.Out.Header)+addedHeaders)
+			for k, v := range pr.Out.Header {
+				if !isIdentityHeader(k) {
+					h[k] = v
 				}
 			}
-			h := pr.Out.Header
+			pr.Out.Header = h
+			pr.SetXForwarded()
 			h.Set(HeaderClientID, fw.id.ClientID)
 			if fw.id.PartnerID != "" {
 				h.Set(HeaderPartnerID, fw.id.PartnerID)
@@ -407,6 +415,7 @@ func (g *Gateway) newProxy(r *Route, transport http.RoundTripper) *httputil.Reve
 			// The bytes the caller sent, read once for verification.
 			pr.Out.Body = io.NopCloser(bytes.NewReader(fw.body))
 			pr.Out.ContentLength = int64(len(fw.body))
+			pr.Out.TransferEncoding = nil // the length is known: sent as Content-Length, not chunked
 			pr.Out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(fw.body)), nil }
 			if len(fw.body) == 0 && pr.In.Body == http.NoBody {
 				pr.Out.Body = http.NoBody
@@ -438,6 +447,10 @@ func (g *Gateway) newProxy(r *Route, transport http.RoundTripper) *httputil.Reve
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
 }
+
+// addedHeaders is how many headers a forwarded call may gain: the three
+// X-Forwarded-* and the four identity headers.
+const addedHeaders = 7
 
 // copyBuffers lends the proxies the buffers they copy upstream answers
 // through. Without a pool, httputil.ReverseProxy allocates 32 KiB for every

@@ -169,6 +169,27 @@ func TestBearerRoutes(t *testing.T) {
 	if res := do("POST", "/api/pay", "Bearer good", strings.Repeat("x", 2000), nil); res.StatusCode != 413 {
 		t.Errorf("body over max_body: %d", res.StatusCode)
 	}
+	// Bodies of no declared length (chunked): read whole, forwarded as sent.
+	chunked := func(body string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", srv.URL+"/api/pay", io.MultiReader(strings.NewReader(body)))
+		req.Header.Set("Authorization", "Bearer good")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { res.Body.Close() })
+		return res
+	}
+	long := strings.Repeat(`{"a":"b"}`, 100) // 900 bytes: more than a first read
+	if res := chunked(long); res.StatusCode != 201 {
+		t.Errorf("chunked body: %d", res.StatusCode)
+	} else if r, b := up.last(t); string(b) != long || r.ContentLength != int64(len(long)) {
+		t.Errorf("chunked body at the upstream: %d bytes (Content-Length %d), want %d", len(b), r.ContentLength, len(long))
+	}
+	if res := chunked(strings.Repeat("x", 2000)); res.StatusCode != 413 {
+		t.Errorf("chunked body over max_body: %d", res.StatusCode)
+	}
 
 	tokens.fail = true
 	if res := do("POST", "/api/pay", "Bearer good", "{}", nil); res.StatusCode != 503 || res.Header.Get("Retry-After") == "" {
@@ -194,7 +215,7 @@ func TestBearerRoutes(t *testing.T) {
 		route, result string
 		want          float64
 	}{
-		{"/api/", "ok", 1}, {"/api/payouts/", "ok", 1}, {"/api/", "invalid_token", 1}, {"/api/payouts/", "insufficient_scope", 1},
+		{"/api/", "ok", 2}, {"/api/payouts/", "ok", 1}, {"/api/", "invalid_token", 1}, {"/api/payouts/", "insufficient_scope", 1},
 		{"/api/", "no_token", 2}, {"/api/", "upstream_timeout", 1}, {"/api/", "upstream_unavailable", 1},
 	} {
 		if got := counterValue(t, g.routes[0].requests.WithLabelValues(c.route, c.result)); got != c.want {

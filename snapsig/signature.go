@@ -6,9 +6,11 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"strings"
+	"sync"
 )
 
 // MaxSignatureLen bounds X-SIGNATURE before it is decoded: Base64 of a
@@ -67,13 +69,67 @@ func SignSymmetric(clientSecret []byte, stringToSign string) string {
 // stringToSign), comparing the MACs in constant time. Unpadded Base64 is
 // accepted; anything else that is not Base64 of 64 bytes is false.
 func VerifySymmetric(clientSecret []byte, stringToSign, signature string) bool {
-	got, ok := DecodeSignature(signature)
-	if !ok || len(got) != sha512.Size {
+	var got [sha512.Size]byte
+	if !decodeMAC(signature, &got) {
 		return false
 	}
-	mac := hmac.New(sha512.New, clientSecret)
-	mac.Write([]byte(stringToSign))
-	return hmac.Equal(mac.Sum(nil), got)
+	want := hmacSHA512(clientSecret, stringToSign)
+	return subtle.ConstantTimeCompare(want[:], got[:]) == 1
+}
+
+// decodeMAC decodes a signature that is Base64 of a 64-byte MAC into out,
+// as DecodeSignature would, without allocating.
+func decodeMAC(s string, out *[sha512.Size]byte) bool {
+	var buf [sha512.Size + 2]byte // room for a padded encoding's slack
+	if s == "" || len(s) > base64.StdEncoding.EncodedLen(sha512.Size) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(isAlnum(c) || c == '+' || c == '/' || c == '=') {
+			return false
+		}
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding} {
+		if n, err := enc.Decode(buf[:], []byte(s)); err == nil && n == sha512.Size {
+			copy(out[:], buf[:n])
+			return true
+		}
+	}
+	return false
+}
+
+// macBuffers hold the inner and outer messages of hmacSHA512.
+var macBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// hmacSHA512 is HMAC-SHA512 (RFC 2104) of msg under key. The gateway
+// verifies a symmetric signature on every call; hmac.New would allocate
+// two digests and their pads each time, this only borrows a buffer.
+func hmacSHA512(key []byte, msg string) [sha512.Size]byte {
+	var k [sha512.BlockSize]byte
+	if len(key) > len(k) {
+		sum := sha512.Sum512(key)
+		copy(k[:], sum[:])
+	} else {
+		copy(k[:], key)
+	}
+	bp := macBuffers.Get().(*[]byte)
+	b := (*bp)[:0]
+	for _, c := range k {
+		b = append(b, c^0x36)
+	}
+	b = append(b, msg...)
+	inner := sha512.Sum512(b)
+	b = b[:0]
+	for _, c := range k {
+		b = append(b, c^0x5c)
+	}
+	b = append(b, inner[:]...)
+	mac := sha512.Sum512(b)
+	clear(b[:cap(b)]) // the pads are key material
+	clear(k[:])
+	*bp = b
+	macBuffers.Put(bp)
+	return mac
 }
 
 // SignAsymmetric returns X-SIGNATURE of the asymmetric variant: standard
