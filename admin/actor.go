@@ -48,7 +48,8 @@ type Actor struct {
 	// SessionStart is when the actor's portal session began (zero: not a
 	// session). The service refuses an account's actor whose session
 	// began before the account's SessionsNotBefore (a password change, a
-	// disable, a second factor reset ends every session at once).
+	// disable, a second factor turned on or reset ends every session at
+	// once).
 	SessionStart time.Time
 	// Role is RoleOperator or RoleMerchant for an actor without an
 	// Account. Such an actor can only be an operator (the CLI, an API

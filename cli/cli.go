@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -263,11 +264,15 @@ func (r *run) serve(addr string, open func(context.Context, config.Config, app.D
 }
 
 // setGCPercent gives the garbage collector the configured target, unless
-// the process was started with GOGC, which the runtime has applied.
+// the process was started with a GOGC the runtime has applied (a number,
+// or "off"; the runtime ignores anything else).
 func setGCPercent(percent int, log *slog.Logger) {
-	if v, ok := os.LookupEnv("GOGC"); ok && v != "" {
-		log.Info("garbage collector target from GOGC; go_gc_percent ignored", "GOGC", v)
-		return
+	if v := os.Getenv("GOGC"); v != "" {
+		if _, err := strconv.Atoi(v); err == nil || v == "off" {
+			log.Info("garbage collector target from GOGC; go_gc_percent ignored", "GOGC", v)
+			return
+		}
+		log.Warn("GOGC is not a number or off; go_gc_percent applies", "go_gc_percent", percent)
 	}
 	debug.SetGCPercent(percent)
 }

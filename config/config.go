@@ -53,9 +53,9 @@ type Config struct {
 	// (Go's GOGC): a collection starts when the heap has grown this many
 	// percent over what the last one left live. Go's 100 makes a server
 	// whose live heap is a few tens of MB collect thousands of times a
-	// minute under load; 400 spends a fraction of that CPU for a few tens
-	// of MB more. -1 turns the collector off until GOMEMLIMIT. The GOGC
-	// environment variable, when set, wins.
+	// minute under load; 400 spends a fraction of that CPU, and lets the
+	// heap reach five times what is live (GOMEMLIMIT holds it down). A
+	// valid GOGC environment variable, when set, wins.
 	GoGCPercent int `yaml:"go_gc_percent"`
 	// Pepper keys client-secret hashes (hex, at least 32 bytes). Empty: a
 	// random pepper is generated into the store on first start. Set it
@@ -515,8 +515,8 @@ func (c *Config) Validate() error {
 			bad("secrets.old_kek_files[%d]: empty path", i)
 		}
 	}
-	if c.GoGCPercent != -1 && (c.GoGCPercent < 25 || c.GoGCPercent > 10000) {
-		bad("go_gc_percent: must be -1 (no collection until GOMEMLIMIT) or 25 to 10000")
+	if c.GoGCPercent < 25 || c.GoGCPercent > 10000 {
+		bad("go_gc_percent: must be 25 to 10000")
 	}
 	if c.PasswordHashConcurrency < 1 {
 		bad("password_hash_concurrency: must be at least 1")

@@ -354,7 +354,7 @@ func (g *Gateway) readBody(req *http.Request) (body []byte, f Failure) {
 	if req.ContentLength > g.maxBody {
 		return nil, BodyTooLarge
 	}
-	if req.ContentLength >= 0 {
+	if req.ContentLength >= 0 && req.ContentLength <= firstBodyBuffer {
 		// The usual case: one buffer of the declared length (net/http
 		// returns no more than that, and an error if fewer arrive).
 		body = make([]byte, req.ContentLength)
@@ -363,7 +363,9 @@ func (g *Gateway) readBody(req *http.Request) (body []byte, f Failure) {
 		}
 		return body, -1
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, 4<<10))
+	// A larger or undeclared length: memory grows only as bytes arrive, so
+	// headers declaring max_body pin no more than firstBodyBuffer.
+	buf := bytes.NewBuffer(make([]byte, 0, firstBodyBuffer))
 	if _, err := buf.ReadFrom(io.LimitReader(req.Body, g.maxBody+1)); err != nil {
 		return nil, BodyUnreadable
 	}
@@ -417,8 +419,8 @@ func (g *Gateway) newProxy(r *Route, transport http.RoundTripper) *httputil.Reve
 			pr.Out.ContentLength = int64(len(fw.body))
 			pr.Out.TransferEncoding = nil // the length is known: sent as Content-Length, not chunked
 			pr.Out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(fw.body)), nil }
-			if len(fw.body) == 0 && pr.In.Body == http.NoBody {
-				pr.Out.Body = http.NoBody
+			if len(fw.body) == 0 {
+				pr.Out.Body = http.NoBody // else the transport would send an empty body chunked
 			}
 		},
 		ModifyResponse: func(res *http.Response) error {
@@ -447,6 +449,10 @@ func (g *Gateway) newProxy(r *Route, transport http.RoundTripper) *httputil.Reve
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
 }
+
+// firstBodyBuffer is the most memory a call's body gets before its bytes
+// arrive.
+const firstBodyBuffer = 64 << 10
 
 // addedHeaders is how many headers a forwarded call may gain: the three
 // X-Forwarded-* and the four identity headers.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -187,6 +188,11 @@ func TestBearerRoutes(t *testing.T) {
 	} else if r, b := up.last(t); string(b) != long || r.ContentLength != int64(len(long)) {
 		t.Errorf("chunked body at the upstream: %d bytes (Content-Length %d), want %d", len(b), r.ContentLength, len(long))
 	}
+	if res := chunked(""); res.StatusCode != 201 {
+		t.Errorf("empty chunked body: %d", res.StatusCode)
+	} else if r, b := up.last(t); len(b) != 0 || r.ContentLength != 0 || len(r.TransferEncoding) != 0 {
+		t.Errorf("empty chunked body at the upstream: %q, Content-Length %d, Transfer-Encoding %v", b, r.ContentLength, r.TransferEncoding)
+	}
 	if res := chunked(strings.Repeat("x", 2000)); res.StatusCode != 413 {
 		t.Errorf("chunked body over max_body: %d", res.StatusCode)
 	}
@@ -215,7 +221,7 @@ func TestBearerRoutes(t *testing.T) {
 		route, result string
 		want          float64
 	}{
-		{"/api/", "ok", 2}, {"/api/payouts/", "ok", 1}, {"/api/", "invalid_token", 1}, {"/api/payouts/", "insufficient_scope", 1},
+		{"/api/", "ok", 3}, {"/api/payouts/", "ok", 1}, {"/api/", "invalid_token", 1}, {"/api/payouts/", "insufficient_scope", 1},
 		{"/api/", "no_token", 2}, {"/api/", "upstream_timeout", 1}, {"/api/", "upstream_unavailable", 1},
 	} {
 		if got := counterValue(t, g.routes[0].requests.WithLabelValues(c.route, c.result)); got != c.want {
@@ -271,3 +277,26 @@ func TestSlowUpstreamOutlastsListenerTimeouts(t *testing.T) {
 		}
 	}
 }
+
+// A body's memory grows as its bytes arrive: headers declaring the largest
+// body allowed, followed by a few bytes, do not get max_body at once.
+func TestDeclaredBodyLengthAllocatesAsBytesArrive(t *testing.T) {
+	cfg := config.Default().Gateway
+	cfg.MaxBody = 8 << 20
+	g := &Gateway{maxBody: cfg.MaxBody}
+	req := httptest.NewRequest("POST", "/api/pay", io.MultiReader(strings.NewReader("{}"), errReader{}))
+	req.ContentLength = cfg.MaxBody
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, f := g.readBody(req); f != BodyUnreadable {
+		t.Fatalf("a body that stops after 2 of %d bytes: %v", cfg.MaxBody, f)
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Errorf("2 bytes of a body declared %d bytes long took %d bytes", cfg.MaxBody, n)
+	}
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }

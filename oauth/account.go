@@ -56,7 +56,7 @@ type Account struct {
 	Disabled     bool
 	Limits       AccountLimits
 	// SessionsNotBefore: every portal session started before it is over
-	// (a password change, a disable, a second factor reset). Zero: none.
+	// (a password change, a disable, a second factor turned on or reset). Zero: none.
 	SessionsNotBefore time.Time
 	CreatedAt         time.Time
 	UpdatedAt         time.Time

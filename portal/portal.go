@@ -16,7 +16,7 @@
 //     can use. A session ends when unused for portal.session_idle, at
 //     portal.session_max after its sign-in, at sign-out, and when the
 //     account's sessions are ended (a password change, a disable, a
-//     second-factor reset: the service's SessionsNotBefore).
+//     second factor turned on or reset: the service's SessionsNotBefore).
 //   - Every form carries a CSRF token, compared in constant time: for a
 //     session, an HMAC of the session's secret value (so it is per
 //     session and not stored); for the sign-in form, a double-submit

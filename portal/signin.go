@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tokengate/tokengate/admin"
 )
@@ -168,7 +169,7 @@ func (p *Portal) totpConfirm(w http.ResponseWriter, r *http.Request, s *session)
 	}
 	// The service ended every session begun without the second factor,
 	// this one too; this browser gets a new one at the cut-off.
-	if err := p.start(w, r, acc, *acc.SessionsNotBefore); err != nil {
+	if err := p.start(w, r, acc, p.cutOff(acc)); err != nil {
 		p.fail(w, r, s, err)
 		return
 	}
@@ -215,15 +216,19 @@ func (p *Portal) accountPassword(w http.ResponseWriter, r *http.Request, s *sess
 		p.fail(w, r, s, err)
 		return
 	}
-	// The new session begins at the change's own cut-off, so a later
-	// change (on any node) ends it too.
-	started := p.now()
-	if acc.SessionsNotBefore != nil {
-		started = *acc.SessionsNotBefore
-	}
-	if err := p.start(w, r, acc, started); err != nil {
+	if err := p.start(w, r, acc, p.cutOff(acc)); err != nil {
 		p.fail(w, r, s, err)
 		return
 	}
 	http.Redirect(w, r, "/account?m=password", http.StatusSeeOther)
+}
+
+// cutOff is when a session started after a change that ended the
+// account's sessions begins: the change's own cut-off, so a later change
+// (on any node) ends it too.
+func (p *Portal) cutOff(acc *admin.AccountView) time.Time {
+	if acc.SessionsNotBefore != nil {
+		return *acc.SessionsNotBefore
+	}
+	return p.now()
 }

@@ -98,6 +98,10 @@ func decodeMAC(s string, out *[sha512.Size]byte) bool {
 	return false
 }
 
+// maxPooledMAC bounds the buffers kept for hmacSHA512: one grown by a rare
+// long string to sign is dropped, not cleared whole on every later call.
+const maxPooledMAC = 8 << 10
+
 // macBuffers hold the inner and outer messages of hmacSHA512.
 var macBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
@@ -109,11 +113,17 @@ func hmacSHA512(key []byte, msg string) [sha512.Size]byte {
 	if len(key) > len(k) {
 		sum := sha512.Sum512(key)
 		copy(k[:], sum[:])
+		clear(sum[:])
 	} else {
 		copy(k[:], key)
 	}
 	bp := macBuffers.Get().(*[]byte)
 	b := (*bp)[:0]
+	// Room for both messages at once: an append that reallocated would
+	// leave a copy of a pad behind, uncleared.
+	if need := len(k) + max(len(msg), sha512.Size); cap(b) < need {
+		b = make([]byte, 0, need)
+	}
 	for _, c := range k {
 		b = append(b, c^0x36)
 	}
@@ -127,8 +137,10 @@ func hmacSHA512(key []byte, msg string) [sha512.Size]byte {
 	mac := sha512.Sum512(b)
 	clear(b[:cap(b)]) // the pads are key material
 	clear(k[:])
-	*bp = b
-	macBuffers.Put(bp)
+	if cap(b) <= maxPooledMAC {
+		*bp = b
+		macBuffers.Put(bp)
+	}
 	return mac
 }
 

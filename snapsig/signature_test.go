@@ -277,7 +277,7 @@ func TestHMACSHA512(t *testing.T) {
 	for _, keyLen := range []int{0, 1, 32, 127, 128, 129, 300} {
 		key := make([]byte, keyLen)
 		rand.Read(key)
-		for _, msgLen := range []int{0, 1, 111, 112, 128, 255, 256, 1000} {
+		for _, msgLen := range []int{0, 1, 111, 112, 128, 255, 256, 1000, 10000} {
 			msg := make([]byte, msgLen)
 			rand.Read(msg)
 			m := hmac.New(sha512.New, key)
