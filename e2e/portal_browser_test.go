@@ -287,7 +287,7 @@ func TestPortalInABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.fill(map[string]string{"totp-code": totp.Code(totpSecret, totp.Step(time.Now()))})
+	b.fill(map[string]string{"totp-password": aPassword, "totp-code": totp.Code(totpSecret, totp.Step(time.Now()))})
 	b.submit("confirm the second factor", "totp-confirm-button", http.StatusOK)
 	if b.path() != "/clients" {
 		t.Fatalf("after enrolment: on %s: %s", b.path(), b.text("main"))

@@ -508,15 +508,22 @@ func TestTOTPEnrollmentAndSignIn(t *testing.T) {
 	if p.header.Get("Cache-Control") != "no-store" {
 		t.Error("the page with the TOTP secret may be cached")
 	}
-	if p := b.post("/totp/confirm", url.Values{"code": {"000000"}}); p.status != http.StatusBadRequest {
+	if p := b.post("/totp/confirm", url.Values{"code": {"000000"}, "current_password": {password}}); p.status != http.StatusBadRequest {
 		t.Errorf("a wrong confirmation code: %d", p.status)
+	}
+	// The right code without the password does not turn it on: a stolen
+	// session alone cannot end the owner's other sessions.
+	for _, pw := range []string{"", "not-the-password"} {
+		if p := b.post("/totp/confirm", url.Values{"code": {code(t, secret, f.clk.Now(), 0)}, "current_password": {pw}}); p.status != http.StatusUnauthorized {
+			t.Errorf("confirmation with password %q: %d", pw, p.status)
+		}
 	}
 	// Another browser signed in with the password alone meanwhile.
 	other := f.browser()
 	other.signIn("m@example.com", password, "")
 	f.clk.Advance(time.Minute)
 	now := f.clk.Now()
-	if p := b.post("/totp/confirm", url.Values{"code": {code(t, secret, now, 0)}}); p.status != http.StatusSeeOther {
+	if p := b.post("/totp/confirm", url.Values{"code": {code(t, secret, now, 0)}, "current_password": {password}}); p.status != http.StatusSeeOther {
 		t.Fatalf("confirmation: %d %s", p.status, p.body)
 	}
 	if p := b.get("/clients"); p.status != http.StatusOK {

@@ -155,13 +155,22 @@ func (p *Portal) totpEnroll(w http.ResponseWriter, r *http.Request, s *session) 
 		totpData{Required: s.account.TOTPRequired, Secret: e.Secret, URI: e.URI, Confirm: true}))
 }
 
+// totpConfirm turns the enrolled factor on, with the account's password
+// and a current code: turning it on ends every other session of the
+// account, which a stolen session alone must not be able to do.
 func (p *Portal) totpConfirm(w http.ResponseWriter, r *http.Request, s *session) {
+	fail := func(status int, msg string) {
+		v := p.view(s, "Two-factor authentication", totpData{Required: s.account.TOTPRequired, Confirm: true})
+		v.Error = msg
+		p.render(w, r, status, "totp", v)
+	}
+	if !p.passwordRechecked(w, r, s, fail) {
+		return
+	}
 	acc, err := p.svc.ConfirmTOTP(r.Context(), s.account.ID, strings.TrimSpace(r.PostFormValue("code")))
 	if err != nil {
 		if msg := formError(err); msg != "" {
-			v := p.view(s, "Two-factor authentication", totpData{Required: s.account.TOTPRequired, Confirm: true})
-			v.Error = msg
-			p.render(w, r, http.StatusBadRequest, "totp", v)
+			fail(http.StatusBadRequest, msg)
 			return
 		}
 		p.fail(w, r, s, err)
@@ -192,19 +201,12 @@ func (p *Portal) accountPassword(w http.ResponseWriter, r *http.Request, s *sess
 		v.Error = msg
 		p.render(w, r, status, "account", v)
 	}
-	current, next := r.PostFormValue("current_password"), r.PostFormValue("new_password")
+	next := r.PostFormValue("new_password")
 	if next != r.PostFormValue("repeat_password") {
 		fail(http.StatusBadRequest, "The new password and its repetition differ.")
 		return
 	}
-	_, err := p.svc.VerifyLogin(r.Context(), s.account.Email, current, "")
-	switch admin.ErrorCode(err) {
-	case "", admin.CodeTOTPRequired: // the password is right
-	case admin.CodeBadCredentials:
-		fail(http.StatusUnauthorized, "The current password is wrong.")
-		return
-	default:
-		p.fail(w, r, s, err)
+	if !p.passwordRechecked(w, r, s, fail) {
 		return
 	}
 	acc, err := p.svc.SetAccountPassword(r.Context(), s.account.ID, next)
@@ -221,6 +223,23 @@ func (p *Portal) accountPassword(w http.ResponseWriter, r *http.Request, s *sess
 		return
 	}
 	http.Redirect(w, r, "/account?m=password", http.StatusSeeOther)
+}
+
+// passwordRechecked reports whether the form's current_password is the
+// signed-in account's, checked through VerifyLogin so that guesses here
+// are throttled like sign-ins; when it is not, it has answered (fail for
+// a wrong password).
+func (p *Portal) passwordRechecked(w http.ResponseWriter, r *http.Request, s *session, fail func(status int, msg string)) bool {
+	_, err := p.svc.VerifyLogin(r.Context(), s.account.Email, r.PostFormValue("current_password"), "")
+	switch admin.ErrorCode(err) {
+	case "", admin.CodeTOTPRequired: // the password is right
+		return true
+	case admin.CodeBadCredentials:
+		fail(http.StatusUnauthorized, "The current password is wrong.")
+	default:
+		p.fail(w, r, s, err)
+	}
+	return false
 }
 
 // cutOff is when a session started after a change that ended the
