@@ -131,11 +131,15 @@ type Gateway struct {
 	log     *slog.Logger
 	// upstreamTimeout bounds the upstream's answer (gateway.upstream_timeout).
 	upstreamTimeout time.Duration
+	// answerTime is how long a call's answer may take to arrive from the
+	// upstream and be written once its headers are due: a forwarded call
+	// ends at upstreamTimeout + answerTime, however its upstream behaves.
+	answerTime time.Duration
 }
 
-// answerTime is how long a call's answer may take to write once the
-// upstream has answered (the public listener's own write timeout).
-const answerTime = 15 * time.Second
+// defaultAnswerTime is answerTime (the public listener's own write
+// timeout).
+const defaultAnswerTime = 15 * time.Second
 
 // New builds the gateway of cfg with a verifier per kind of route ("snap",
 // "bearer"). Errors: a route whose kind has no verifier.
@@ -164,7 +168,7 @@ func New(cfg config.Gateway, verifiers map[string]Verifier, d Deps) (*Gateway, e
 			return nil, fmt.Errorf("gateway metrics: %w", err)
 		}
 	}
-	g := &Gateway{maxBody: cfg.MaxBody, log: d.Logger, upstreamTimeout: cfg.UpstreamTimeout,
+	g := &Gateway{maxBody: cfg.MaxBody, log: d.Logger, upstreamTimeout: cfg.UpstreamTimeout, answerTime: defaultAnswerTime,
 		bodies: bodygate.New(bodygate.Options{Max: cfg.MaxReaders, Timeout: cmp.Or(d.BodyTimeout, 5*time.Second), Now: d.Now})}
 	for i, rc := range cfg.Routes {
 		kind := rc.Auth
@@ -325,10 +329,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// takes longer would be cancelled (the connection's read deadline
 	// cancels the request) or lose its answer. The call may now take the
 	// upstream's time plus the time to write the answer.
-	deadline := time.Now().Add(g.upstreamTimeout + answerTime)
+	deadline := time.Now().Add(g.upstreamTimeout + g.answerTime)
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(deadline)
 	rc.SetWriteDeadline(deadline)
+	// The upstream's whole answer too: the transport bounds only the wait
+	// for its headers, and a body that stalls would hold this call, its
+	// connections and its goroutines for as long as the upstream likes.
+	ctx, cancel := context.WithDeadline(req.Context(), deadline)
+	defer cancel()
 	call := &Call{Method: req.Method, Path: path, RawQuery: req.URL.RawQuery, Header: req.Header, Body: body}
 	// Security events name the caller's address and the route (not the
 	// path, which the caller chose).
@@ -337,7 +346,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		g.refuse(w, r, refusal)
 		return
 	}
-	req = req.WithContext(context.WithValue(req.Context(), forwardKey{}, &forward{route: r, id: id, body: body, path: path}))
+	req = req.WithContext(context.WithValue(ctx, forwardKey{}, &forward{route: r, id: id, body: body, path: path}))
 	r.proxy.ServeHTTP(w, req)
 }
 

@@ -278,6 +278,54 @@ func TestSlowUpstreamOutlastsListenerTimeouts(t *testing.T) {
 	}
 }
 
+// An upstream that sends its headers and then stalls its body does not
+// hold the call (its connections, its goroutines) longer than
+// upstream_timeout plus the answer's time: the call is cut, the caller
+// sees its connection end, and the upstream sees its request end.
+func TestStalledUpstreamBodyIsCut(t *testing.T) {
+	ended := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(200)
+		w.Write([]byte("partial"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			close(ended)
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	defer up.Close()
+	tokens := &fakeTokens{tokens: map[string]*oauth.Token{"good": {ClientID: "merchant", Subject: "merchant"}}}
+	g := bearerGateway(t, up.URL, tokens, prometheus.NewRegistry())
+	g.answerTime = 100 * time.Millisecond
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+
+	req, _ := http.NewRequest("GET", srv.URL+"/api/stall", nil)
+	req.Header.Set("Authorization", "Bearer good")
+	start := time.Now()
+	// The headers may not even have left the gateway's buffer: the caller
+	// sees the connection end, early or in the body.
+	res, err := http.DefaultClient.Do(req)
+	if err == nil {
+		var b []byte
+		b, err = io.ReadAll(res.Body)
+		res.Body.Close()
+		if err == nil {
+			t.Errorf("a stalled answer arrived whole: %q", b)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the stalled answer was cut after %v", d)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Error("the upstream's request was not ended")
+	}
+}
+
 // A body's memory grows as its bytes arrive: headers declaring the largest
 // body allowed, followed by a few bytes, do not get max_body at once.
 func TestDeclaredBodyLengthAllocatesAsBytesArrive(t *testing.T) {
