@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/tokengate/tokengate/admin"
 )
@@ -167,22 +166,10 @@ func (p *Portal) totpConfirm(w http.ResponseWriter, r *http.Request, s *session)
 	if !p.passwordRechecked(w, r, s, fail) {
 		return
 	}
+	// The service ends every session begun without the second factor,
+	// this one too.
 	acc, err := p.svc.ConfirmTOTP(r.Context(), s.account.ID, strings.TrimSpace(r.PostFormValue("code")))
-	if err != nil {
-		if msg := formError(err); msg != "" {
-			fail(http.StatusBadRequest, msg)
-			return
-		}
-		p.fail(w, r, s, err)
-		return
-	}
-	// The service ended every session begun without the second factor,
-	// this one too; this browser gets a new one at the cut-off.
-	if err := p.start(w, r, acc, p.cutOff(acc)); err != nil {
-		p.fail(w, r, s, err)
-		return
-	}
-	http.Redirect(w, r, "/clients?m=totp_enabled", http.StatusSeeOther)
+	p.restart(w, r, s, acc, err, fail, "/clients?m=totp_enabled")
 }
 
 func (p *Portal) accountSelf(w http.ResponseWriter, r *http.Request, s *session) {
@@ -210,6 +197,13 @@ func (p *Portal) accountPassword(w http.ResponseWriter, r *http.Request, s *sess
 		return
 	}
 	acc, err := p.svc.SetAccountPassword(r.Context(), s.account.ID, next)
+	p.restart(w, r, s, acc, err, fail, "/account?m=password")
+}
+
+// restart answers a change that ended every session of the account (acc
+// and err are the service's answer): a form error through fail; else this
+// browser gets a new session at the change's cut-off and goes on to "to".
+func (p *Portal) restart(w http.ResponseWriter, r *http.Request, s *session, acc *admin.AccountView, err error, fail func(status int, msg string), to string) {
 	if err != nil {
 		if msg := formError(err); msg != "" {
 			fail(http.StatusBadRequest, msg)
@@ -218,11 +212,17 @@ func (p *Portal) accountPassword(w http.ResponseWriter, r *http.Request, s *sess
 		p.fail(w, r, s, err)
 		return
 	}
-	if err := p.start(w, r, acc, p.cutOff(acc)); err != nil {
+	// The new session begins at the change's own cut-off, so a later
+	// change (on any node) ends it too.
+	started := p.now()
+	if acc.SessionsNotBefore != nil {
+		started = *acc.SessionsNotBefore
+	}
+	if err := p.start(w, r, acc, started); err != nil {
 		p.fail(w, r, s, err)
 		return
 	}
-	http.Redirect(w, r, "/account?m=password", http.StatusSeeOther)
+	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
 // passwordRechecked reports whether the form's current_password is the
@@ -240,14 +240,4 @@ func (p *Portal) passwordRechecked(w http.ResponseWriter, r *http.Request, s *se
 		p.fail(w, r, s, err)
 	}
 	return false
-}
-
-// cutOff is when a session started after a change that ended the
-// account's sessions begins: the change's own cut-off, so a later change
-// (on any node) ends it too.
-func (p *Portal) cutOff(acc *admin.AccountView) time.Time {
-	if acc.SessionsNotBefore != nil {
-		return *acc.SessionsNotBefore
-	}
-	return p.now()
 }
