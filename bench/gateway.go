@@ -19,7 +19,6 @@ import (
 	"slices"
 	"strconv"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"github.com/tokengate/tokengate/snapclient"
@@ -365,28 +364,8 @@ func (h *harness) reportGateway() {
 	fmt.Fprintf(h.out, "the same calls through a bare httputil.ReverseProxy (same upstream transport settings, no checks). Both in front of one trivial\n")
 	fmt.Fprintf(h.out, "net/http upstream (a separate process: its CPU is not in the proxy's). Generator: building and signing a call costs %s.\n\n",
 		fmtMicros(g.signCost))
-	w := tabwriter.NewWriter(h.out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "\tcalls/s (closed)\thalf-rate p50\thalf-rate p99\tproxy µs/call\tupstream µs/call\tgen µs/call\tproxy peak RSS\terrors\t")
-	line := func(label, scenario string) {
-		c, okC := h.row(scenario, "closed")
-		o, okO := h.row(scenario, "open")
-		if !okC {
-			return
-		}
-		p50, p99 := "-", "-"
-		if okO {
-			p50, p99 = fmtDur(o.p50), fmtDur(o.p99)
-		}
-		peak := c.peakRSS
-		if okO {
-			peak = max(peak, o.peakRSS)
-		}
-		fmt.Fprintf(w, "%s\t%.0f\t%s\t%s\t%.0f\t%.0f\t%.1f\t%.0f MB\t%d\t\n", label, c.rate, p50, p99, c.serverCPU, c.upCPU, c.genCPU,
-			float64(peak)/(1<<20), c.errs+o.errs)
-	}
-	line("gateway (verified)", "snap-gateway")
-	line("bare proxy", bareName)
-	w.Flush()
+	h.sideBySide("\tcalls/s (closed)\thalf-rate p50\thalf-rate p99\tproxy µs/call\tupstream µs/call\tgen µs/call\tproxy peak RSS\terrors\t", 0,
+		[2]string{"gateway (verified)", "snap-gateway"}, [2]string{"bare proxy", bareName})
 	if okG && okB && bc.rate > 0 {
 		fmt.Fprintf(h.out, "  gateway/bare: rate %.2f, proxy CPU per call %.2f×", gc.rate/bc.rate, gc.serverCPU/max(bc.serverCPU, 1))
 		// What the rates would be if the machine were saturated by the

@@ -161,30 +161,9 @@ func (h *harness) reportGuard() {
 		h.connsFor("guard"), fmtDur(g.warm), float64(g.tokens)/max(g.warm.Seconds(), 1e-9), g.warmStats.Introspections)
 	fmt.Fprintln(h.out, "(the JWTs predate the guard's subscription to the feed, so each is introspected once too).")
 	fmt.Fprintln(h.out)
-	w := tabwriter.NewWriter(h.out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "\treq/s (closed)\thalf-rate p50\thalf-rate p99\thandler µs/req\ttokengate µs/req\tgen µs/req\thandler peak RSS\terrors\t")
-	line := func(label, row string) {
-		c, okC := h.row(row, "closed")
-		o, okO := h.row(row, "open")
-		if !okC {
-			return
-		}
-		p50, p99 := "-", "-"
-		if okO {
-			p50, p99 = fmtDur(o.p50), fmtDur(o.p99)
-		}
-		peak := c.peakRSS
-		if okO {
-			peak = max(peak, o.peakRSS)
-		}
-		fmt.Fprintf(w, "%s\t%.0f\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.0f MB\t%d\t\n", label, c.rate, p50, p99, c.serverCPU, c.upCPU, c.genCPU,
-			float64(peak)/(1<<20), c.errs+o.errs)
-	}
-	line("protected (guard)", guardRowProtected)
-	line("protected, revoking", guardRowRevoke)
-	line("unprotected", guardRowUnprotected)
-	line("introspect per request", guardRowIntrospect)
-	w.Flush()
+	h.sideBySide("\treq/s (closed)\thalf-rate p50\thalf-rate p99\thandler µs/req\ttokengate µs/req\tgen µs/req\thandler peak RSS\terrors\t", 1,
+		[2]string{"protected (guard)", guardRowProtected}, [2]string{"protected, revoking", guardRowRevoke},
+		[2]string{"unprotected", guardRowUnprotected}, [2]string{"introspect per request", guardRowIntrospect})
 	cpu := func(r result) float64 { return r.serverCPU + r.upCPU + r.genCPU }
 	if uc, ok := h.row(guardRowUnprotected, "closed"); ok && uc.rate > 0 {
 		fmt.Fprintf(h.out, "  protected/unprotected: rate %.2f, handler CPU per request %.2f×", pc.rate/uc.rate, pc.serverCPU/max(uc.serverCPU, 1e-9))

@@ -187,3 +187,29 @@ func fmtDur(d time.Duration) string {
 		return fmt.Sprintf("%.1fs", d.Seconds())
 	}
 }
+
+// sideBySide prints a section's table of scenarios side by side: for each
+// {label, scenario}, the closed loop's rate, p50 and p99 of the open loop
+// at half that rate, the CPU per request of the server, the process behind
+// it and the generator (with cpuDecimals decimals), the peak RSS of both
+// loops and their errors. header names the columns (tab-separated).
+func (h *harness) sideBySide(header string, cpuDecimals int, rows ...[2]string) {
+	w := tabwriter.NewWriter(h.out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, header)
+	for _, row := range rows {
+		c, okC := h.row(row[1], "closed")
+		o, okO := h.row(row[1], "open")
+		if !okC {
+			continue
+		}
+		p50, p99 := "-", "-"
+		peak := c.peakRSS
+		if okO {
+			p50, p99 = fmtDur(o.p50), fmtDur(o.p99)
+			peak = max(peak, o.peakRSS)
+		}
+		fmt.Fprintf(w, "%s\t%.0f\t%s\t%s\t%.*f\t%.*f\t%.1f\t%.0f MB\t%d\t\n", row[0], c.rate, p50, p99,
+			cpuDecimals, c.serverCPU, cpuDecimals, c.upCPU, c.genCPU, float64(peak)/(1<<20), c.errs+o.errs)
+	}
+	w.Flush()
+}
