@@ -28,6 +28,7 @@ import (
 
 	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/bodygate"
+	"github.com/tokengate/tokengate/internal/reqbody"
 	"github.com/tokengate/tokengate/secevent"
 )
 
@@ -357,31 +358,14 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *Route, ref Refusal) {
 
 // readBody reads the whole body, at most maxBody bytes; f is -1 on success.
 func (g *Gateway) readBody(req *http.Request) (body []byte, f Failure) {
-	if req.Body == nil || req.Body == http.NoBody {
-		return nil, -1
-	}
-	if req.ContentLength > g.maxBody {
+	body, err := reqbody.ReadBytes(req, int(g.maxBody))
+	switch {
+	case errors.Is(err, reqbody.ErrTooLarge):
 		return nil, BodyTooLarge
-	}
-	if req.ContentLength >= 0 && req.ContentLength <= firstBodyBuffer {
-		// The usual case: one buffer of the declared length (net/http
-		// returns no more than that, and an error if fewer arrive).
-		body = make([]byte, req.ContentLength)
-		if _, err := io.ReadFull(req.Body, body); err != nil {
-			return nil, BodyUnreadable
-		}
-		return body, -1
-	}
-	// A larger or undeclared length: memory grows only as bytes arrive, so
-	// headers declaring max_body pin no more than firstBodyBuffer.
-	buf := bytes.NewBuffer(make([]byte, 0, firstBodyBuffer))
-	if _, err := buf.ReadFrom(io.LimitReader(req.Body, g.maxBody+1)); err != nil {
+	case err != nil:
 		return nil, BodyUnreadable
 	}
-	if int64(buf.Len()) > g.maxBody {
-		return nil, BodyTooLarge
-	}
-	return buf.Bytes(), -1
+	return body, -1
 }
 
 // forward is what the proxy needs of a verified call.
@@ -458,10 +442,6 @@ func (g *Gateway) newProxy(r *Route, transport http.RoundTripper) *httputil.Reve
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
 }
-
-// firstBodyBuffer is the most memory a call's body gets before its bytes
-// arrive.
-const firstBodyBuffer = 64 << 10
 
 // addedHeaders is how many headers a forwarded call may gain: the three
 // X-Forwarded-* and the four identity headers.

@@ -38,6 +38,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/reqbody"
 )
 
 // VerifyPath is the path of tokengate's verify endpoint under Config.URL.
@@ -239,17 +241,8 @@ func (g *Guard) Wrap(next http.Handler) http.Handler {
 
 // readBody reads the whole body, at most MaxBody bytes.
 func (g *Guard) readBody(r *http.Request) ([]byte, bool) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil, true
-	}
-	if r.ContentLength > g.cfg.MaxBody {
-		return nil, false
-	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, g.cfg.MaxBody+1))
-	if err != nil || int64(len(b)) > g.cfg.MaxBody {
-		return nil, false
-	}
-	return b, true
+	b, err := reqbody.ReadBytes(r, int(g.cfg.MaxBody))
+	return b, err == nil
 }
 
 // verify asks tokengate about the call. failed is 0 with a verdict, or

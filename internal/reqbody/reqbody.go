@@ -3,6 +3,8 @@
 // while a body arrives costs up to twice the body, and a body that stops
 // arriving holds that buffer for as long as its connection lives; a buffer
 // of the declared size, allocated once, costs the body's size and no more.
+// Only the first FirstBuffer bytes are allocated before any arrive, so
+// headers declaring a large body pin no more than that.
 package reqbody
 
 import (
@@ -19,6 +21,10 @@ var ErrTooLarge = errors.New("reqbody: request body larger than the limit")
 // (chunked); it doubles from there, never past the limit.
 const unknownStart = 512
 
+// FirstBuffer is the most a body gets before its bytes arrive; a larger
+// declared body grows from there, up to its declared length, as it does.
+const FirstBuffer = 64 << 10
+
 // Read reads r's whole body, at most limit bytes, and returns it as a
 // string that shares the one buffer it was read into (the buffer is never
 // written again). A request without a body reads as "".
@@ -28,26 +34,31 @@ const unknownStart = 512
 // does); otherwise the body's own read error, for example one wrapping
 // os.ErrDeadlineExceeded when the connection's read deadline passed first.
 func Read(r *http.Request, limit int) (string, error) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return "", nil
-	}
-	if r.ContentLength > int64(limit) {
-		return "", ErrTooLarge
-	}
-	size := unknownStart
-	if r.ContentLength > 0 {
-		size = int(r.ContentLength)
-	}
-	b, err := read(r.Body, min(size, limit), limit)
+	b, err := ReadBytes(r, limit)
 	if err != nil || len(b) == 0 {
 		return "", err
 	}
 	return unsafe.String(unsafe.SliceData(b), len(b)), nil
 }
 
-// read reads src to EOF into a buffer of capacity size, growing it (never
-// past limit) only if src holds more than size bytes.
-func read(src io.Reader, size, limit int) ([]byte, error) {
+// ReadBytes is Read returning the buffer itself; nil for no body.
+func ReadBytes(r *http.Request, limit int) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if r.ContentLength > int64(limit) {
+		return nil, ErrTooLarge
+	}
+	size, want := unknownStart, limit
+	if r.ContentLength > 0 {
+		size, want = min(int(r.ContentLength), FirstBuffer), int(r.ContentLength)
+	}
+	return read(r.Body, min(size, limit), want, limit)
+}
+
+// read reads src to EOF into a buffer of capacity size, growing it (toward
+// want, never past limit) only if src holds more than size bytes.
+func read(src io.Reader, size, want, limit int) ([]byte, error) {
 	buf := make([]byte, 0, size)
 	for {
 		if len(buf) == cap(buf) {
@@ -63,7 +74,11 @@ func read(src io.Reader, size, limit int) ([]byte, error) {
 			if len(buf) >= limit {
 				return nil, ErrTooLarge
 			}
-			grown := make([]byte, len(buf), min(max(2*cap(buf), unknownStart), limit))
+			next := max(2*cap(buf), unknownStart)
+			if want > cap(buf) {
+				next = min(next, want)
+			}
+			grown := make([]byte, len(buf), min(next, limit))
 			copy(grown, buf)
 			buf = append(grown, probe[0])
 			continue

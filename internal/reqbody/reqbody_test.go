@@ -22,7 +22,7 @@ func request(body io.Reader, declared int64) *http.Request {
 
 func TestReadDeclaredLengthIsOneExactAllocation(t *testing.T) {
 	body := strings.Repeat("a", 65536)
-	b, err := read(iotest.HalfReader(strings.NewReader(body)), len(body), 64<<10)
+	b, err := read(iotest.HalfReader(strings.NewReader(body)), len(body), len(body), 64<<10)
 	if err != nil || string(b) != body {
 		t.Fatalf("read: %d bytes, %v", len(b), err)
 	}
@@ -37,7 +37,7 @@ func TestReadDeclaredLengthIsOneExactAllocation(t *testing.T) {
 	const runs = 20
 	for range runs {
 		src.Reset(body)
-		read(src, len(body), 64<<10)
+		read(src, len(body), len(body), 64<<10)
 	}
 	runtime.ReadMemStats(&after)
 	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > uint64(len(body))+64 {
@@ -127,3 +127,25 @@ type chunked struct {
 }
 
 func (c *chunked) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }
+
+// A body's memory grows as its bytes arrive: headers declaring a large
+// body, followed by a few bytes, do not get the declared length at once;
+// a large body that does arrive ends in a buffer of its declared length.
+func TestReadDeclaredLargeAllocatesAsBytesArrive(t *testing.T) {
+	const declared = 8 << 20
+	src := io.MultiReader(strings.NewReader("{}"), iotest.ErrReader(io.ErrUnexpectedEOF))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := ReadBytes(request(src, declared), declared); err == nil {
+		t.Fatal("a body that stops after 2 bytes read without error")
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Errorf("2 bytes of a body declared %d bytes long took %d bytes", declared, n)
+	}
+	body := strings.Repeat("x", 300<<10)
+	b, err := ReadBytes(request(iotest.HalfReader(strings.NewReader(body)), int64(len(body))), 1<<20)
+	if err != nil || string(b) != body || cap(b) != len(body) {
+		t.Errorf("a 300 KiB body: %d bytes in a buffer of %d, %v", len(b), cap(b), err)
+	}
+}
