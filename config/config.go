@@ -727,8 +727,10 @@ func (c *Config) validateGateway(bad func(string, ...any), endpoints map[string]
 		if strings.HasPrefix(verifyPath, r.Prefix) {
 			bad("%s.prefix: %q would hide the SNAP verify endpoint %s", at, r.Prefix, verifyPath)
 		}
-		if u, err := url.Parse(r.Upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("%s.upstream: %q must be an http(s) URL", at, r.Upstream)
+		if u, err := url.Parse(r.Upstream); err != nil {
+			bad("%s.upstream: must be an http(s) URL", at) // not quoted: it may hold a password
+		} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("%s.upstream: %q must be an http(s) URL", at, u.Redacted())
 		}
 		switch r.Auth {
 		case "", "snap":

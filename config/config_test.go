@@ -321,6 +321,19 @@ func TestGatewayRoutesKeepTheVerifyEndpoint(t *testing.T) {
 	}
 }
 
+// An upstream URL that is refused is named without its password.
+func TestGatewayUpstreamErrorHidesPassword(t *testing.T) {
+	route := "gateway:\n  routes:\n    - prefix: /api/\n      upstream: %s\n      service_code: 27\n"
+	for _, up := range []string{"ftp://user:hunter2secret@host", "http://user:hunter2secret@host:bad port/", "https://user:hunter2secret@"} {
+		_, err := Load(writeFile(t, strings.ReplaceAll(route, "%s", up)), nil, Overrides{})
+		if err == nil || !strings.Contains(err.Error(), "upstream") {
+			t.Errorf("upstream %s accepted: %v", up, err)
+		} else if strings.Contains(err.Error(), "hunter2secret") {
+			t.Errorf("the refusal of an upstream shows its password: %v", err)
+		}
+	}
+}
+
 // TestExampleFileInREADMEIsComplete fails when a setting is missing from
 // the README's example configuration, which says it shows every one.
 func TestExampleFileInREADMEIsComplete(t *testing.T) {

@@ -118,6 +118,7 @@ func FromContext(ctx context.Context) (*Identity, bool) {
 type Guard struct {
 	cfg      Config
 	endpoint string
+	shown    string // endpoint as logged: without a password in the URL
 	auth     string // the Authorization header of verify requests
 	route    json.RawMessage
 }
@@ -164,7 +165,12 @@ func New(cfg Config) (*Guard, error) {
 	}
 	// RFC 6749 §2.3.1: the credentials are form-encoded before Basic.
 	basic := url.QueryEscape(cfg.ClientID) + ":" + url.QueryEscape(cfg.ClientSecret)
-	return &Guard{cfg: cfg, endpoint: strings.TrimSuffix(cfg.URL, "/") + VerifyPath,
+	endpoint := strings.TrimSuffix(cfg.URL, "/") + VerifyPath
+	shown := "(unparsable URL)"
+	if u, err := url.Parse(endpoint); err == nil {
+		shown = u.Redacted()
+	}
+	return &Guard{cfg: cfg, endpoint: endpoint, shown: shown,
 		auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(basic)), route: route}, nil
 }
 
@@ -271,7 +277,7 @@ func (g *Guard) verify(r *http.Request, body []byte) (v verdict, failed int) {
 	req.Header.Set("Authorization", g.auth)
 	res, err := g.cfg.HTTPClient.Do(req)
 	if err != nil {
-		g.cfg.Logger.Warn("snapguard: tokengate's verify endpoint cannot be reached", "endpoint", g.endpoint, "err", err)
+		g.cfg.Logger.Warn("snapguard: tokengate's verify endpoint cannot be reached", "endpoint", g.shown, "err", err)
 		return v, http.StatusGatewayTimeout
 	}
 	defer res.Body.Close()

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -245,10 +246,23 @@ func TestWrapWhenTokengateIsDownOrSlow(t *testing.T) {
 	}
 	down := "http://" + ln.Addr().String()
 	ln.Close()
-	srv, svc := guarded(t, Config{URL: down, ClientID: "rs", ClientSecret: "s", Route: Route{ServiceCode: 27}})
+	var logs strings.Builder
+	var logMu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(b []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.Write(b)
+	}), nil))
+	downWithPassword := strings.Replace(down, "http://", "http://proxyuser:hunter2secret@", 1)
+	srv, svc := guarded(t, Config{URL: downWithPassword, ClientID: "rs", ClientSecret: "s", Route: Route{ServiceCode: 27}, Logger: logger})
 	if res, answer := post(t, srv.URL+"/v1.0/x", `{}`, snapHeaders); res.StatusCode != 504 || answer != `{"responseCode":"5042700","responseMessage":"Timeout"}` {
 		t.Errorf("tokengate down: %d %s", res.StatusCode, answer)
 	}
+	logMu.Lock()
+	if !strings.Contains(logs.String(), "cannot be reached") || strings.Contains(logs.String(), "hunter2secret") {
+		t.Errorf("the failure's log line, without the URL's password: %s", logs.String())
+	}
+	logMu.Unlock()
 
 	f := newFake(t)
 	f.wait = 5 * time.Second
@@ -299,3 +313,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Errorf("token none with asymmetric: %v", err)
 	}
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
