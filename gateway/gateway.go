@@ -20,6 +20,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -100,14 +101,6 @@ type Route struct {
 	proxy    *httputil.ReverseProxy
 	requests *prometheus.CounterVec
 	seconds  prometheus.Observer
-}
-
-// CodeFor is the SNAP service code of the route's answers for path.
-func (r *Route) CodeFor(path string) int {
-	if c, ok := r.ServiceCodes[path]; ok {
-		return c
-	}
-	return r.ServiceCode
 }
 
 // Deps are what the composition root lends the gateway.
@@ -238,8 +231,8 @@ func canonicalPath(p string) bool {
 		if i+2 >= len(p) {
 			return false
 		}
-		c, ok := unhex(p[i+1], p[i+2])
-		if !ok || unreserved(c) || c == '/' || c == '\\' {
+		c, err := strconv.ParseUint(p[i+1:i+3], 16, 8)
+		if err != nil || unreserved(byte(c)) || c == '/' || c == '\\' {
 			return false
 		}
 	}
@@ -253,23 +246,6 @@ func canonicalPath(p string) bool {
 
 func unreserved(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
-}
-
-func unhex(a, b byte) (byte, bool) {
-	h := func(c byte) (byte, bool) {
-		switch {
-		case '0' <= c && c <= '9':
-			return c - '0', true
-		case 'a' <= c && c <= 'f':
-			return c - 'a' + 10, true
-		case 'A' <= c && c <= 'F':
-			return c - 'A' + 10, true
-		}
-		return 0, false
-	}
-	x, ok1 := h(a)
-	y, ok2 := h(b)
-	return x<<4 | y, ok1 && ok2
 }
 
 // upgrades reports whether a request asks to switch protocols (WebSocket,
@@ -347,7 +323,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		g.refuse(w, r, refusal)
 		return
 	}
-	req = req.WithContext(context.WithValue(ctx, forwardKey{}, &forward{route: r, id: id, body: body, path: path}))
+	req = req.WithContext(context.WithValue(ctx, forwardKey{}, &forward{id: id, body: body, path: path}))
 	r.proxy.ServeHTTP(w, req)
 }
 
@@ -370,10 +346,9 @@ func (g *Gateway) readBody(req *http.Request) (body []byte, f Failure) {
 
 // forward is what the proxy needs of a verified call.
 type forward struct {
-	route *Route
-	id    *Identity
-	body  []byte
-	path  string
+	id   *Identity
+	body []byte
+	path string
 }
 
 type forwardKey struct{}

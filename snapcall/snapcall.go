@@ -93,7 +93,7 @@ func jakarta() *time.Location {
 // provider answers them, and only then X-EXTERNAL-ID, so a refused call
 // spends nothing.
 func (v *Verifier) Verify(ctx context.Context, c *gateway.Call, r *gateway.Route) (*gateway.Identity, gateway.Refusal) {
-	svc := r.CodeFor(c.Path)
+	svc := serviceCode(r, c.Path)
 	needToken := r.Token != "none"
 	h, fe := snapsig.ParseHeaders(c.Header, needToken)
 	if fe != nil {
@@ -129,7 +129,7 @@ func (v *Verifier) Verify(ctx context.Context, c *gateway.Call, r *gateway.Route
 	if needToken {
 		tok, cl, err = v.engine.AccessToken(ctx, h.AccessToken)
 		if err != nil {
-			return nil, v.storeFailed(svc, err)
+			return nil, storeFailed(svc)
 		}
 		if tok == nil {
 			v.event(ctx, secevent.ClientAuthFailed, "", "invalid, expired or revoked B2B access token")
@@ -146,7 +146,7 @@ func (v *Verifier) Verify(ctx context.Context, c *gateway.Call, r *gateway.Route
 			v.event(ctx, secevent.ClientAuthFailed, "", "unknown X-PARTNER-ID")
 			return nil, answer(svc, caseUnauthorized, "[Unknown partner]")
 		case err != nil:
-			return nil, v.storeFailed(svc, err)
+			return nil, storeFailed(svc)
 		case cl.Disabled:
 			v.event(ctx, secevent.ClientAuthFailed, cl.ID, "client disabled")
 			return nil, answer(svc, caseUnauthorized, "[Client disabled]")
@@ -183,7 +183,7 @@ func (v *Verifier) Verify(ctx context.Context, c *gateway.Call, r *gateway.Route
 				v.event(ctx, secevent.SnapReplay, cl.ID, "X-SIGNATURE used before")
 				return nil, answer(svc, caseConflict, "")
 			}
-			return nil, v.storeFailed(svc, err)
+			return nil, storeFailed(svc)
 		}
 	}
 	// Spent last, in the store's group-commit path: one write per call,
@@ -197,7 +197,7 @@ func (v *Verifier) Verify(ctx context.Context, c *gateway.Call, r *gateway.Route
 			v.event(ctx, secevent.SnapReplay, cl.ID, "X-EXTERNAL-ID reused the same day")
 			return nil, answer(svc, caseConflict, "")
 		}
-		return nil, v.storeFailed(svc, err)
+		return nil, storeFailed(svc)
 	}
 	return id, nil
 }
@@ -249,10 +249,18 @@ func (v *Verifier) signatureValid(r *gateway.Route, cl *oauth.Client, method, en
 	return false
 }
 
+// serviceCode is the SNAP service code of the route's answers for path.
+func serviceCode(r *gateway.Route, path string) int {
+	if c, ok := r.ServiceCodes[path]; ok {
+		return c
+	}
+	return r.ServiceCode
+}
+
 // storeFailed answers a call that could not be checked (the store is
 // unreachable or slow): SNAP has no 503 row; 504 "Timeout" tells the caller
 // to retry, and nothing was spent.
-func (v *Verifier) storeFailed(svc int, err error) gateway.Refusal {
+func storeFailed(svc int) gateway.Refusal {
 	return answer(svc, caseTimeout, "")
 }
 
@@ -263,7 +271,7 @@ func (v *Verifier) event(ctx context.Context, t secevent.Type, clientID, reason 
 // Failure implements gateway.Verifier: the gateway's own failures in
 // SNAP's format.
 func (v *Verifier) Failure(r *gateway.Route, path string, f gateway.Failure) gateway.Refusal {
-	svc := r.CodeFor(path)
+	svc := serviceCode(r, path)
 	switch f {
 	case gateway.BodyTooLarge, gateway.BodyUnreadable, gateway.BadRequest:
 		return answer(svc, caseBadRequest, "")

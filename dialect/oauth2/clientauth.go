@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/tokengate/tokengate/oauth"
 )
@@ -126,7 +125,7 @@ func parseBasic(h string) (id, secret string, e *oauth.Error) {
 	if len(secret) > oauth.MaxClientSecretLen {
 		return "", "", basicFailed(oauth.CauseMalformedField, "malformed Basic credentials: client secret "+tooLongSecret)
 	}
-	if !utf8.ValidString(id) || !utf8.ValidString(secret) || !unicodeNoCRLF(id) || !unicodeNoCRLF(secret) {
+	if !oauth.ValidCredentialText(id) || !oauth.ValidCredentialText(secret) { // RFC 6749 Appendix A *UNICODECHARNOCRLF
 		return "", "", basicFailed(oauth.CauseMalformedField,
 			"malformed Basic credentials: the client ID and secret must be UTF-8 without control characters")
 	}

@@ -111,7 +111,7 @@ func FuzzDecodeTokenRequest(f *testing.F) {
 			t.Fatalf("method %q", c.Method)
 		}
 		for _, s := range []string{req.Username, req.Password, req.RefreshToken, req.Credentials.ClientID, req.Credentials.Secret} {
-			if !utf8.ValidString(s) || !unicodeNoCRLF(s) {
+			if !oauth.ValidCredentialText(s) {
 				t.Fatalf("control character or bad UTF-8 in %q", s)
 			}
 		}
@@ -134,7 +134,7 @@ func FuzzParseBasic(f *testing.F) {
 			}
 			return
 		}
-		if id == "" || !utf8.ValidString(id) || !utf8.ValidString(secret) || !unicodeNoCRLF(id) || !unicodeNoCRLF(secret) {
+		if id == "" || !oauth.ValidCredentialText(id) || !oauth.ValidCredentialText(secret) {
 			t.Fatalf("accepted %q %q", id, secret)
 		}
 		// What was accepted round-trips through a conforming encoder.

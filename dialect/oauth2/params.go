@@ -64,7 +64,7 @@ func ParseParams(r *http.Request) (map[string]string, *oauth.Error) {
 		return nil, e
 	}
 	for k, v := range m {
-		if checkedParam(k) && !unicodeNoCRLF(v) {
+		if checkedParam(k) && !oauth.ValidCredentialText(v) {
 			return nil, oauth.Malformed(k, "control character")
 		}
 	}
@@ -84,10 +84,6 @@ func checkedParam(k string) bool {
 	}
 	return false
 }
-
-// unicodeNoCRLF reports whether s is RFC 6749 Appendix A's
-// *UNICODECHARNOCRLF (see oauth.ValidCredentialText).
-func unicodeNoCRLF(s string) bool { return oauth.ValidCredentialText(s) }
 
 // contentType checks the Content-Type header and reports whether it is JSON.
 // The media type is case-insensitive; of its parameters only charset is
