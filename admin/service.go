@@ -104,7 +104,7 @@ type Service struct {
 	passwords  *secret.Passwords
 	engine     Engine
 	lockout    limit.Lockout
-	signingIn  *inflight.Set // email keys with a sign-in running on this node
+	signingIn  *inflight.Counter // email keys with a sign-in running on this node
 	now        func() time.Time
 	defaultAlg string
 	activation time.Duration
@@ -149,7 +149,7 @@ func New(d Deps) *Service {
 		d.DefaultAlg = oauth.AlgES256
 	}
 	return &Service{
-		store: d.Store, secrets: d.Secrets, passwords: d.Passwords, engine: d.Engine, lockout: d.Lockout, signingIn: inflight.NewSet(),
+		store: d.Store, secrets: d.Secrets, passwords: d.Passwords, engine: d.Engine, lockout: d.Lockout, signingIn: inflight.NewCounter(1),
 		now: d.Now, defaultAlg: d.DefaultAlg, activation: d.KeyActivationDelay, gcBatch: d.GCBatch, issuer: d.Issuer,
 	}
 }

@@ -130,7 +130,7 @@ type Engine struct {
 	users     *recordCache[*oauth.User]
 	secrets   *secret.Hasher
 	passwords *secret.Passwords
-	signingIn *inflight.Set     // usernames with a password check running on this node
+	signingIn *inflight.Counter // usernames with a password check running on this node
 	hashing   *inflight.Counter // password checks running or waiting, per client
 	auth      map[string]oauth.ClientAuthenticator
 	grants    map[string]grantHandler
@@ -167,7 +167,7 @@ func New(ctx context.Context, store oauth.Store, cfg Config) (*Engine, error) {
 		users:     newRecordCache(userSize),
 		secrets:   secret.NewHasher(pepper),
 		passwords: secret.NewPasswords(cfg.PasswordHashConcurrency, cfg.PasswordHashQueue),
-		signingIn: inflight.NewSet(),
+		signingIn: inflight.NewCounter(1),
 		hashing:   inflight.NewCounter(cfg.PasswordHashPerClient),
 		opaque:    token.NewOpaque(opaqueKey),
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokengate/tokengate/admin"
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/secret"
 )
 
 // clientRow is a client in the list, with its owner's email for
@@ -92,7 +93,7 @@ func (p *Portal) newClientForm(r *http.Request, s *session) (*clientForm, error)
 	f := &clientForm{Operator: s.operator(), Endpoints: p.endpoints,
 		AuthMethods: []string{oauth.AuthSecretBasic, oauth.AuthSecretPost}}
 	if s.operator() {
-		f.Grants = []string{oauth.GrantClientCredentials, oauth.GrantPassword, oauth.GrantRefreshToken}
+		f.Grants = allGrants
 		f.AuthMethods = admin.AuthMethods
 		accs, err := p.svc.ListAccounts(r.Context())
 		if err != nil {
@@ -214,7 +215,7 @@ func (p *Portal) clientPage(w http.ResponseWriter, r *http.Request, s *session, 
 		p.fail(w, r, s, err)
 		return
 	}
-	d := clientData{Client: c, Grace: graces, Once: newSecretValue()}
+	d := clientData{Client: c, Grace: graces, Once: secret.NewID(32)}
 	if s.operator() && c.OwnerAccount != "" {
 		if a, err := p.svc.GetAccount(r.Context(), c.OwnerAccount); err == nil {
 			d.Owner = a.Email

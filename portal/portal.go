@@ -310,7 +310,7 @@ func (p *Portal) fail(w http.ResponseWriter, r *http.Request, s *session, err er
 	case admin.CodeLocked:
 		var le *admin.LockedError
 		if errors.As(err, &le) {
-			w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(le.RetryAfter)))
+			w.Header().Set("Retry-After", strconv.Itoa(limit.Decision{RetryAfter: le.RetryAfter}.RetryAfterSeconds()))
 		}
 		p.errorPage(w, r, s, http.StatusTooManyRequests, admin.ErrorMessage(err))
 	case admin.CodeUnavailable:
@@ -322,10 +322,6 @@ func (p *Portal) fail(w http.ResponseWriter, r *http.Request, s *session, err er
 		p.log.Error("portal: internal error", "path", r.URL.Path, "err", err)
 		p.errorPage(w, r, s, http.StatusInternalServerError, "Internal error.")
 	}
-}
-
-func retrySeconds(d time.Duration) int {
-	return max(1, int((d+time.Second-1)/time.Second))
 }
 
 // formError is the message of a validation or conflict error to show

@@ -2,7 +2,6 @@ package portal
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/tokengate/tokengate/admin"
 	"github.com/tokengate/tokengate/oauth"
+	"github.com/tokengate/tokengate/secret"
 )
 
 // Cookies. The __Host- prefix makes browsers refuse them unless they are
@@ -41,17 +41,8 @@ type session struct {
 
 func (s *session) operator() bool { return s.account.Role == admin.RoleOperator }
 
-// newSecretValue returns 256 random bits, base64url: a session or sign-in
-// cookie's value.
-func newSecretValue() string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic("crypto/rand: " + err.Error())
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// wellFormed reports whether v can be a value newSecretValue made.
+// wellFormed reports whether v can be a value secret.NewID(32) made: a
+// session or sign-in cookie's 256 random bits.
 func wellFormed(v string) bool {
 	if len(v) != 43 {
 		return false
@@ -165,7 +156,7 @@ func (p *Portal) start(w http.ResponseWriter, r *http.Request, acc *admin.Accoun
 			return storeErr(err)
 		}
 	}
-	value := newSecretValue()
+	value := secret.NewID(32)
 	now := p.now()
 	ps := &oauth.Session{ID: storeID(value), Account: acc.ID, CreatedAt: started, LastSeenAt: now, ExpiresAt: p.expiry(started, now)}
 	if err := p.sessions.CreateSession(r.Context(), ps); err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tokengate/tokengate/admin"
+	"github.com/tokengate/tokengate/secret"
 )
 
 // loginData is the sign-in form.
@@ -22,7 +23,7 @@ func signinToken(w http.ResponseWriter, r *http.Request) string {
 	if c, err := r.Cookie(signinCookie); err == nil && wellFormed(c.Value) {
 		return csrfToken(c.Value)
 	}
-	v := newSecretValue()
+	v := secret.NewID(32)
 	http.SetCookie(w, secureCookie(signinCookie, v, 3600))
 	return csrfToken(v)
 }
@@ -61,9 +62,10 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, nil, fmt.Errorf("%w: sign-in limit: %w", admin.ErrUnavailable, err))
 		return
 	case !d.Allowed:
-		w.Header().Set("Retry-After", strconv.Itoa(d.RetryAfterSeconds()))
+		wait := strconv.Itoa(d.RetryAfterSeconds())
+		w.Header().Set("Retry-After", wait)
 		p.renderLogin(w, r, http.StatusTooManyRequests, loginData{},
-			"Too many sign-in attempts from your network. Try again in "+strconv.Itoa(d.RetryAfterSeconds())+" seconds.")
+			"Too many sign-in attempts from your network. Try again in "+wait+" seconds.")
 		return
 	}
 	if err := r.ParseForm(); err != nil {
@@ -91,10 +93,7 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 		d.NeedCode = code != ""
 		p.renderLogin(w, r, http.StatusUnauthorized, d, "Wrong email, password or code.")
 		return
-	case admin.CodeLocked:
-		p.fail(w, r, nil, err)
-		return
-	default:
+	default: // locked, unavailable, internal
 		p.fail(w, r, nil, err)
 		return
 	}

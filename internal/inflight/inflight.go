@@ -1,40 +1,12 @@
 // Package inflight tracks operations running on this process, per key, so
 // that a caller can refuse to start one more: one password check per
-// username or account at a time (Set), a share of the password checks per
-// client (Counter). They hold only keys with something running, so they
-// are bounded by whatever bounds the operations themselves. Both are safe
+// username or account at a time (a Counter of 1), a share of the password
+// checks per client. A Counter holds only keys with something running, so
+// it is bounded by whatever bounds the operations themselves. It is safe
 // for concurrent use.
 package inflight
 
 import "sync"
-
-// Set is the set of keys with an operation running.
-type Set struct {
-	mu sync.Mutex
-	m  map[string]struct{}
-}
-
-// NewSet returns an empty Set.
-func NewSet() *Set { return &Set{m: make(map[string]struct{})} }
-
-// Acquire marks key running; false if it already was (the caller must not
-// run, and must not Release).
-func (s *Set) Acquire(key string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, busy := s.m[key]; busy {
-		return false
-	}
-	s.m[key] = struct{}{}
-	return true
-}
-
-// Release marks key no longer running.
-func (s *Set) Release(key string) {
-	s.mu.Lock()
-	delete(s.m, key)
-	s.mu.Unlock()
-}
 
 // Counter counts operations running per key, up to a cap each.
 type Counter struct {

@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-func TestSet(t *testing.T) {
-	s := NewSet()
+func TestCounterOfOne(t *testing.T) {
+	s := NewCounter(1)
 	if !s.Acquire("a") || s.Acquire("a") || !s.Acquire("b") {
 		t.Fatal("a key is acquired once at a time, others independently")
 	}
@@ -21,8 +21,8 @@ func TestSet(t *testing.T) {
 	}
 }
 
-func TestSetConcurrent(t *testing.T) {
-	s := NewSet()
+func TestCounterOfOneConcurrent(t *testing.T) {
+	s := NewCounter(1)
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
