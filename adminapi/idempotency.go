@@ -126,10 +126,10 @@ type recorded struct {
 // runs again. Without the header the call simply runs.
 func (a *API) idempotent(c *call, run func(*call) (*reply, error)) (*reply, error) {
 	key, err := idempotencyKey(c.r.Header)
-	if err != nil || key == "" {
-		if err != nil {
-			return nil, err
-		}
+	if err != nil {
+		return nil, err
+	}
+	if key == "" {
 		return run(c)
 	}
 	now := a.now()

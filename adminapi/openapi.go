@@ -27,10 +27,6 @@ var openAPIJSON = sync.OnceValues(func() ([]byte, error) {
 	return append(b, '\n'), nil
 })
 
-// OpenAPIYAML returns the API's OpenAPI 3.1 document as it is checked in
-// (adminapi/openapi.yaml).
-func OpenAPIYAML() []byte { return openAPIYAML }
-
 // OpenAPIJSON returns the document as JSON, as GET /admin/v1/openapi.json
 // serves it. Errors: the document does not decode (a test catches it).
 func OpenAPIJSON() ([]byte, error) { return openAPIJSON() }
