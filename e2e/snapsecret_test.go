@@ -143,9 +143,9 @@ func TestSNAPRecoverableSecrets(t *testing.T) {
 		t.Helper()
 		var got []string
 		eventually(t, "the server sees the client's secrets", func() bool {
-			cl, err := e.node.Engine.ServiceClient(ctx, id)
+			cl, err := e.node.Engine.ClientByPartnerID(ctx, "NICEPAY-01")
 			if err != nil {
-				t.Fatalf("ServiceClient: %v", err)
+				t.Fatalf("ClientByPartnerID: %v", err)
 			}
 			got = got[:0]
 			for _, s := range cl.ServiceSecrets(time.Now()) {

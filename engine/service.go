@@ -8,41 +8,21 @@ import (
 )
 
 // What a verifier of SNAP service calls needs from the engine, without
-// HTTP: the calling client, found by its ID or by its X-PARTNER-ID, with
-// the secrets its symmetric signatures are keyed with
-// (oauth.Client.ServiceSecrets). Both read through the engine's bounded
-// client caches, which follow changes made elsewhere (the CLI, other
-// nodes) within CacheRefreshInterval, so a steady stream of calls costs no
-// store read.
-
-// ServiceClient returns the client with id, whatever its state: the caller
-// checks Disabled, and TokensNotBefore against its token. Its recoverable
-// secrets are in clear (Plain) when the engine's store is a kek.Store, as
-// every node's is. The client may be shared with other callers: do not
-// modify it. An id no client can have (empty, longer than
-// oauth.MaxClientIDLen, not oauth.ValidCredentialText) is not looked up.
-// Errors: oauth.ErrNotFound; the store's, including a recoverable secret
-// that does not open (see kek.Store.GetClient).
-func (e *Engine) ServiceClient(ctx context.Context, id string) (*oauth.Client, error) {
-	if !lookupKey(id) {
-		return nil, fmt.Errorf("client: %w", oauth.ErrNotFound)
-	}
-	cl, gen, ok := e.clients.get(id)
-	if ok {
-		return cl, nil
-	}
-	cl, err := e.store.GetClient(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	e.clients.put(gen, cl.ID, cl)
-	return cl, nil
-}
+// HTTP: the calling client, found by its X-PARTNER-ID, with the secrets
+// its symmetric signatures are keyed with (oauth.Client.ServiceSecrets).
+// It reads through the engine's bounded client caches, which follow
+// changes made elsewhere (the CLI, other nodes) within
+// CacheRefreshInterval, so a steady stream of calls costs no store read.
 
 // ClientByPartnerID returns the client whose effective partner ID
 // (oauth.Client.EffectivePartnerID: its PartnerID, or its ID when it has
-// none) is partnerID, as ServiceClient does. A partnerID no client can
-// have is not looked up. Errors: oauth.ErrNotFound; the store's.
+// none) is partnerID, whatever its state: the caller checks Disabled, and
+// TokensNotBefore against its token. Its recoverable secrets are in clear
+// (Plain) when the engine's store is a kek.Store, as every node's is. The
+// client may be shared with other callers: do not modify it. A partnerID
+// no client can have is not looked up. Errors: oauth.ErrNotFound; the
+// store's, including a recoverable secret that does not open (see
+// kek.Store.GetClientByPartnerID).
 func (e *Engine) ClientByPartnerID(ctx context.Context, partnerID string) (*oauth.Client, error) {
 	if !lookupKey(partnerID) {
 		return nil, fmt.Errorf("partner: %w", oauth.ErrNotFound)

@@ -60,7 +60,10 @@ func newSealedFixture(t *testing.T) (*Engine, *admin.Service, *lookupCounter) {
 	return eng, newAdmin(st, eng, nil), st
 }
 
-func TestServiceClient(t *testing.T) {
+// A client without a partner ID is found by its client ID, with its
+// recoverable secrets, through the cache; rotations and disables are seen
+// at the next refresh.
+func TestClientByPartnerIDServiceSecrets(t *testing.T) {
 	eng, adm, st := newSealedFixture(t)
 	ctx := t.Context()
 	c, sec, err := adm.CreateClient(opCtx(ctx), admin.ClientSpec{Name: "m", Grants: []string{oauth.GrantClientCredentials},
@@ -69,7 +72,7 @@ func TestServiceClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		got, err := eng.ServiceClient(ctx, c.ClientID)
+		got, err := eng.ClientByPartnerID(ctx, c.ClientID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +80,7 @@ func TestServiceClient(t *testing.T) {
 			t.Fatalf("ServiceSecrets: %d secrets, first is the client's secret: %v", len(s), len(s) > 0 && string(s[0]) == sec)
 		}
 	}
-	if n := st.byID.Load(); n != 1 {
+	if n := st.byPartner.Load(); n != 1 {
 		t.Errorf("3 lookups read the store %d times, want 1 (cached)", n)
 	}
 
@@ -90,7 +93,7 @@ func TestServiceClient(t *testing.T) {
 	if err := eng.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, err := eng.ServiceClient(ctx, c.ClientID)
+	got, err := eng.ClientByPartnerID(ctx, c.ClientID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,17 +105,17 @@ func TestServiceClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	eng.Refresh(ctx)
-	if got, err := eng.ServiceClient(ctx, c.ClientID); err != nil || !got.Disabled {
+	if got, err := eng.ClientByPartnerID(ctx, c.ClientID); err != nil || !got.Disabled {
 		t.Errorf("disabled client: %+v, %v", got, err)
 	}
 
-	before := st.byID.Load()
+	before := st.byPartner.Load()
 	for _, id := range []string{"missing", "", "a\x00b", strings.Repeat("x", oauth.MaxClientIDLen+1)} {
-		if _, err := eng.ServiceClient(ctx, id); !errors.Is(err, oauth.ErrNotFound) {
-			t.Errorf("ServiceClient(%q): %v", id, err)
+		if _, err := eng.ClientByPartnerID(ctx, id); !errors.Is(err, oauth.ErrNotFound) {
+			t.Errorf("ClientByPartnerID(%q): %v", id, err)
 		}
 	}
-	if n := st.byID.Load() - before; n != 1 {
+	if n := st.byPartner.Load() - before; n != 1 {
 		t.Errorf("unknown and impossible IDs read the store %d times, want 1 (only the possible one)", n)
 	}
 }
