@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -44,23 +43,9 @@ import (
 
 var errCursor = fmt.Errorf("postgres: %w", oauth.ErrCursorExpired)
 
-// formatCursor is the cursor of a place in the feed: pos in canonical
-// decimal.
-func formatCursor(pos int64) string { return strconv.FormatInt(pos, 10) }
-
-// parseCursor reads a cursor in the canonical form formatCursor writes.
-// (Cursors of the "xid.seq" form migration 00004 gave out are refused:
-// their subscribers get a reset.)
-func parseCursor(c string) (int64, bool) {
-	if len(c) == 0 || len(c) > codec.MaxCursorLen {
-		return 0, false
-	}
-	pos, err := strconv.ParseInt(c, 10, 64)
-	if err != nil || pos < 0 || formatCursor(pos) != c {
-		return 0, false
-	}
-	return pos, true
-}
+// Cursors are codec.FormatCursor of a pos. (Cursors of the "xid.seq"
+// form migration 00004 gave out are refused by codec.ParseCursor: their
+// subscribers get a reset.)
 
 const (
 	// eventsSQL reads, in one statement and so in one snapshot, the purge
@@ -102,12 +87,12 @@ func (s *Store) insertEvent(ctx context.Context, tx pgx.Tx, typ oauth.Revocation
 // committed. Errors: oauth.ErrCursorExpired (events after cursor were
 // deleted, or cursor is not one this store gave out), oauth.ErrUnavailable.
 func (s *Store) RevocationEvents(ctx context.Context, cursor string, limit int) ([]oauth.RevocationEvent, string, error) {
-	c, ok := parseCursor(cursor)
+	c, ok := codec.ParseCursor(cursor)
 	if !ok {
 		return nil, "", errCursor
 	}
 	if limit < 1 {
-		limit = 1000
+		limit = codec.DefaultFeedLimit
 	}
 	pool, err := s.reader()
 	if err != nil {
@@ -138,7 +123,7 @@ func (s *Store) RevocationEvents(ctx context.Context, cursor string, limit int) 
 			continue // no event: the LEFT JOIN's one row
 		}
 		next = pos.Int64
-		events = append(events, oauth.RevocationEvent{Cursor: formatCursor(next), Type: oauth.RevocationType(typ.String),
+		events = append(events, oauth.RevocationEvent{Cursor: codec.FormatCursor(next), Type: oauth.RevocationType(typ.String),
 			ID: subj.String, Before: goTime(before), At: goTime(createdAt)})
 	}
 	if err := rows.Err(); err != nil {
@@ -150,7 +135,7 @@ func (s *Store) RevocationEvents(ctx context.Context, cursor string, limit int) 
 	if c < purged || c > last {
 		return nil, "", errCursor
 	}
-	return events, formatCursor(next), nil
+	return events, codec.FormatCursor(next), nil
 }
 
 // RevocationCursor returns the cursor after the last committed event.
@@ -166,5 +151,5 @@ func (s *Store) RevocationCursor(ctx context.Context) (string, error) {
 	if err := pool.QueryRow(ctx, `SELECT last_pos FROM revocation_feed WHERE id = 1`).Scan(&last); err != nil {
 		return "", mapErr(err)
 	}
-	return formatCursor(last), nil
+	return codec.FormatCursor(last), nil
 }

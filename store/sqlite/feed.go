@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/tokengate/tokengate/oauth"
@@ -32,20 +31,6 @@ const (
 
 var errCursor = fmt.Errorf("sqlite: %w", oauth.ErrCursorExpired)
 
-// parseCursor reads a cursor: the canonical decimal form of a seq >= 0.
-func parseCursor(c string) (int64, bool) {
-	if len(c) == 0 || len(c) > codec.MaxCursorLen {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(c, 10, 64)
-	if err != nil || n < 0 || strconv.FormatInt(n, 10) != c {
-		return 0, false
-	}
-	return n, true
-}
-
-func formatCursor(seq int64) string { return strconv.FormatInt(seq, 10) }
-
 // insertEvent records a client or user event.
 func (w *writer) insertEvent(ctx context.Context, typ oauth.RevocationType, subject string, before time.Time, at int64) error {
 	_, err := w.insertEv.ExecContext(ctx, string(typ), subject, dbTime(before), at)
@@ -57,12 +42,12 @@ func (w *writer) insertEvent(ctx context.Context, typ oauth.RevocationType, subj
 // Errors: oauth.ErrCursorExpired (events after cursor were deleted, or
 // cursor is not one this store gave out).
 func (s *Store) RevocationEvents(ctx context.Context, cursor string, limit int) ([]oauth.RevocationEvent, string, error) {
-	c, ok := parseCursor(cursor)
+	c, ok := codec.ParseCursor(cursor)
 	if !ok {
 		return nil, "", errCursor
 	}
 	if limit < 1 {
-		limit = 1000
+		limit = codec.DefaultFeedLimit
 	}
 	db, err := s.reader()
 	if err != nil {
@@ -106,13 +91,13 @@ func (s *Store) RevocationEvents(ctx context.Context, cursor string, limit int) 
 		if err := rows.Scan(&next, &typ, &e.ID, &before, &at); err != nil {
 			return nil, "", mapErr(err)
 		}
-		e.Cursor, e.Type, e.Before, e.At = formatCursor(next), oauth.RevocationType(typ), goTime(before), goTime(at)
+		e.Cursor, e.Type, e.Before, e.At = codec.FormatCursor(next), oauth.RevocationType(typ), goTime(before), goTime(at)
 		events = append(events, e)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, "", mapErr(err)
 	}
-	return events, formatCursor(next), nil
+	return events, codec.FormatCursor(next), nil
 }
 
 // RevocationCursor returns the cursor after the last event committed.
@@ -127,7 +112,7 @@ func (s *Store) RevocationCursor(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", mapErr(err)
 	}
-	return formatCursor(c), nil
+	return codec.FormatCursor(c), nil
 }
 
 // deleteEvents deletes at most limit events recorded before before, oldest

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -157,6 +158,27 @@ func RewriteSealed(clientID string, b []byte, rewrite func(name string, v []byte
 // MaxCursorLen is the longest revocation cursor a store parses; longer
 // input is refused before any parsing.
 const MaxCursorLen = 64
+
+// DefaultFeedLimit is how many revocation events a read returns when its
+// caller asks for fewer than one.
+const DefaultFeedLimit = 1000
+
+// FormatCursor is the cursor of a place in a store's revocation feed: its
+// position, in canonical decimal.
+func FormatCursor(pos int64) string { return strconv.FormatInt(pos, 10) }
+
+// ParseCursor reads a cursor in the canonical form FormatCursor writes,
+// and nothing else (a cursor of another form gets its subscriber a reset).
+func ParseCursor(c string) (int64, bool) {
+	if len(c) == 0 || len(c) > MaxCursorLen {
+		return 0, false
+	}
+	pos, err := strconv.ParseInt(c, 10, 64)
+	if err != nil || pos < 0 || FormatCursor(pos) != c {
+		return 0, false
+	}
+	return pos, true
+}
 
 // NotBeforeChanged reports whether an update of TokensNotBefore from old
 // to new is a revocation the feed reports: a non-zero instant other than
