@@ -56,33 +56,18 @@ func (s *Store) ClaimIdempotency(ctx context.Context, r *oauth.IdempotencyRecord
 // CompleteIdempotency records the response of a pending record (see
 // oauth.Store). Errors: oauth.ErrNotFound.
 func (s *Store) CompleteIdempotency(ctx context.Context, key, claim string, status int, response []byte, expiresAt time.Time) error {
-	pool, err := s.reader()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := s.callCtx(ctx)
-	defer cancel()
-	tag, err := pool.Exec(ctx, `UPDATE idempotency SET status = $1, response = $2, expires_at = $3
+	n, err := s.exec(ctx, `UPDATE idempotency SET status = $1, response = $2, expires_at = $3
 		WHERE key = $4 AND claim = $5 AND status = 0`, status, dbBytes(response), dbTime(expiresAt), key, claim)
-	if err != nil {
-		return mapErr(err)
-	}
-	if tag.RowsAffected() == 0 {
+	if err == nil && n == 0 {
 		return fmt.Errorf("postgres: idempotency record: %w", oauth.ErrNotFound)
 	}
-	return nil
+	return err
 }
 
 // ReleaseIdempotency deletes a pending record (see oauth.Store).
 func (s *Store) ReleaseIdempotency(ctx context.Context, key, claim string) error {
-	pool, err := s.reader()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := s.callCtx(ctx)
-	defer cancel()
-	_, err = pool.Exec(ctx, `DELETE FROM idempotency WHERE key = $1 AND claim = $2 AND status = 0`, key, claim)
-	return mapErr(err)
+	_, err := s.exec(ctx, `DELETE FROM idempotency WHERE key = $1 AND claim = $2 AND status = 0`, key, claim)
+	return err
 }
 
 const idempotencyColumns = `key, fingerprint, claim, status, response, created_at, expires_at`
