@@ -80,7 +80,7 @@ func (s *Server) Start() error {
 	var served net.Listener = ln
 	if tlsCfg != nil {
 		served = tls.NewListener(ln, tlsCfg)
-	} else if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() {
+	} else if host, _, _ := net.SplitHostPort(ln.Addr().String()); !tlspolicy.Loopback(host) {
 		s.log.Warn("the admin API listens without TLS on an address that is not loopback: its access tokens travel in clear; set admin.tls",
 			"addr", ln.Addr().String())
 	}

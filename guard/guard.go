@@ -39,6 +39,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/tokengate/tokengate/internal/tlspolicy"
 	"log/slog"
 	"net"
 	"net/http"
@@ -326,7 +327,7 @@ func (c *Config) setDefaults() error {
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "" {
 		return errors.New("guard: Issuer must be an absolute http(s) URL without query or fragment")
 	}
-	if u.Scheme == "http" && !c.AllowInsecureHTTP && !loopback(u.Hostname()) {
+	if u.Scheme == "http" && !c.AllowInsecureHTTP && !tlspolicy.Loopback(u.Hostname()) {
 		return errors.New("guard: Issuer must be https (or set AllowInsecureHTTP)")
 	}
 	if c.ClientID == "" || c.ClientSecret == "" {
@@ -397,14 +398,6 @@ func (c *Config) setDefaults() error {
 	}
 	c.Issuer = strings.TrimSuffix(c.Issuer, "/")
 	return nil
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Validate checks an access token (the value of "Authorization: Bearer")

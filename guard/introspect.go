@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/tlspolicy"
 	"github.com/tokengate/tokengate/token"
 )
 
@@ -179,7 +180,7 @@ func (g *Guard) discover(ctx context.Context) error {
 	}
 	for _, u := range []string{md.JWKS, md.Introspect} {
 		p, err := url.Parse(u)
-		if err != nil || p.Host == "" || (p.Scheme != "https" && !(p.Scheme == "http" && (g.cfg.AllowInsecureHTTP || loopback(p.Hostname())))) {
+		if err != nil || p.Host == "" || (p.Scheme != "https" && !(p.Scheme == "http" && (g.cfg.AllowInsecureHTTP || tlspolicy.Loopback(p.Hostname())))) {
 			return errors.New("guard: the metadata lacks a usable jwks_uri or introspection_endpoint")
 		}
 	}

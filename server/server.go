@@ -254,7 +254,7 @@ func (s *Server) Start() error {
 			}
 		}()
 		s.log.Info("merchant portal listening", "addr", s.portalLn.Addr().String(), "tls", tlsCfg != nil)
-		if host, _, _ := net.SplitHostPort(s.cfg.Portal.Listen); tlsCfg == nil && !isLoopback(host) {
+		if host, _, _ := net.SplitHostPort(s.cfg.Portal.Listen); tlsCfg == nil && !tlspolicy.Loopback(host) {
 			s.log.Warn("the portal serves plain HTTP: its cookies are Secure, so browsers sign in only over HTTPS (set tls, or end TLS in front of it) or on localhost",
 				"addr", s.portalLn.Addr().String())
 		}
@@ -338,15 +338,6 @@ func (s *Server) OpsAddr() string {
 		return ""
 	}
 	return s.opsLn.Addr().String()
-}
-
-// isLoopback reports whether host names this machine only.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // PortalAddr is the portal listener's address, "" without a portal.

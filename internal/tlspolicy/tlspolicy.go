@@ -1,8 +1,22 @@
 // Package tlspolicy is the TLS policy of tokengate's listeners (the public
-// one and the admin API's), in one place.
+// one and the admin API's) and clients, in one place.
 package tlspolicy
 
-import "crypto/tls"
+import (
+	"crypto/tls"
+	"net"
+)
+
+// Loopback reports whether host (a name or an IP, without a port) is this
+// machine: "localhost" or a loopback address, the only places plain HTTP
+// may go without a warning or an explicit opt-in.
+func Loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 // Server is a listener's TLS policy: TLS 1.2 or later; for 1.2 only ECDHE
 // key exchange (forward secrecy) with AEAD ciphers, AES-GCM or
