@@ -10,14 +10,12 @@ package snapcall
 
 import (
 	"context"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tokengate/tokengate/dialect/snap"
@@ -60,7 +58,7 @@ type Verifier struct {
 	cfg    Config
 	engine Engine
 	nonces Nonces
-	keys   keyCache
+	keys   snap.KeyCache
 }
 
 var _ gateway.Verifier = (*Verifier)(nil)
@@ -241,7 +239,7 @@ func (v *Verifier) signatureValid(r *gateway.Route, cl *oauth.Client, method, en
 		}
 	}
 	if (variant == "asymmetric" || variant == "either") && cl.SNAPAsymmetric() && cl.PublicKeyPEM != "" {
-		key, err := v.keys.get(cl.PublicKeyPEM)
+		key, err := v.keys.Get(cl.PublicKeyPEM)
 		if err == nil && snapsig.VerifyAsymmetric(key, snapsig.AsymmetricString(method, endpoint, bodyHash, h.Timestamp), h.Signature) {
 			return true
 		}
@@ -285,33 +283,4 @@ func (v *Verifier) Failure(r *gateway.Route, path string, f gateway.Failure) gat
 func isJSON(ct string) bool {
 	mt, _, _ := strings.Cut(ct, ";")
 	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
-}
-
-// keyCache caches parsed public keys by their PEM text (from the store,
-// never from a call), bounded in entries; past the bound it starts over.
-type keyCache struct {
-	mu sync.RWMutex
-	m  map[string]*rsa.PublicKey
-}
-
-const maxKeys = 4096
-
-func (c *keyCache) get(pemText string) (*rsa.PublicKey, error) {
-	c.mu.RLock()
-	k, ok := c.m[pemText]
-	c.mu.RUnlock()
-	if ok {
-		return k, nil
-	}
-	k, err := snap.ParsePublicKey([]byte(pemText))
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxKeys {
-		c.m = make(map[string]*rsa.PublicKey)
-	}
-	c.m[pemText] = k
-	c.mu.Unlock()
-	return k, nil
 }

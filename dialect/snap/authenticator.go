@@ -23,7 +23,7 @@ type Evidence struct {
 // It is safe for concurrent use.
 type Authenticator struct {
 	log  *slog.Logger
-	keys keyCache
+	keys KeyCache
 }
 
 var _ oauth.ClientAuthenticator = (*Authenticator)(nil)
@@ -54,7 +54,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, creds oauth.ClientCred
 		a.Dummy(creds)
 		return oauth.InvalidClient(oauth.CauseNoClientKey, "no public key is registered for the client")
 	}
-	key, err := a.keys.get(c.PublicKeyPEM)
+	key, err := a.keys.Get(c.PublicKeyPEM)
 	if err != nil {
 		a.Dummy(creds)
 		a.log.ErrorContext(ctx, "snap: registered public key is unusable", "client_id", c.ID, "err", err)
@@ -93,11 +93,13 @@ var dummyKey = sync.OnceValue(func() *rsa.PublicKey {
 	return k
 })
 
-// keyCache caches parsed public keys by their PEM text: parsing an RSA key
-// costs more than verifying a signature with it. The PEM text comes from
-// the store (an administrator registered it), never from a request. It is
-// bounded in entries and bytes; past a bound it starts over.
-type keyCache struct {
+// KeyCache caches parsed public keys, and the failure to parse one, by
+// their PEM text: parsing an RSA key costs more than verifying a signature
+// with it. The PEM text must come from the store (an administrator
+// registered it), never from a request. It is bounded in entries and
+// bytes; past a bound it starts over. The zero value is ready, and it is
+// safe for concurrent use.
+type KeyCache struct {
 	mu    sync.RWMutex
 	m     map[string]cachedKey
 	bytes int
@@ -113,7 +115,8 @@ type cachedKey struct {
 	err error
 }
 
-func (c *keyCache) get(pemText string) (*rsa.PublicKey, error) {
+// Get returns the key of pemText as ParsePublicKey does, parsing it once.
+func (c *KeyCache) Get(pemText string) (*rsa.PublicKey, error) {
 	c.mu.RLock()
 	ck, ok := c.m[pemText]
 	c.mu.RUnlock()

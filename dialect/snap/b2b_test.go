@@ -371,24 +371,24 @@ func TestB2BKeyFormatsVerify(t *testing.T) {
 }
 
 func TestKeyCache(t *testing.T) {
-	var c keyCache
+	var c KeyCache
 	pemText := spkiPEM(t, &clientKey().PublicKey)
-	k1, err := c.get(pemText)
+	k1, err := c.Get(pemText)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k2, _ := c.get(pemText)
+	k2, _ := c.Get(pemText)
 	if k1 != k2 {
 		t.Fatal("key parsed twice")
 	}
-	if _, err := c.get("garbage"); err == nil {
+	if _, err := c.Get("garbage"); err == nil {
 		t.Fatal("garbage parsed")
 	}
-	if _, err := c.get("garbage"); err == nil {
+	if _, err := c.Get("garbage"); err == nil {
 		t.Fatal("cached garbage parsed")
 	}
 	for i := range maxKeys + 1 {
-		c.get(strconv.Itoa(i))
+		c.Get(strconv.Itoa(i))
 		if len(c.m) > maxKeys {
 			t.Fatalf("cache holds %d entries", len(c.m))
 		}
@@ -396,7 +396,7 @@ func TestKeyCache(t *testing.T) {
 	// Large PEM texts: the byte bound holds too.
 	big := strings.Repeat("x", maxKeyBytes/5)
 	for i := range 12 {
-		c.get(strconv.Itoa(i) + big)
+		c.Get(strconv.Itoa(i) + big)
 		if c.bytes > maxKeyBytes {
 			t.Fatalf("cache holds %d bytes", c.bytes)
 		}
