@@ -9,23 +9,15 @@ import (
 	"github.com/tokengate/tokengate/dialect/snap"
 )
 
-// A responseCase is one row of SNAP's response code table, whatever the
-// service: responseCode = HTTP status + service code + case code.
-type responseCase struct {
-	status  int
-	code    string
-	message string
-}
-
 var (
-	caseBadRequest    = responseCase{http.StatusBadRequest, "00", "Bad Request"}
-	caseFormat        = responseCase{http.StatusBadRequest, "01", "Invalid Field Format"}
-	caseMandatory     = responseCase{http.StatusBadRequest, "02", "Invalid Mandatory Field"}
-	caseUnauthorized  = responseCase{http.StatusUnauthorized, "00", "Unauthorized"}
-	caseInvalidToken  = responseCase{http.StatusUnauthorized, "01", "Invalid Token (B2B)"}
-	caseConflict      = responseCase{http.StatusConflict, "00", "Conflict"}
-	caseExternalError = responseCase{http.StatusInternalServerError, "02", "External Server Error"}
-	caseTimeout       = responseCase{http.StatusGatewayTimeout, "00", "Timeout"}
+	caseBadRequest    = snap.CaseBadRequest
+	caseFormat        = snap.CaseInvalidFormat
+	caseMandatory     = snap.CaseInvalidMandatory
+	caseUnauthorized  = snap.CaseUnauthorized
+	caseInvalidToken  = snap.CaseInvalidToken
+	caseConflict      = snap.CaseConflict
+	caseExternalError = snap.CaseExternalError
+	caseTimeout       = snap.CaseTimeout
 )
 
 // Answer is a SNAP error answer: HTTP status equal to the first three
@@ -38,16 +30,9 @@ type Answer struct {
 
 // answer builds the answer of case c for service svc; detail follows the
 // message ("Unauthorized. [reason]", "Invalid Field Format {field}").
-func answer(svc int, c responseCase, detail string) *Answer {
-	msg := c.message
-	switch {
-	case detail == "":
-	case c == caseUnauthorized:
-		msg += ". " + detail
-	default:
-		msg += " " + detail
-	}
-	return &Answer{Status: c.status, ResponseCode: strconv.Itoa(c.status) + twoDigits(svc) + c.code, ResponseMessage: msg}
+func answer(svc int, c snap.ResponseCase, detail string) *Answer {
+	status, code, msg := c.Answer(twoDigits(svc), detail)
+	return &Answer{Status: status, ResponseCode: code, ResponseMessage: msg}
 }
 
 func twoDigits(n int) string {

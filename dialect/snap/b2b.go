@@ -309,8 +309,8 @@ func (d *b2b) WriteToken(w http.ResponseWriter, r *http.Request, resp *oauth.Tok
 		h.Set(HeaderClientKey, clientKey)
 	}
 	d.writeJSON(w, http.StatusOK, tokenBody{
-		ResponseCode:    caseSuccessful.responseCode(d.service),
-		ResponseMessage: caseSuccessful.message,
+		ResponseCode:    CaseSuccessful.responseCode(d.service),
+		ResponseMessage: CaseSuccessful.message,
 		AccessToken:     resp.AccessToken,
 		TokenType:       "Bearer", // SNAP's only token type, whatever the engine calls it
 		ExpiresIn:       strconv.FormatInt(resp.ExpiresIn, 10),
@@ -322,7 +322,7 @@ func (d *b2b) WriteToken(w http.ResponseWriter, r *http.Request, resp *oauth.Tok
 func (d *b2b) WriteError(w http.ResponseWriter, r *http.Request, e *oauth.Error) {
 	var m snapError
 	if d.uniform && revealsClient(e) {
-		m = build(d.service, caseUnauthorized, "["+uniformAuthReason+"]")
+		m = build(d.service, CaseUnauthorized, "["+uniformAuthReason+"]")
 	} else {
 		m = mapError(d.service, e)
 	}
@@ -339,7 +339,7 @@ func (d *b2b) writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil { // cannot happen with these types
 		status = http.StatusInternalServerError
-		g := build(d.service, caseGeneralError, "")
+		g := build(d.service, CaseGeneralError, "")
 		body = []byte(`{"responseCode":"` + g.code + `","responseMessage":"` + g.message + `"}`)
 	}
 	h := w.Header()

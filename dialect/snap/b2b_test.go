@@ -537,10 +537,10 @@ func TestMapErrorFallbacks(t *testing.T) {
 
 func TestResponseCodeBuilderB2B2C(t *testing.T) {
 	// The builder is service-parametrised so B2B2C (74) can reuse the table.
-	if got := caseInvalidMandatory.responseCode("74"); got != "4007402" {
+	if got := CaseInvalidMandatory.responseCode("74"); got != "4007402" {
 		t.Fatal(got)
 	}
-	if got := build("74", caseUnauthorized, "[Invalid signature]"); got.code != "4017400" || got.status != 401 {
+	if got := build("74", CaseUnauthorized, "[Invalid signature]"); got.code != "4017400" || got.status != 401 {
 		t.Fatal(got)
 	}
 }

@@ -15,23 +15,30 @@ const (
 	// serviceAccessTokenB2B2C serviceCode = "74" // not implemented yet
 )
 
-// responseCase is one row of SNAP's response code table, independent of the
-// service: responseCode = HTTP status + service code + case code.
-type responseCase struct {
+// ResponseCase is one row of SNAP's response code table, independent of the
+// service: responseCode = HTTP status + service code + case code. The
+// token endpoint and the verifier of service calls (package snapcall)
+// answer from the same rows.
+type ResponseCase struct {
 	status  int    // HTTP status; also responseCode's first three digits
 	code    string // two-digit case code
 	message string // responseMessage, or its prefix for the detailed cases
 }
 
 var (
-	caseSuccessful       = responseCase{http.StatusOK, "00", "Successful"}
-	caseBadRequest       = responseCase{http.StatusBadRequest, "00", "Bad Request"}
-	caseInvalidFormat    = responseCase{http.StatusBadRequest, "01", "Invalid Field Format"}
-	caseInvalidMandatory = responseCase{http.StatusBadRequest, "02", "Invalid Mandatory Field"}
-	caseUnauthorized     = responseCase{http.StatusUnauthorized, "00", "Unauthorized"}
-	caseTooManyRequests  = responseCase{http.StatusTooManyRequests, "00", "Too Many Requests"}
-	caseGeneralError     = responseCase{http.StatusInternalServerError, "00", "General Error"}
-	caseTimeout          = responseCase{http.StatusGatewayTimeout, "00", "Timeout"}
+	CaseSuccessful       = ResponseCase{http.StatusOK, "00", "Successful"}
+	CaseBadRequest       = ResponseCase{http.StatusBadRequest, "00", "Bad Request"}
+	CaseInvalidFormat    = ResponseCase{http.StatusBadRequest, "01", "Invalid Field Format"}
+	CaseInvalidMandatory = ResponseCase{http.StatusBadRequest, "02", "Invalid Mandatory Field"}
+	CaseUnauthorized     = ResponseCase{http.StatusUnauthorized, "00", "Unauthorized"}
+	CaseTooManyRequests  = ResponseCase{http.StatusTooManyRequests, "00", "Too Many Requests"}
+	CaseGeneralError     = ResponseCase{http.StatusInternalServerError, "00", "General Error"}
+	CaseTimeout          = ResponseCase{http.StatusGatewayTimeout, "00", "Timeout"}
+
+	// Rows only service calls use.
+	CaseInvalidToken  = ResponseCase{http.StatusUnauthorized, "01", "Invalid Token (B2B)"}
+	CaseConflict      = ResponseCase{http.StatusConflict, "00", "Conflict"}
+	CaseExternalError = ResponseCase{http.StatusInternalServerError, "02", "External Server Error"}
 
 	// The reason shown in "Unauthorized. [reason]": a fixed phrase per
 	// cause, never a value from the request.
@@ -81,7 +88,7 @@ func revealsClient(e *oauth.Error) bool {
 }
 
 // responseCode builds the seven-digit SNAP code for c under service s.
-func (c responseCase) responseCode(s serviceCode) string {
+func (c ResponseCase) responseCode(s serviceCode) string {
 	return strconv.Itoa(c.status) + string(s) + c.code
 }
 
@@ -97,68 +104,77 @@ type snapError struct {
 // code, then on its HTTP status (400 -> x00, 401/403 -> 401, 5xx -> 500).
 func mapError(s serviceCode, e *oauth.Error) snapError {
 	if e == nil {
-		return build(s, caseGeneralError, "")
+		return build(s, CaseGeneralError, "")
 	}
 	switch e.Cause {
 	case oauth.CauseMissingField:
-		return build(s, caseInvalidMandatory, fieldDetail(e.Field))
+		return build(s, CaseInvalidMandatory, fieldDetail(e.Field))
 	case oauth.CauseMalformedField:
-		return build(s, caseInvalidFormat, fieldDetail(e.Field))
+		return build(s, CaseInvalidFormat, fieldDetail(e.Field))
 	case oauth.CauseBadRequest:
-		return build(s, caseBadRequest, "")
+		return build(s, CaseBadRequest, "")
 	case oauth.CauseRateLimited:
-		return build(s, caseTooManyRequests, "")
+		return build(s, CaseTooManyRequests, "")
 	case oauth.CauseTimeout, oauth.CauseUnavailable, oauth.CauseOverloaded:
 		// SNAP has no 503 row. 504 "Timeout" tells a merchant "transient,
 		// retry"; 500 "General Error" would suggest a fault in tokengate.
-		return build(s, caseTimeout, "")
+		return build(s, CaseTimeout, "")
 	case oauth.CauseInternal:
-		return build(s, caseGeneralError, "")
+		return build(s, CaseGeneralError, "")
 	}
 	if reason, ok := unauthorizedByCause[e.Cause]; ok {
-		return build(s, caseUnauthorized, "["+reason+"]")
+		return build(s, CaseUnauthorized, "["+reason+"]")
 	}
 	switch e.Code {
 	case oauth.CodeInvalidRequest:
 		if e.Field != "" {
-			return build(s, caseInvalidFormat, fieldDetail(e.Field))
+			return build(s, CaseInvalidFormat, fieldDetail(e.Field))
 		}
-		return build(s, caseBadRequest, "")
+		return build(s, CaseBadRequest, "")
 	case oauth.CodeUnsupportedGrantType:
-		return build(s, caseInvalidFormat, fieldDetail("grantType"))
+		return build(s, CaseInvalidFormat, fieldDetail("grantType"))
 	case oauth.CodeServerError:
-		return build(s, caseGeneralError, "")
+		return build(s, CaseGeneralError, "")
 	case oauth.CodeTemporarilyUnavail:
-		return build(s, caseTimeout, "")
+		return build(s, CaseTimeout, "")
 	}
 	if reason, ok := unauthorizedByCode[e.Code]; ok {
-		return build(s, caseUnauthorized, "["+reason+"]")
+		return build(s, CaseUnauthorized, "["+reason+"]")
 	}
 	switch {
 	case e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden:
-		return build(s, caseUnauthorized, "[Access denied]")
+		return build(s, CaseUnauthorized, "[Access denied]")
 	case e.Status == http.StatusTooManyRequests:
-		return build(s, caseTooManyRequests, "")
+		return build(s, CaseTooManyRequests, "")
 	case e.Status == http.StatusGatewayTimeout || e.Status == http.StatusServiceUnavailable:
-		return build(s, caseTimeout, "")
+		return build(s, CaseTimeout, "")
 	case e.Status >= 500:
-		return build(s, caseGeneralError, "")
+		return build(s, CaseGeneralError, "")
 	case e.Status >= 400:
-		return build(s, caseBadRequest, "")
+		return build(s, CaseBadRequest, "")
 	}
-	return build(s, caseGeneralError, "")
+	return build(s, CaseGeneralError, "")
 }
 
-func build(s serviceCode, c responseCase, detail string) snapError {
+func build(s serviceCode, c ResponseCase, detail string) snapError {
+	status, code, msg := c.Answer(string(s), detail)
+	return snapError{status: status, code: code, message: msg}
+}
+
+// Answer is case c's answer for the two-digit service code svc: the HTTP
+// status, the responseCode and the responseMessage, with detail after
+// the message ("Unauthorized. [Invalid signature]", "Invalid Field Format
+// {X-TIMESTAMP}") unless it is "".
+func (c ResponseCase) Answer(svc, detail string) (status int, responseCode, responseMessage string) {
 	msg := c.message
 	switch {
 	case detail == "":
-	case c == caseUnauthorized:
-		msg += ". " + detail // "Unauthorized. [Invalid signature]"
+	case c == CaseUnauthorized:
+		msg += ". " + detail
 	default:
-		msg += " " + detail // "Invalid Field Format {X-TIMESTAMP}"
+		msg += " " + detail
 	}
-	return snapError{status: c.status, code: c.responseCode(s), message: msg}
+	return c.status, c.responseCode(serviceCode(svc)), msg
 }
 
 // snapFieldNames translates the engine's RFC 6749 parameter names into the
