@@ -78,15 +78,15 @@ func Token(h http.Header) (string, *Error) {
 		return "", Missing()
 	}
 	tok = strings.TrimLeft(tok, " ")
-	if tok == "" || len(tok) > maxTokenLen || !b64token(tok) {
+	if tok == "" || len(tok) > maxTokenLen || !B64Token(tok) {
 		return "", InvalidRequest("the Authorization header does not hold a bearer token")
 	}
 	return tok, nil
 }
 
-// b64token is RFC 6750 §2.1's b64token: 1*( ALPHA / DIGIT / "-" / "." /
-// "_" / "~" / "+" / "/" ) *"=".
-func b64token(s string) bool {
+// B64Token reports whether s is RFC 6750 §2.1's b64token: 1*( ALPHA /
+// DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func B64Token(s string) bool {
 	i := 0
 	for ; i < len(s) && b64char[s[i]]; i++ {
 	}

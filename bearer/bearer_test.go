@@ -16,7 +16,7 @@ func rfcB64Char(c byte) bool {
 // TestB64Token checks b64token against the grammar for every byte, alone,
 // inside a token, before the padding and in it.
 func TestB64Token(t *testing.T) {
-	if b64token("") {
+	if B64Token("") {
 		t.Error(`"" accepted`)
 	}
 	for c := range 256 {
@@ -32,12 +32,12 @@ func TestB64Token(t *testing.T) {
 			{"ab" + string([]byte{b}), rfcB64Char(b) || b == '='},        // last
 			{string([]byte{b}) + "=", rfcB64Char(b)},                     // "=" alone is not a token
 		} {
-			if got := b64token(tc.s); got != tc.want {
-				t.Errorf("b64token(%q) = %v, want %v", tc.s, got, tc.want)
+			if got := B64Token(tc.s); got != tc.want {
+				t.Errorf("B64Token(%q) = %v, want %v", tc.s, got, tc.want)
 			}
 		}
 	}
-	if b64token("==") || !b64token("a==") {
+	if B64Token("==") || !B64Token("a==") {
 		t.Error(`padding: "==" must be refused, "a==" accepted`)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokengate/tokengate/bearer"
 	"github.com/tokengate/tokengate/dialect/snap"
 )
 
@@ -100,11 +101,11 @@ func ParseHeaders(h http.Header, needToken bool) (Headers, *FieldError) {
 		if fe != nil {
 			return Headers{}, fe
 		}
-		if out.AccessToken = bearer(auth); out.AccessToken == "" {
+		if out.AccessToken = bearerToken(auth); out.AccessToken == "" {
 			return Headers{}, malformed(HeaderAuthorization)
 		}
 	} else if vs := values(h, HeaderAuthorization); len(vs) == 1 {
-		out.AccessToken = bearer(trimOWS(vs[0]))
+		out.AccessToken = bearerToken(trimOWS(vs[0]))
 	}
 
 	if out.Timestamp, e = mandatory(h, HeaderTimestamp); e != nil {
@@ -237,29 +238,16 @@ func visible(s string, max int) bool {
 	return true
 }
 
-// bearer returns the token of a "Bearer <token>" credential, or "" if auth
+// bearerToken returns the token of a "Bearer <token>" credential, or "" if auth
 // is not one. The token must be RFC 6750's b64token: 1*( ALPHA / DIGIT /
 // "-" / "." / "_" / "~" / "+" / "/" ) *"=".
-func bearer(auth string) string {
+func bearerToken(auth string) string {
 	const scheme = "bearer"
 	if len(auth) <= len(scheme) || !strings.EqualFold(auth[:len(scheme)], scheme) || auth[len(scheme)] != ' ' {
 		return ""
 	}
 	tok := strings.TrimLeft(auth[len(scheme):], " ")
-	if tok == "" || len(tok) > MaxAccessTokenLen {
-		return ""
-	}
-	i := 0
-	for i < len(tok) && (isAlnum(tok[i]) || strings.IndexByte("-._~+/", tok[i]) >= 0) {
-		i++
-	}
-	if i == 0 {
-		return ""
-	}
-	for i < len(tok) && tok[i] == '=' {
-		i++
-	}
-	if i != len(tok) {
+	if len(tok) > MaxAccessTokenLen || !bearer.B64Token(tok) {
 		return ""
 	}
 	return tok
