@@ -257,10 +257,10 @@ func (s *Service) CreateClient(ctx context.Context, spec ClientSpec) (*ClientVie
 	return v, sec, nil
 }
 
-// clientFromSpec builds and validates the client spec describes for p,
-// without secrets.
-func (s *Service) clientFromSpec(ctx context.Context, p *principal, spec ClientSpec, id string) (*oauth.Client, error) {
-	now := s.now()
+// newClient is the client spec describes, with id, created at now: its
+// settings only (no secret, no owner check), validated. Errors: a
+// *ValidationError.
+func newClient(id string, spec ClientSpec, now time.Time) (*oauth.Client, error) {
 	c := &oauth.Client{
 		ID: id, Name: spec.Name, Grants: dedupe(spec.Grants), Scopes: dedupe(spec.Scopes),
 		DefaultScopes: dedupe(spec.DefaultScopes), AccessTTL: time.Duration(spec.AccessTTL),
@@ -281,6 +281,16 @@ func (s *Service) clientFromSpec(ctx context.Context, p *principal, spec ClientS
 	// silently change how the client authenticates.
 	c.AuthMethods = slices.Clone(c.EffectiveAuthMethods())
 	if err := Validate(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// clientFromSpec builds and validates the client spec describes for p,
+// without secrets.
+func (s *Service) clientFromSpec(ctx context.Context, p *principal, spec ClientSpec, id string) (*oauth.Client, error) {
+	c, err := newClient(id, spec, s.now())
+	if err != nil {
 		return nil, err
 	}
 	if p.operator() {

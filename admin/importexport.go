@@ -10,7 +10,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/tokengate/tokengate/oauth"
 )
@@ -397,30 +396,19 @@ func (s *Service) clientFromRecord(r ClientRecord, accounts map[string]string) (
 		}
 		owner = id
 	}
-	now := s.now()
-	c := &oauth.Client{
-		ID: r.ClientID, Name: r.Name, Grants: dedupe(r.Grants), Scopes: dedupe(r.Scopes),
-		DefaultScopes: dedupe(r.DefaultScopes), AccessTTL: time.Duration(r.AccessTTL),
-		TokenFormat: oauth.TokenFormat(r.TokenFormat), SigningAlg: r.SigningAlg,
-		RefreshWithClientCredentials: r.RefreshWithClientCredentials, AuthMethods: dedupe(r.AuthMethods),
-		Endpoints: dedupe(r.Endpoints), CanIntrospect: r.CanIntrospect,
-		SNAPServiceSignature: snapSignatureValue(r.SNAPServiceSignature), PartnerID: r.PartnerID,
-		Disabled: r.Disabled, OwnerAccount: owner, TokensNotBefore: createdNotBefore(now), CreatedAt: now, UpdatedAt: now,
+	spec := ClientSpec{Name: r.Name, Grants: r.Grants, Scopes: r.Scopes, DefaultScopes: r.DefaultScopes,
+		AccessTTL: r.AccessTTL, TokenFormat: r.TokenFormat, SigningAlg: r.SigningAlg,
+		RefreshWithClientCredentials: r.RefreshWithClientCredentials, AuthMethods: r.AuthMethods,
+		Endpoints: r.Endpoints, CanIntrospect: r.CanIntrospect, SNAPPublicKey: r.SNAPPublicKey,
+		SNAPServiceSignature: r.SNAPServiceSignature, PartnerID: r.PartnerID, OwnerAccount: owner}
+	if spec.PartnerID == r.ClientID {
+		spec.PartnerID = ""
 	}
-	if c.PartnerID == c.ID {
-		c.PartnerID = ""
-	}
-	if r.SNAPPublicKey != "" {
-		pemText, _, err := NormalizeSNAPKey([]byte(r.SNAPPublicKey))
-		if err != nil {
-			return nil, nil, err
-		}
-		c.PublicKeyPEM = pemText
-	}
-	c.AuthMethods = slices.Clone(c.EffectiveAuthMethods())
-	if err := Validate(c); err != nil {
+	c, err := newClient(r.ClientID, spec, s.now())
+	if err != nil {
 		return nil, nil, err
 	}
+	c.Disabled = r.Disabled
 	switch sec := r.ClientSecret; {
 	case sec == "":
 		if c.AllowsAuthMethod(oauth.AuthSecretBasic) || c.AllowsAuthMethod(oauth.AuthSecretPost) || c.SNAPSymmetric() {
