@@ -377,6 +377,17 @@ func (f *Feed) join(items []*item) *subscriber {
 	return s
 }
 
+// writeQueued writes (unflushed) what is queued for s.
+func (f *Feed) writeQueued(s *subscriber, st *stream) error {
+	for _, it := range f.take(s) {
+		f.delivered.Add(1)
+		if err := st.write(it.frame); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // take returns s's queued items and empties its queue.
 func (f *Feed) take(s *subscriber) []*item {
 	f.mu.Lock()
@@ -428,12 +439,6 @@ func validCursor(c string) bool {
 		}
 	}
 	return true
-}
-
-// ServeHTTP is Serve for a subscriber with no name: every stream it
-// serves counts against one Options.MaxPerSubscriber.
-func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.Serve(w, r, "")
 }
 
 // Serve streams the feed to one subscriber, who (the caller has
@@ -521,13 +526,7 @@ func (f *Feed) Serve(w http.ResponseWriter, r *http.Request, who string) {
 	// it joined (the catch-up's queue included): a ping at once tells it
 	// so. A resuming subscriber cannot tell otherwise (its hello names its
 	// own cursor), and until then it must not trust its cache.
-	for _, it := range f.take(s) {
-		f.delivered.Add(1)
-		if st.write(it.frame) != nil {
-			return
-		}
-	}
-	if st.send(pingFrame) != nil {
+	if f.writeQueued(s, st) != nil || st.send(pingFrame) != nil {
 		return
 	}
 	ping := time.NewTicker(f.o.Ping)
@@ -535,13 +534,7 @@ func (f *Feed) Serve(w http.ResponseWriter, r *http.Request, who string) {
 	for {
 		select {
 		case <-s.wake:
-			for _, it := range f.take(s) {
-				f.delivered.Add(1)
-				if st.write(it.frame) != nil {
-					return
-				}
-			}
-			if st.flush() != nil {
+			if f.writeQueued(s, st) != nil || st.flush() != nil {
 				return
 			}
 		case <-ping.C:

@@ -249,7 +249,7 @@ func waitJoined(t *testing.T, f *Feed, n int) {
 func newFeed(t *testing.T, src Source, o Options) (*Feed, *httptest.Server) {
 	t.Helper()
 	f := New(src, o)
-	srv := httptest.NewServer(f)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.Serve(w, r, "") }))
 	t.Cleanup(func() { f.Close(); srv.Close() })
 	f.Poll(t.Context())
 	return f, srv
@@ -561,7 +561,7 @@ func TestSlowSubscriberDropped(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		f.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
+		f.Serve(w, httptest.NewRequest(http.MethodGet, "/", nil), "")
 	}()
 	<-w.wrote // blocked writing hello
 	fast := subscribe(t, srv.URL, nil)
@@ -603,7 +603,7 @@ func TestAdmission(t *testing.T) {
 		req := httptest.NewRequest(http.MethodGet, "/", nil)
 		req.Header.Set("Last-Event-ID", bad)
 		rec := httptest.NewRecorder()
-		f.ServeHTTP(rec, req)
+		f.Serve(rec, req, "")
 		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"invalid_request"`) {
 			t.Errorf("cursor %q: %d %s", bad, rec.Code, rec.Body)
 		}
@@ -707,7 +707,7 @@ func TestNotReady(t *testing.T) {
 	f := New(src, Options{})
 	defer f.Close()
 	rec := httptest.NewRecorder()
-	f.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	f.Serve(rec, httptest.NewRequest(http.MethodGet, "/", nil), "")
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("%d", rec.Code)
 	}
