@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,7 +45,7 @@ type Config struct {
 	RefreshReuseGrace time.Duration
 	// PasswordHashConcurrency bounds concurrent argon2id computations, and
 	// PasswordHashQueue how many more may wait for one; past that a password
-	// grant is answered 503 at once.
+	// grant is answered 503 at once (0: secret.NewPasswords's defaults).
 	PasswordHashConcurrency int
 	PasswordHashQueue       int
 	// PasswordHashPerClient caps the password checks one client may have
@@ -94,15 +93,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.PasswordHashConcurrency <= 0 {
-		c.PasswordHashConcurrency = runtime.NumCPU()
-	}
-	if c.PasswordHashQueue <= 0 {
-		c.PasswordHashQueue = secret.DefaultQueue
-	}
-	if c.PasswordHashPerClient <= 0 {
-		c.PasswordHashPerClient = max(1, (c.PasswordHashConcurrency+c.PasswordHashQueue)/2)
 	}
 	if c.RateLimiter == nil {
 		c.RateLimiter = unlimited{}
@@ -159,6 +149,10 @@ func New(ctx context.Context, store oauth.Store, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load opaque token key: %w", err)
 	}
+	passwords := secret.NewPasswords(cfg.PasswordHashConcurrency, cfg.PasswordHashQueue)
+	if cfg.PasswordHashPerClient <= 0 {
+		cfg.PasswordHashPerClient = max(1, passwords.Capacity()/2)
+	}
 	e := &Engine{
 		cfg:       cfg,
 		store:     store,
@@ -166,7 +160,7 @@ func New(ctx context.Context, store oauth.Store, cfg Config) (*Engine, error) {
 		partners:  newRecordCache(clientSize),
 		users:     newRecordCache(userSize),
 		secrets:   secret.NewHasher(pepper),
-		passwords: secret.NewPasswords(cfg.PasswordHashConcurrency, cfg.PasswordHashQueue),
+		passwords: passwords,
 		signingIn: inflight.NewCounter(1),
 		hashing:   inflight.NewCounter(cfg.PasswordHashPerClient),
 		opaque:    token.NewOpaque(opaqueKey),

@@ -88,6 +88,9 @@ func NewPasswords(concurrency, queue int) *Passwords {
 	return &Passwords{sem: make(chan struct{}, concurrency), queue: make(chan struct{}, concurrency+queue), kdf: argon2.IDKey}
 }
 
+// Capacity is how many password checks may run or wait at once.
+func (p *Passwords) Capacity() int { return cap(p.queue) }
+
 // derive runs the KDF once a slot is free, or returns ctx's error.
 func (p *Passwords) derive(ctx context.Context, password string, salt []byte, ap argonParams, keyLen uint32) ([]byte, error) {
 	// Checked first because select picks at random among ready cases.
