@@ -185,33 +185,13 @@ func (s *Server) Start() error {
 			}
 			return fmt.Errorf("portal.listen: %w", err)
 		}
-		s.portalS = &http.Server{
-			Handler:           s.portal,
-			TLSConfig:         tlsCfg,
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       s.readTimeout,
-			WriteTimeout:      s.writeTimeout,
-			IdleTimeout:       s.cfg.IdleTimeout,
-			MaxHeaderBytes:    32 << 10,
-			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		}
+		s.portalS = s.httpServer(s.portal, tlsCfg)
 	}
 	s.listener = ln
 	s.conns = connlimit.New(public, s.maxConns, connlimit.Options{})
 	s.metrics.watchConnections(s.conns)
-	s.http = &http.Server{
-		Handler:           s.handler,
-		TLSConfig:         tlsCfg,
-		ConnState:         s.conns.ConnState,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       s.readTimeout,
-		WriteTimeout:      s.writeTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    32 << 10,
-		// Accept errors such as EMFILE are logged here; net/http retries
-		// them with a backoff of up to a second, so they do not spin.
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	s.http = s.httpServer(s.handler, tlsCfg)
+	s.http.ConnState = s.conns.ConnState
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(3)
@@ -338,6 +318,23 @@ func (s *Server) OpsAddr() string {
 		return ""
 	}
 	return s.opsLn.Addr().String()
+}
+
+// httpServer is the HTTP server of the public listener or the portal's,
+// serving h with the listener's timeouts and limits.
+func (s *Server) httpServer(h http.Handler, tlsCfg *tls.Config) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       s.readTimeout,
+		WriteTimeout:      s.writeTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    32 << 10,
+		// Accept errors such as EMFILE are logged here; net/http retries
+		// them with a backoff of up to a second, so they do not spin.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
 }
 
 // PortalAddr is the portal listener's address, "" without a portal.
