@@ -33,6 +33,13 @@ func (s *Server) newFeed(cfg config.Feed) *feed.Feed {
 	})
 }
 
+// resourceServersOnly is the refusal of a client without the
+// resource-server permission (can_introspect) to do what.
+func resourceServersOnly(what string) *oauth.Error {
+	return &oauth.Error{Code: oauth.CodeUnauthorizedClient, Status: http.StatusForbidden, Cause: oauth.CauseGrantNotAllowed,
+		Description: "the client may not " + what + ": it needs the resource-server permission (can_introspect)"}
+}
+
 // revocations serves the revocation feed (see package feed) to resource
 // servers: clients authenticated by client_secret_basic that have the
 // introspection permission. Unauthenticated: 401 with a Basic challenge;
@@ -47,8 +54,7 @@ func (s *Server) revocations(w http.ResponseWriter, r *http.Request) {
 	}
 	cancel()
 	if e == nil && !cl.CanIntrospect {
-		e = &oauth.Error{Code: oauth.CodeUnauthorizedClient, Status: http.StatusForbidden, Cause: oauth.CauseGrantNotAllowed,
-			Description: "the client may not read the revocation feed: it needs the resource-server permission (can_introspect)"}
+		e = resourceServersOnly("read the revocation feed")
 	}
 	if e != nil {
 		s.metrics.feedRefused.WithLabelValues(resultLabel(e)).Inc()

@@ -133,8 +133,7 @@ func (s *Server) snapVerify(w http.ResponseWriter, r *http.Request) {
 	if !caller.CanIntrospect {
 		s.events.Record(ctx, secevent.Event{Type: secevent.IntrospectionDenied, ClientID: caller.ID,
 			Reason: "SNAP call verification without the resource-server permission"})
-		fail(&oauth.Error{Code: oauth.CodeUnauthorizedClient, Status: http.StatusForbidden, Cause: oauth.CauseGrantNotAllowed,
-			Description: "the client may not verify SNAP calls: it needs the resource-server permission (can_introspect)"})
+		fail(resourceServersOnly("verify SNAP calls"))
 		return
 	}
 	call, route, e, callerFault := req.decode()
