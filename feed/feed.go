@@ -430,15 +430,7 @@ const MaxCursorLen = 64
 // validCursor: at most MaxCursorLen printable ASCII characters. (What the
 // cursor means is the store's business.)
 func validCursor(c string) bool {
-	if len(c) > MaxCursorLen {
-		return false
-	}
-	for i := 0; i < len(c); i++ {
-		if c[i] < 0x21 || c[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+	return len(c) <= MaxCursorLen && oauth.VisibleASCII(c)
 }
 
 // Serve streams the feed to one subscriber, who (the caller has

@@ -130,9 +130,13 @@ const MaxPartnerIDLen = 36
 // ValidPartnerID reports whether s may be a partner ID: 1 to
 // MaxPartnerIDLen printable ASCII characters without spaces.
 func ValidPartnerID(s string) bool {
-	if s == "" || len(s) > MaxPartnerIDLen {
-		return false
-	}
+	return s != "" && len(s) <= MaxPartnerIDLen && VisibleASCII(s)
+}
+
+// VisibleASCII reports whether every byte of s is a visible ASCII
+// character (0x21 to 0x7E: no space, no control character, no UTF-8): what
+// SNAP's IDs and header values, and revocation cursors, are made of.
+func VisibleASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] <= ' ' || s[i] >= 0x7f {
 			return false

@@ -274,7 +274,7 @@ func (req *verifyRequest) decode() (call *gateway.Call, route *gateway.Route, e 
 			ok = ok && (rc.Token == "" || rc.Token == "required" || rc.Token == "none")
 		case "strip_prefix":
 			rc.StripPrefix, ok = v.Str()
-			ok = ok && (rc.StripPrefix == "" || (strings.HasPrefix(rc.StripPrefix, "/") && visibleASCII(rc.StripPrefix)))
+			ok = ok && (rc.StripPrefix == "" || (strings.HasPrefix(rc.StripPrefix, "/") && oauth.VisibleASCII(rc.StripPrefix)))
 		case "include_query":
 			ok = v.Kind() == jsonx.KindBool
 			rc.IncludeQuery = v.Raw() == "true"
@@ -311,13 +311,13 @@ func (req *verifyRequest) decode() (call *gateway.Call, route *gateway.Route, e 
 			if ok && len(p) > 8<<10 {
 				return nil, route, badField(field, "at most 8 KiB"), true
 			}
-			if !ok || !strings.HasPrefix(p, "/") || !visibleASCII(p) || strings.ContainsAny(p, "?#") {
+			if !ok || !strings.HasPrefix(p, "/") || !oauth.VisibleASCII(p) || strings.ContainsAny(p, "?#") {
 				return nil, nil, badField(field, "the request path as received, starting with / (without the query)"), false
 			}
 			call.Path, hasPath = p, true
 		case "query":
 			q, ok := v.Str()
-			if !ok || len(q) > 8<<10 || (q != "" && !visibleASCII(q)) || strings.Contains(q, "#") {
+			if !ok || len(q) > 8<<10 || (q != "" && !oauth.VisibleASCII(q)) || strings.Contains(q, "#") {
 				return nil, route, badField(field, "the raw query string as received, without '?'"), true
 			}
 			call.RawQuery = q
@@ -383,16 +383,6 @@ func isToken(s string) bool {
 	}
 	for _, c := range []byte(s) {
 		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// visibleASCII reports whether s holds only 0x21-0x7E.
-func visibleASCII(s string) bool {
-	for _, c := range []byte(s) {
-		if c <= ' ' || c >= 0x7f {
 			return false
 		}
 	}

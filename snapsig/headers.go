@@ -8,6 +8,7 @@ import (
 
 	"github.com/tokengate/tokengate/bearer"
 	"github.com/tokengate/tokengate/dialect/snap"
+	"github.com/tokengate/tokengate/oauth"
 )
 
 // Header names of a service call, spelled as SNAP documents them (HTTP
@@ -227,15 +228,7 @@ func trimOWS(s string) string { return strings.Trim(s, " \t") }
 
 // visible reports whether s is 1 to max characters of 0x21-0x7E.
 func visible(s string, max int) bool {
-	if s == "" || len(s) > max {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+	return s != "" && len(s) <= max && oauth.VisibleASCII(s)
 }
 
 // bearerToken returns the token of a "Bearer <token>" credential, or "" if auth

@@ -271,15 +271,7 @@ func singleHeader(h http.Header, name string) (string, *oauth.Error) {
 
 // validClientKey accepts printable ASCII without spaces, as client IDs are.
 func validClientKey(s string) bool {
-	if len(s) > oauth.MaxClientIDLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
+	return len(s) <= oauth.MaxClientIDLen && oauth.VisibleASCII(s)
 }
 
 // tokenBody is the success body; field order is SNAP's.
