@@ -1,22 +1,20 @@
 package snapsig
 
 import (
-	"crypto"
 	"crypto/hmac"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/base64"
-	"errors"
 	"strings"
 	"sync"
+
+	"github.com/tokengate/tokengate/dialect/snap"
 )
 
-// MaxSignatureLen bounds X-SIGNATURE before it is decoded: Base64 of a
-// 12288-bit RSA signature. Real ones are 88 characters (HMAC-SHA512), 344
-// (RSA 2048) or 684 (RSA 4096).
-const MaxSignatureLen = 2048
+// MaxSignatureLen bounds X-SIGNATURE before it is decoded (the token
+// endpoint's bound).
+const MaxSignatureLen = snap.MaxSignatureLen
 
 // EndpointURL is the EndpointUrl of the string to sign: path without
 // stripPrefix, plus "?" + rawQuery when includeQuery is set and rawQuery is
@@ -148,15 +146,7 @@ func hmacSHA512(key []byte, msg string) [sha512.Size]byte {
 // Base64 of SHA256withRSA (RSASSA-PKCS1-v1_5 over SHA-256). It returns an
 // error for a nil key or when RSA signing fails.
 func SignAsymmetric(priv *rsa.PrivateKey, stringToSign string) (string, error) {
-	if priv == nil {
-		return "", errors.New("snapsig: no private key")
-	}
-	digest := sha256.Sum256([]byte(stringToSign))
-	sig, err := rsa.SignPKCS1v15(nil, priv, crypto.SHA256, digest[:])
-	if err != nil {
-		return "", err
-	}
-	return base64.StdEncoding.EncodeToString(sig), nil
+	return snap.SignPKCS1(priv, []byte(stringToSign))
 }
 
 // VerifyAsymmetric reports whether signature is a valid SHA256withRSA
@@ -167,11 +157,7 @@ func VerifyAsymmetric(pub *rsa.PublicKey, stringToSign, signature string) bool {
 		return false
 	}
 	sig, ok := DecodeSignature(signature)
-	if !ok {
-		return false
-	}
-	digest := sha256.Sum256([]byte(stringToSign))
-	return rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig) == nil
+	return ok && snap.VerifyPKCS1(pub, []byte(stringToSign), sig)
 }
 
 // DecodeSignature decodes X-SIGNATURE: standard Base64, padded (SNAP's

@@ -60,7 +60,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, creds oauth.ClientCred
 		a.log.ErrorContext(ctx, "snap: registered public key is unusable", "client_id", c.ID, "err", err)
 		return oauth.InvalidClient(oauth.CauseNoClientKey, "the client's registered public key is unusable")
 	}
-	if !verifyPKCS1(key, accessTokenStringToSign(creds.ClientID, ev.Timestamp), ev.Signature) {
+	if !VerifyPKCS1(key, accessTokenStringToSign(creds.ClientID, ev.Timestamp), ev.Signature) {
 		return oauth.InvalidClient(oauth.CauseBadCredentials, "invalid signature")
 	}
 	return nil
@@ -69,7 +69,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, creds oauth.ClientCred
 // Dummy implements oauth.ClientAuthenticator: one RSA-2048 verification.
 func (a *Authenticator) Dummy(creds oauth.ClientCredentials) {
 	ev, _ := creds.Evidence.(Evidence)
-	verifyPKCS1(dummyKey(), accessTokenStringToSign(creds.ClientID, ev.Timestamp), ev.Signature)
+	VerifyPKCS1(dummyKey(), accessTokenStringToSign(creds.ClientID, ev.Timestamp), ev.Signature)
 }
 
 // dummyPublicKey is a throwaway RSA-2048 public key (no one holds its

@@ -585,7 +585,7 @@ func TestSignMatchesVerify(t *testing.T) {
 	if !ok || len(sig) != 344 {
 		t.Fatalf("signature %q", sig)
 	}
-	if !verifyPKCS1(&clientKey().PublicKey, []byte(testClientID+"|"+ts0), b) {
+	if !VerifyPKCS1(&clientKey().PublicKey, []byte(testClientID+"|"+ts0), b) {
 		t.Fatal("Sign's output does not verify")
 	}
 	if _, err := Sign(nil, "a", "b"); err == nil {

@@ -10,10 +10,10 @@ import (
 	"time"
 )
 
-// maxSignatureLen bounds X-SIGNATURE before decoding: Base64 of a
-// 12288-bit signature. Real ones are 344 characters (2048 bits) or 684
-// (4096 bits).
-const maxSignatureLen = 2048
+// MaxSignatureLen bounds X-SIGNATURE before decoding: Base64 of a
+// 12288-bit signature. Real ones are 88 characters (HMAC-SHA512), 344
+// (RSA 2048) or 684 (RSA 4096).
+const MaxSignatureLen = 2048
 
 // accessTokenStringToSign is what an access token request's X-SIGNATURE
 // signs: client_id + "|" + X-TIMESTAMP, the header's exact text.
@@ -25,10 +25,17 @@ func accessTokenStringToSign(clientID, timestamp string) []byte {
 // SHA256withRSA (RSASSA-PKCS1-v1_5) over clientID + "|" + timestamp.
 // timestamp must be sent byte for byte as X-TIMESTAMP.
 func Sign(priv *rsa.PrivateKey, clientID, timestamp string) (string, error) {
+	return SignPKCS1(priv, accessTokenStringToSign(clientID, timestamp))
+}
+
+// SignPKCS1 returns standard Base64 of SHA256withRSA (RSASSA-PKCS1-v1_5)
+// over msg: how SNAP signs, an access token request as a service call.
+// Errors: a nil key; RSA's.
+func SignPKCS1(priv *rsa.PrivateKey, msg []byte) (string, error) {
 	if priv == nil {
 		return "", errors.New("snap: no private key")
 	}
-	digest := sha256.Sum256(accessTokenStringToSign(clientID, timestamp))
+	digest := sha256.Sum256(msg)
 	sig, err := rsa.SignPKCS1v15(nil, priv, crypto.SHA256, digest[:])
 	if err != nil {
 		return "", err
@@ -40,7 +47,7 @@ func Sign(priv *rsa.PrivateKey, clientID, timestamp string) (string, error) {
 // SNAP's format; unpadded input is tolerated because the decoded bytes,
 // not the text, are what is verified and remembered against replay.
 func decodeSignature(s string) ([]byte, bool) {
-	if len(s) > maxSignatureLen {
+	if len(s) > MaxSignatureLen {
 		return nil, false
 	}
 	if b, err := base64.StdEncoding.DecodeString(s); err == nil && len(b) > 0 {
@@ -52,8 +59,8 @@ func decodeSignature(s string) ([]byte, bool) {
 	return nil, false
 }
 
-// verifyPKCS1 reports whether sig is a valid SHA256withRSA signature of msg.
-func verifyPKCS1(pub *rsa.PublicKey, msg, sig []byte) bool {
+// VerifyPKCS1 reports whether sig is a valid SHA256withRSA signature of msg.
+func VerifyPKCS1(pub *rsa.PublicKey, msg, sig []byte) bool {
 	digest := sha256.Sum256(msg)
 	return rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig) == nil
 }
