@@ -105,22 +105,3 @@ func (s *Store) openAccount(a *oauth.Account) error {
 	a.TOTPSecret = p
 	return nil
 }
-
-// CreateClients stores cs with their recoverable secrets sealed, as
-// CreateClient does; cs are not modified. Errors: the store's.
-func (s *Store) CreateClients(ctx context.Context, cs ...*oauth.Client) error {
-	out := make([]*oauth.Client, len(cs))
-	for i, c := range cs {
-		if c == nil {
-			return s.Store.CreateClients(ctx, cs...)
-		}
-		sealed, err := s.sealSecrets(c.ID, c.Secrets, nil)
-		if err != nil {
-			return err
-		}
-		cp := *c
-		cp.Secrets = sealed
-		out[i] = &cp
-	}
-	return s.Store.CreateClients(ctx, out...)
-}

@@ -30,16 +30,40 @@ const clientSecretPrefix = "client_secret:"
 // CreateClient stores c with its recoverable secrets sealed; c itself is
 // not modified. Errors: the store's.
 func (s *Store) CreateClient(ctx context.Context, c *oauth.Client) error {
-	if c == nil {
-		return s.Store.CreateClient(ctx, c)
-	}
-	sealed, err := s.sealSecrets(c.ID, c.Secrets, nil)
+	sc, err := s.sealedClient(c)
 	if err != nil {
 		return err
 	}
+	return s.Store.CreateClient(ctx, sc)
+}
+
+// CreateClients stores cs with their recoverable secrets sealed, as
+// CreateClient does; cs are not modified. Errors: the store's.
+func (s *Store) CreateClients(ctx context.Context, cs ...*oauth.Client) error {
+	out := make([]*oauth.Client, len(cs))
+	for i, c := range cs {
+		sc, err := s.sealedClient(c)
+		if err != nil {
+			return err
+		}
+		out[i] = sc
+	}
+	return s.Store.CreateClients(ctx, out...)
+}
+
+// sealedClient is a copy of c with its recoverable secrets sealed (nil
+// for nil, which the store refuses).
+func (s *Store) sealedClient(c *oauth.Client) (*oauth.Client, error) {
+	if c == nil {
+		return nil, nil
+	}
+	sealed, err := s.sealSecrets(c.ID, c.Secrets, nil)
+	if err != nil {
+		return nil, err
+	}
 	cp := *c
 	cp.Secrets = sealed
-	return s.Store.CreateClient(ctx, &cp)
+	return &cp, nil
 }
 
 // GetClient returns the client with its recoverable secrets opened into
