@@ -303,10 +303,8 @@ func (s *Service) clientFromSpec(ctx context.Context, p *principal, spec ClientS
 		return nil, invalid("owner_account", "a merchant's clients are its own")
 	}
 	c.OwnerAccount = p.accountID()
-	for field, set := range map[string]bool{"can_introspect": c.CanIntrospect, "partner_id": c.PartnerID != ""} {
-		if set {
-			return nil, invalid(field, "only an operator may set this")
-		}
+	if err := operatorOnly(fieldSet{"can_introspect", c.CanIntrospect}, fieldSet{"partner_id", c.PartnerID != ""}); err != nil {
+		return nil, err
 	}
 	if err := checkLimits(p.account, c, allClientFields); err != nil {
 		return nil, err
@@ -603,11 +601,9 @@ func (s *Service) UpdateClient(ctx context.Context, id string, patch ClientPatch
 		return nil, err
 	}
 	if !p.operator() {
-		for field, set := range map[string]bool{"can_introspect": patch.CanIntrospect != nil,
-			"partner_id": patch.PartnerID != nil, "owner_account": patch.OwnerAccount != nil} {
-			if set {
-				return nil, invalid(field, "only an operator may set this")
-			}
+		if err := operatorOnly(fieldSet{"can_introspect", patch.CanIntrospect != nil},
+			fieldSet{"partner_id", patch.PartnerID != nil}, fieldSet{"owner_account", patch.OwnerAccount != nil}); err != nil {
+			return nil, err
 		}
 	}
 	var move *ownerMove
@@ -834,4 +830,21 @@ func (s *Service) DeleteClient(ctx context.Context, id string) error {
 	ev := s.event(p, "client.delete", ObjectClient, id, c.OwnerAccount, NewClientView(c), nil)
 	err = s.audited(ctx, func(ctx context.Context) error { return s.store.DeleteClient(ctx, id) }, ev)
 	return storeErr("client "+id, err)
+}
+
+// fieldSet is a field of a request, and whether the request sets it.
+type fieldSet struct {
+	name string
+	set  bool
+}
+
+// operatorOnly refuses the first of fields (in order) that is set: a
+// merchant may not set them.
+func operatorOnly(fields ...fieldSet) error {
+	for _, f := range fields {
+		if f.set {
+			return invalid(f.name, "only an operator may set this")
+		}
+	}
+	return nil
 }
